@@ -1,0 +1,1 @@
+"""Schema files in, contract modules out; schema export, diff and JSON Schema."""

@@ -1,0 +1,69 @@
+"""nanomsg-kernel: versioned binary contracts and nanoservices, in-process or over the network."""
+
+from nanomsg_kernel.codec import Codec, Frame
+from nanomsg_kernel.contract import (
+    ContractInfo,
+    FieldInfo,
+    Message,
+    contract,
+    contract_info,
+    evolve,
+    field,
+    is_contract,
+    record,
+    unknown_fields,
+)
+from nanomsg_kernel.errors import (
+    CapabilityError,
+    CodecError,
+    ConfigError,
+    ContractError,
+    DeadlineExceeded,
+    DecodeError,
+    EncodeError,
+    FrameTooLarge,
+    NanomsgError,
+    RemoteError,
+    ServiceError,
+    Status,
+    TransportError,
+    Unavailable,
+)
+from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Header, Kind
+from nanomsg_kernel.routing import RoutingEnum
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "HEADER_SIZE",
+    "CapabilityError",
+    "Codec",
+    "CodecError",
+    "ConfigError",
+    "ContractError",
+    "ContractInfo",
+    "DeadlineExceeded",
+    "DecodeError",
+    "EncodeError",
+    "FieldInfo",
+    "Frame",
+    "FrameTooLarge",
+    "Header",
+    "Kind",
+    "Message",
+    "NanomsgError",
+    "RemoteError",
+    "RoutingEnum",
+    "ServiceError",
+    "Status",
+    "TransportError",
+    "Unavailable",
+    "contract",
+    "contract_info",
+    "evolve",
+    "field",
+    "is_contract",
+    "record",
+    "unknown_fields",
+]

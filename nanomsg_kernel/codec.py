@@ -1,0 +1,295 @@
+"""The codec: contract objects to frames (header + msgpack body) and back.
+
+Build one per kernel (``Kernel.codec()`` caches it) and reuse it::
+
+    codec = CalcRoute.codec()
+    frame = codec.encode(CalcWork(a=1, b=2, op=WorkType.SUM), correlation_id=7)
+    msg = codec.decode(frame)
+
+Decoding never trusts its input: the header is checked first (magic, wire version, kind,
+declared length against ``max_body_size``), then the body is parsed by msgpack (which bounds
+every length by the bytes actually present) and every field is type-checked. Only
+:class:`~nanomsg_kernel.errors.DecodeError` (or, for error frames from :meth:`Codec.decode`,
+:class:`~nanomsg_kernel.errors.RemoteError`) ever leaves :meth:`Codec.decode`.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import msgpack
+
+from nanomsg_kernel.contract import ContractInfo, contract_info
+from nanomsg_kernel.errors import DecodeError, EncodeError, FrameTooLarge, RemoteError, Status
+from nanomsg_kernel.frame import (
+    DEFAULT_MAX_BODY,
+    HEADER_SIZE,
+    HEADER_STRUCT,
+    MAGIC,
+    MAX_U32,
+    MAX_U64,
+    WIRE_VERSION,
+    Header,
+    Kind,
+    parse_header,
+)
+
+if TYPE_CHECKING:
+    from nanomsg_kernel.routing import RoutingEnum
+
+__all__ = ["Codec", "Frame", "decode_error_body", "encode_error_body"]
+
+_ERROR_STATUS, _ERROR_MESSAGE, _ERROR_DETAILS = 1, 2, 3
+_MAX_ERROR_MESSAGE = 64 * 1024
+_unpackb = msgpack.unpackb
+_unpack_header = HEADER_STRUCT.unpack_from
+_pack_header = HEADER_STRUCT.pack
+_REQUEST, _ERROR = int(Kind.REQUEST), int(Kind.ERROR)
+_KINDS = frozenset(int(k) for k in Kind)
+
+
+class Frame(NamedTuple):
+    """A decoded frame: its header and its message (a contract, or a RemoteError)."""
+
+    header: Header
+    message: Any
+
+
+class _Entry(NamedTuple):
+    route: int
+    version: int
+    name: str
+    to_map: Any
+    from_map: Any
+
+
+def _new_packer() -> msgpack.Packer:
+    return msgpack.Packer(use_bin_type=True, datetime=True, autoreset=True)
+
+
+def encode_error_body(status: int, message: str, details: Any = None) -> bytes:
+    """The body of an error frame: a msgpack map ``{1: status, 2: message[, 3: details]}``."""
+    body: dict[int, Any] = {_ERROR_STATUS: int(status), _ERROR_MESSAGE: message[:_MAX_ERROR_MESSAGE]}
+    if details is not None:
+        body[_ERROR_DETAILS] = details
+    try:
+        return bytes(msgpack.packb(body, use_bin_type=True, datetime=True))
+    except Exception:  # details not serialisable: send without them
+        del body[_ERROR_DETAILS]
+        return bytes(msgpack.packb(body, use_bin_type=True))
+
+
+def decode_error_body(body: bytes | memoryview) -> RemoteError:
+    """Parse an error frame's body into a :class:`RemoteError` (``DecodeError`` if malformed)."""
+    try:
+        m = _unpackb(body, strict_map_key=False, timestamp=3)
+    except Exception as exc:
+        raise DecodeError(f"error frame: malformed msgpack body: {exc}") from None
+    if type(m) is not dict:
+        raise DecodeError("error frame: body is not a map")
+    status, message = m.get(_ERROR_STATUS), m.get(_ERROR_MESSAGE, "")
+    if type(status) is not int:
+        raise DecodeError("error frame: status is not an int")
+    if type(message) is not str:
+        raise DecodeError("error frame: message is not a str")
+    return RemoteError(Status.from_wire(status), message, m.get(_ERROR_DETAILS))
+
+
+class Codec:
+    """Encodes and decodes the frames of one kernel. Thread-safe; build once, reuse.
+
+    Args:
+        routes: the kernel's routing enum (validated: every member needs a contract).
+        max_body_size: the largest body accepted or produced, in bytes (default 16 MiB).
+    """
+
+    def __init__(self, routes: type[RoutingEnum], *, max_body_size: int = DEFAULT_MAX_BODY) -> None:
+        routes.validate()
+        if not 0 < max_body_size <= MAX_U32:
+            raise ValueError(f"max_body_size must be 1 to {MAX_U32}, got {max_body_size}")
+        self.routes = routes
+        self.max_body_size = max_body_size
+        self._by_class: dict[type, _Entry] = {}
+        self._by_route: dict[int, _Entry] = {}
+        for member, cls in routes.contracts().items():
+            info = contract_info(cls)
+            entry = _Entry(int(member), info.version, cls.__name__, info.to_map, info.from_map)
+            self._by_class[cls] = entry
+            self._by_route[int(member)] = entry
+        self._tls = threading.local()
+
+    def __repr__(self) -> str:
+        return f"<Codec {self.routes.__name__} max_body_size={self.max_body_size}>"
+
+    def info(self, route: int) -> ContractInfo:
+        """The :class:`ContractInfo` of the contract at ``route`` (``DecodeError`` if unknown)."""
+        entry = self._by_route.get(route)
+        if entry is None:
+            raise DecodeError(f"unknown route {route} for {self.routes.__name__}")
+        return contract_info(self.routes(route).contract)
+
+    def _packer(self) -> msgpack.Packer:
+        try:
+            packer: msgpack.Packer = self._tls.packer
+            return packer
+        except AttributeError:
+            packer = self._tls.packer = _new_packer()
+            return packer
+
+    # -- encoding ------------------------------------------------------------------------
+
+    def encode_body(self, msg: Any) -> bytes:
+        """The msgpack body of ``msg`` alone (no header)."""
+        entry = self._entry_for(msg)
+        return self._pack(entry, msg)
+
+    def _entry_for(self, msg: Any) -> _Entry:
+        entry = self._by_class.get(type(msg))
+        if entry is None:
+            raise EncodeError(f"{type(msg).__name__} is not a contract of {self.routes.__name__}")
+        return entry
+
+    def _pack(self, entry: _Entry, msg: Any) -> bytes:
+        m = entry.to_map(msg)
+        try:
+            body: bytes = self._packer().pack(m)
+        except Exception as exc:
+            self._tls.packer = _new_packer()
+            raise EncodeError(f"{entry.name}: {exc}") from None
+        if len(body) > self.max_body_size:
+            raise EncodeError(
+                f"{entry.name}: body of {len(body)} bytes exceeds the maximum of {self.max_body_size}"
+            )
+        return body
+
+    def encode(
+        self,
+        msg: Any,
+        *,
+        kind: Kind = Kind.REQUEST,
+        correlation_id: int = 0,
+        timeout_ms: int = 0,
+    ) -> bytes:
+        """Encode ``msg`` (a contract of this kernel) as one frame.
+
+        Args:
+            kind: ``REQUEST``, ``RESPONSE`` or ``EVENT``.
+            correlation_id: 0 to 2**64-1; pairs a reply with its request.
+            timeout_ms: milliseconds the caller will still wait (0 = no deadline).
+
+        Raises:
+            EncodeError: ``msg`` is not a contract of this kernel, a field value does not
+                fit its type, or the body exceeds ``max_body_size``.
+        """
+        entry = self._by_class.get(type(msg))
+        if entry is None:
+            raise EncodeError(f"{type(msg).__name__} is not a contract of {self.routes.__name__}")
+        body = self._pack(entry, msg)
+        try:
+            return _pack_header(
+                MAGIC, WIRE_VERSION, kind, entry.route, entry.version, 0,
+                correlation_id, timeout_ms, len(body),
+            ) + body
+        except struct.error:
+            raise EncodeError(
+                f"header out of range: kind={kind!r} correlation_id={correlation_id!r} "
+                f"timeout_ms={timeout_ms!r} (ids are 0..{MAX_U64}, timeouts 0..{MAX_U32} ms)"
+            ) from None
+
+    def encode_error(
+        self,
+        status: int,
+        message: str = "",
+        *,
+        correlation_id: int = 0,
+        route: int = 0,
+        details: Any = None,
+    ) -> bytes:
+        """An error frame carrying ``status`` and ``message`` (and optional ``details``)."""
+        body = encode_error_body(status, message, details)
+        return _pack_header(MAGIC, WIRE_VERSION, _ERROR, route & 0xFFFF, 0, 0, correlation_id, 0, len(body)) + body
+
+    # -- decoding ------------------------------------------------------------------------
+
+    def _check(self, frame: Any) -> tuple[int, int, int, int, int]:
+        """Unpack and check a header; returns (kind, route, cver, corr, timeout)."""
+        try:
+            magic, wire, kind, route, cver, _flags, corr, timeout, length = _unpack_header(frame)
+        except (struct.error, TypeError):
+            if not isinstance(frame, (bytes, bytearray, memoryview)):
+                raise DecodeError(f"a frame must be bytes, not {type(frame).__name__}") from None
+            raise DecodeError(f"truncated header: {len(frame)} of {HEADER_SIZE} bytes") from None
+        if magic != MAGIC or wire != WIRE_VERSION or kind not in _KINDS:
+            parse_header(frame, self.max_body_size)  # raises the precise error
+        if length > self.max_body_size:
+            raise FrameTooLarge(length, self.max_body_size)
+        present = len(frame) - HEADER_SIZE
+        if length != present:
+            raise DecodeError(f"header declares a body of {length} bytes, frame holds {present}")
+        return kind, route, cver, corr, timeout
+
+    def _body(self, route: int, body: Any) -> Any:
+        entry = self._by_route.get(route)
+        if entry is None:
+            raise DecodeError(f"unknown route {route} for {self.routes.__name__}")
+        try:
+            m = _unpackb(body, strict_map_key=False, timestamp=3)
+        except Exception as exc:
+            raise DecodeError(f"{entry.name}: malformed msgpack body: {exc}") from None
+        if type(m) is not dict:
+            raise DecodeError(f"{entry.name}: body is not a map")
+        try:
+            return entry.from_map(m)
+        except DecodeError:
+            raise
+        except Exception as exc:  # attrs validators and converters
+            raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
+
+    def decode_body(self, route: int, body: bytes | memoryview) -> Any:
+        """Decode a msgpack body of the contract at ``route`` (no header)."""
+        if len(body) > self.max_body_size:
+            raise FrameTooLarge(len(body), self.max_body_size)
+        return self._body(route, body)
+
+    def decode(self, frame: bytes | bytearray | memoryview) -> Any:
+        """Decode a whole frame into its contract object.
+
+        Raises:
+            DecodeError: the bytes are not a valid frame of this kernel.
+            RemoteError: the frame is an error frame (its status and message).
+        """
+        kind, route, _cver, _corr, _timeout = self._check(frame)
+        if kind == _ERROR:
+            raise decode_error_body(memoryview(frame)[HEADER_SIZE:])
+        entry = self._by_route.get(route)
+        if entry is None:
+            raise DecodeError(f"unknown route {route} for {self.routes.__name__}")
+        try:
+            m = _unpackb(frame[HEADER_SIZE:] if type(frame) is bytes and len(frame) < 4096
+                         else memoryview(frame)[HEADER_SIZE:], strict_map_key=False, timestamp=3)
+        except Exception as exc:
+            raise DecodeError(f"{entry.name}: malformed msgpack body: {exc}") from None
+        if type(m) is not dict:
+            raise DecodeError(f"{entry.name}: body is not a map")
+        try:
+            return entry.from_map(m)
+        except DecodeError:
+            raise
+        except Exception as exc:  # attrs validators and converters
+            raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
+
+    def decode_frame(self, frame: bytes | bytearray | memoryview) -> Frame:
+        """Decode a frame into its :class:`Header` and message; an error frame's message is a
+        :class:`RemoteError` (returned, not raised)."""
+        self._check(frame)
+        header = parse_header(frame, self.max_body_size)
+        body = memoryview(frame)[HEADER_SIZE:]
+        if header.kind == Kind.ERROR:
+            return Frame(header, decode_error_body(body))
+        return Frame(header, self._body(header.route, body))
+
+    def read_header(self, data: bytes | bytearray | memoryview) -> Header:
+        """Parse and check a header alone, against this codec's ``max_body_size``."""
+        return parse_header(data, self.max_body_size)

@@ -1,0 +1,315 @@
+"""Contracts and records: immutable attrs classes whose fields carry stable tags.
+
+A *contract* is a message type bound to one member of a kernel's routing enum::
+
+    @contract(CalcRoute.CALC_WORK, version=2)
+    class CalcWork:
+        a: int
+        b: int
+        precision: int = field(default=0, since=2)
+
+A *record* is a nested, non-routed type made the same way (``@record``). Both are frozen,
+slotted attrs classes: equality, ``repr``, ``attrs.evolve`` and attrs validators work as
+usual, and each class has an ``evolve(**changes)`` method.
+
+Tags: each field's tag is its stable id on the wire. By default the first field gets tag 1
+and every next field the previous field's tag plus one; ``field(tag=N)`` sets one
+explicitly. Tags listed in ``reserved=[...]`` (retired fields) can never be used again.
+"""
+
+from __future__ import annotations
+
+import sys
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, dataclass_transform, overload
+
+import attrs
+
+from nanomsg_kernel.errors import ContractError
+from nanomsg_kernel.layout import UNKNOWN_SLOT, Layout, build_layout
+from nanomsg_kernel.types import TypeSpec, resolve
+
+if TYPE_CHECKING:
+    from nanomsg_kernel.routing import RoutingEnum
+
+__all__ = [
+    "METADATA_KEY",
+    "ContractInfo",
+    "FieldInfo",
+    "Message",
+    "contract",
+    "contract_info",
+    "evolve",
+    "field",
+    "is_contract",
+    "record",
+    "unknown_fields",
+]
+
+T = TypeVar("T")
+M = TypeVar("M")
+
+METADATA_KEY = "nanomsg_kernel"
+"""Key under which :func:`field` stores its :class:`FieldMeta` in attrs field metadata."""
+
+MAX_TAG = 2**31 - 1
+_RESERVED_NAMES = frozenset({"route", "evolve"})
+
+
+@attrs.frozen
+class FieldMeta:
+    """What :func:`field` records in attrs metadata."""
+
+    tag: int | None = None
+    since: int | None = None
+
+
+@attrs.frozen
+class FieldInfo:
+    """One field of a contract or record, as the codec sees it."""
+
+    name: str
+    tag: int
+    since: int
+    spec: TypeSpec
+    default: Any
+    """The attrs default: ``attrs.NOTHING`` when required, an ``attrs.Factory``, or a value."""
+    kw_only: bool = False
+
+    @property
+    def required(self) -> bool:
+        """True when the field has no default."""
+        return self.default is attrs.NOTHING
+
+
+@attrs.frozen
+class ContractInfo:
+    """Everything the kernel knows about a contract or record class."""
+
+    cls: type
+    route: RoutingEnum | None
+    """The routing enum member, or ``None`` for a record."""
+    version: int
+    fields: tuple[FieldInfo, ...]
+    reserved: frozenset[int]
+    layout: Layout
+
+    @property
+    def to_map(self) -> Callable[[Any], dict[int, Any]]:
+        """Object -> msgpack map keyed by tag (checked)."""
+        return self.layout.to_map
+
+    @property
+    def from_map(self) -> Callable[[dict[Any, Any]], Any]:
+        """msgpack map keyed by tag -> object (checked)."""
+        return self.layout.from_map
+
+    def field_by_tag(self, tag: int) -> FieldInfo | None:
+        """The field with ``tag``, or ``None``."""
+        for f in self.fields:
+            if f.tag == tag:
+                return f
+        return None
+
+
+class Message:
+    """Base that ``@contract`` and ``@record`` add to every class they make.
+
+    Holds the slot for fields an older decoder did not know (kept for re-encoding) and the
+    ``evolve`` method. Classes may also subclass it explicitly, which tells type checkers
+    about ``evolve`` and ``route``.
+    """
+
+    __slots__ = (UNKNOWN_SLOT,)
+    __nk_info__: ClassVar[ContractInfo]
+    route: ClassVar[Any]
+
+    def evolve(self: M, **changes: Any) -> M:
+        """Return a copy with ``changes`` applied (validators run; unknown fields are kept)."""
+        return evolve(self, **changes)
+
+
+def evolve(msg: M, **changes: Any) -> M:
+    """Typed ``attrs.evolve`` for contracts and records that also keeps unknown fields."""
+    new = attrs.evolve(msg, **changes)  # type: ignore[misc]
+    extra = getattr(msg, UNKNOWN_SLOT, None)
+    if extra:
+        object.__setattr__(new, UNKNOWN_SLOT, extra)
+    return new
+
+
+def unknown_fields(msg: Any) -> Mapping[int, Any]:
+    """Fields decoded from a newer version of the contract that this class does not declare.
+
+    Returns a mapping of tag to the raw msgpack value; they are written back on re-encode.
+    """
+    return dict(getattr(msg, UNKNOWN_SLOT, None) or {})
+
+
+def is_contract(obj: Any) -> bool:
+    """True when ``obj`` (a class or instance) was made by ``@contract`` or ``@record``."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    return isinstance(cls.__dict__.get("__nk_info__"), ContractInfo)
+
+
+def contract_info(cls: type | Any) -> ContractInfo:
+    """The :class:`ContractInfo` of a contract or record class (or instance)."""
+    cls = cls if isinstance(cls, type) else type(cls)
+    info = cls.__dict__.get("__nk_info__")
+    if not isinstance(info, ContractInfo):
+        raise ContractError(f"{cls.__name__} is not a contract or record")
+    return info
+
+
+def field(
+    *,
+    default: Any = attrs.NOTHING,
+    factory: Callable[[], Any] | None = None,
+    tag: int | None = None,
+    since: int | None = None,
+    validator: Any = None,
+    converter: Any = None,
+    kw_only: bool = False,
+    alias: str | None = None,
+    repr: bool = True,
+    metadata: Mapping[Any, Any] | None = None,
+) -> Any:
+    """Declare a field with a stable ``tag`` and the contract ``since`` version it appeared in.
+
+    Other arguments are passed to :func:`attrs.field`.
+    """
+    if tag is not None and (type(tag) is not int or not 1 <= tag <= MAX_TAG):
+        raise ContractError(f"field tag must be an int from 1 to {MAX_TAG}, got {tag!r}")
+    if since is not None and (type(since) is not int or since < 1):
+        raise ContractError(f"field since= must be a version >= 1, got {since!r}")
+    meta = dict(metadata or {})
+    meta[METADATA_KEY] = FieldMeta(tag, since)
+    return attrs.field(
+        default=default,
+        factory=factory,
+        validator=validator,
+        converter=converter,
+        kw_only=kw_only,
+        alias=alias,
+        repr=repr,
+        metadata=meta,
+    )
+
+
+def _rebase(cls: type) -> type:
+    """Return a copy of ``cls`` that also derives from :class:`Message`."""
+    if "__slots__" in cls.__dict__:
+        raise ContractError(f"{cls.__name__}: do not declare __slots__; the kernel makes the class slotted")
+    if attrs.has(cls):
+        raise ContractError(f"{cls.__name__} is already an attrs class; use the kernel decorator alone")
+    if issubclass(cls, Message):
+        return cls
+    bases = (*(b for b in cls.__bases__ if b is not object), Message)
+    ns = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+    made: type = type(cls.__name__, bases, ns)
+    return made
+
+
+def _make(
+    cls: type, route: RoutingEnum | None, version: int, reserved: Iterable[int], localns: dict[str, Any]
+) -> type:
+    name = cls.__name__
+    if type(version) is not int or not 1 <= version <= 0xFFFF:
+        raise ContractError(f"{name}: version must be an int from 1 to 65535, got {version!r}")
+    reserved_set = frozenset(reserved)
+    for r in reserved_set:
+        if type(r) is not int or not 1 <= r <= MAX_TAG:
+            raise ContractError(f"{name}: reserved tag {r!r} is not an int from 1 to {MAX_TAG}")
+    made = attrs.define(_rebase(cls), frozen=True, slots=True)
+    try:
+        hints = typing.get_type_hints(made, localns=localns, include_extras=True)
+    except Exception as exc:
+        raise ContractError(f"{name}: cannot resolve field annotations: {exc}") from exc
+    infos: list[FieldInfo] = []
+    seen: dict[int, str] = {}
+    next_tag = 1
+    for a in attrs.fields(made):
+        where = f"{name}.{a.name}"
+        if a.name in _RESERVED_NAMES or a.name.startswith("_nk"):
+            raise ContractError(f"{where}: the field name {a.name!r} is reserved by the kernel")
+        if not a.init:
+            raise ContractError(f"{where}: init=False fields cannot travel on the wire")
+        meta = a.metadata.get(METADATA_KEY) or FieldMeta()
+        tag = meta.tag if meta.tag is not None else next_tag
+        since = meta.since if meta.since is not None else 1
+        if tag in reserved_set:
+            hint = "" if meta.tag is not None else " (by declaration order; give it field(tag=N))"
+            raise ContractError(f"{where}: tag {tag} is reserved{hint}")
+        if tag in seen:
+            raise ContractError(f"{where}: tag {tag} is already used by {name}.{seen[tag]}")
+        if since > version:
+            raise ContractError(f"{where}: since={since} is newer than the class version {version}")
+        try:
+            spec = resolve(hints[a.name])
+        except TypeError as exc:
+            raise ContractError(f"{where}: {exc}") from None
+        seen[tag] = a.name
+        next_tag = tag + 1
+        infos.append(FieldInfo(a.name, tag, since, spec, a.default, a.kw_only))
+    fields = tuple(infos)
+    info = ContractInfo(made, route, version, fields, reserved_set, build_layout(made, fields))
+    made.__nk_info__ = info  # type: ignore[attr-defined]
+    return made
+
+
+def _caller_locals(depth: int) -> dict[str, Any]:
+    frame = sys._getframe(depth + 1)
+    return dict(frame.f_locals) if frame.f_code.co_name != "<module>" else {}
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field, attrs.field))
+def contract(
+    route: RoutingEnum, /, *, version: int = 1, reserved: Iterable[int] = ()
+) -> Callable[[type[T]], type[T]]:
+    """Make a class the contract of ``route`` (a member of a :class:`RoutingEnum`).
+
+    Args:
+        route: the routing enum member this contract travels under.
+        version: the contract's version (1 to 65535); raise it when adding fields.
+        reserved: tags of retired fields, which no field may use again.
+
+    Raises:
+        ContractError: a field type is unsupported, a tag is duplicated or reserved, or the
+            route already has a contract.
+    """
+    from nanomsg_kernel.routing import RoutingEnum, register_contract
+
+    if not isinstance(route, RoutingEnum):
+        raise ContractError(f"@contract needs a RoutingEnum member, got {route!r}")
+    reserved = tuple(reserved)
+
+    def wrap(cls: type[T]) -> type[T]:
+        made = _make(cls, route, version, reserved, _caller_locals(1))
+        register_contract(route, made)
+        made.route = route  # type: ignore[attr-defined]
+        return made
+
+    return wrap
+
+
+@overload
+def record(cls: type[T], /) -> type[T]: ...
+@overload
+def record(*, version: int = 1, reserved: Iterable[int] = ()) -> Callable[[type[T]], type[T]]: ...
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field, attrs.field))
+def record(
+    cls: type[T] | None = None, /, *, version: int = 1, reserved: Iterable[int] = ()
+) -> type[T] | Callable[[type[T]], type[T]]:
+    """Make a nested, non-routed type usable as a field of contracts (``@record`` or
+    ``@record(reserved=[...])``). Same rules for tags and types as :func:`contract`."""
+    reserved = tuple(reserved)
+    if cls is not None:
+        return _make(cls, None, version, reserved, _caller_locals(1))
+
+    def wrap(c: type[T]) -> type[T]:
+        return _make(c, None, version, reserved, _caller_locals(1))
+
+    return wrap

@@ -1,0 +1,142 @@
+"""The binary frame header.
+
+The layout is declared once with ``construct`` (:data:`HEADER_SPEC`, the specification,
+documented byte by byte in ``docs/wire.md``). The hot path packs and unpacks the same
+layout with one precompiled :class:`struct.Struct` (:data:`HEADER_STRUCT`); a test checks
+that the two agree byte for byte.
+
+All integers are big-endian::
+
+    offset size field
+    0      2    magic            b"NK"
+    2      1    wire version     1
+    3      1    kind             1 request, 2 response, 3 error, 4 event
+    4      2    route            routing enum value
+    6      2    contract version of the body's contract (0 in error frames)
+    8      2    flags            reserved, 0
+    10     8    correlation id   pairs a reply with its request
+    18     4    timeout ms       time the caller will still wait; 0 = no deadline
+    22     4    body length      bytes of msgpack body that follow
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import NamedTuple
+
+import construct as cs
+
+from nanomsg_kernel.errors import DecodeError, FrameTooLarge
+
+__all__ = [
+    "DEFAULT_MAX_BODY",
+    "HEADER_SIZE",
+    "HEADER_SPEC",
+    "HEADER_STRUCT",
+    "MAGIC",
+    "WIRE_VERSION",
+    "Header",
+    "Kind",
+    "pack_header",
+    "parse_header",
+]
+
+MAGIC = b"NK"
+WIRE_VERSION = 1
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+MAX_U16 = 0xFFFF
+MAX_U32 = 0xFFFF_FFFF
+MAX_U64 = 0xFFFF_FFFF_FFFF_FFFF
+
+
+class Kind(enum.IntEnum):
+    """What a frame carries."""
+
+    REQUEST = 1
+    RESPONSE = 2
+    ERROR = 3
+    EVENT = 4
+
+
+HEADER_SPEC = cs.Struct(
+    "magic" / cs.Const(MAGIC),
+    "wire_version" / cs.Int8ub,
+    "kind" / cs.Int8ub,
+    "route" / cs.Int16ub,
+    "contract_version" / cs.Int16ub,
+    "flags" / cs.Int16ub,
+    "correlation_id" / cs.Int64ub,
+    "timeout_ms" / cs.Int32ub,
+    "body_length" / cs.Int32ub,
+)
+"""The header layout, declared with ``construct``: the specification of the wire."""
+
+HEADER_STRUCT = struct.Struct(">2sBBHHHQII")
+"""The same layout as :data:`HEADER_SPEC`, precompiled for the hot path."""
+
+HEADER_SIZE = HEADER_STRUCT.size
+_KINDS = frozenset(int(k) for k in Kind)
+
+
+class Header(NamedTuple):
+    """A parsed frame header (everything but the magic)."""
+
+    wire_version: int
+    kind: Kind
+    route: int
+    contract_version: int
+    flags: int
+    correlation_id: int
+    timeout_ms: int
+    body_length: int
+
+
+def pack_header(
+    kind: int,
+    route: int,
+    contract_version: int,
+    correlation_id: int,
+    timeout_ms: int,
+    body_length: int,
+    flags: int = 0,
+) -> bytes:
+    """Pack a header. Values out of their field's range raise :class:`struct.error`."""
+    return HEADER_STRUCT.pack(
+        MAGIC, WIRE_VERSION, kind, route, contract_version, flags,
+        correlation_id, timeout_ms, body_length,
+    )
+
+
+def parse_header(data: bytes | bytearray | memoryview, max_body: int = DEFAULT_MAX_BODY) -> Header:
+    """Parse and check the first :data:`HEADER_SIZE` bytes of ``data``.
+
+    Checks the magic, wire version and kind, and that the declared body length is at most
+    ``max_body`` (raising :class:`FrameTooLarge`), so a reader can refuse a frame before
+    allocating anything for its body. Does not check that the body is present.
+
+    Raises:
+        DecodeError: the bytes are not a valid header.
+    """
+    if len(data) < HEADER_SIZE:
+        raise DecodeError(f"truncated header: {len(data)} of {HEADER_SIZE} bytes")
+    magic, wire, kind, route, cver, flags, corr, timeout, length = HEADER_STRUCT.unpack_from(data)
+    if magic != MAGIC:
+        raise DecodeError(f"bad magic {bytes(magic)!r}, expected {MAGIC!r}")
+    if wire != WIRE_VERSION:
+        raise DecodeError(f"unsupported wire version {wire}, expected {WIRE_VERSION}")
+    if kind not in _KINDS:
+        raise DecodeError(f"unknown frame kind {kind}")
+    if length > max_body:
+        raise FrameTooLarge(length, max_body)
+    return Header(wire, Kind(kind), route, cver, flags, corr, timeout, length)
+
+
+def peek_correlation_id(data: bytes | bytearray | memoryview) -> int | None:
+    """Return the correlation id of a frame if at least its header is present, else ``None``.
+
+    Used to address an error reply to a frame whose header or body is otherwise bad.
+    """
+    if len(data) < HEADER_SIZE or bytes(data[:2]) != MAGIC:
+        return None
+    return int(HEADER_STRUCT.unpack_from(data)[6])

@@ -1,0 +1,21 @@
+"""Pluggable transports that carry encoded frames unchanged: inproc, TCP, ZeroMQ."""
+
+from transports.base import (
+    Connection,
+    FrameHandler,
+    Listener,
+    PendingReplies,
+    Transport,
+    get_transport,
+    register_transport,
+)
+
+__all__ = [
+    "Connection",
+    "FrameHandler",
+    "Listener",
+    "PendingReplies",
+    "Transport",
+    "get_transport",
+    "register_transport",
+]

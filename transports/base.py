@@ -1,0 +1,244 @@
+"""The transport interface: move frames, never contracts.
+
+A transport is chosen by the URL scheme (``inproc://``, ``tcp://``, ``zmq+tcp://``,
+``zmq+ipc://``, or one a user registers). It has two sides:
+
+* :meth:`Transport.listen` — the server side: every frame received is handed to a
+  :data:`FrameHandler`; the frame it returns (if any) is the reply sent back to the peer.
+* :meth:`Transport.connect` — the client side, a :class:`Connection`: ``request(frame)``
+  sends a frame and waits for the reply frame with the same correlation id (read from the
+  header; the ids are chosen by the client layer), ``send(frame)`` is one-way, ``close()``.
+
+Frames are carried unchanged, byte for byte. Transports raise the library's errors:
+:class:`~nanomsg_kernel.errors.Unavailable` when the peer cannot be reached or goes away,
+:class:`~nanomsg_kernel.errors.DeadlineExceeded` when a request's timeout passes, and
+:class:`~nanomsg_kernel.errors.EncodeError` for a frame over the size limit.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any, ClassVar, Self
+from urllib.parse import urlsplit
+
+from nanomsg_kernel.errors import ConfigError, DeadlineExceeded, Unavailable
+from nanomsg_kernel.frame import HEADER_SIZE, HEADER_STRUCT
+
+__all__ = [
+    "Connection",
+    "FrameHandler",
+    "Listener",
+    "PendingReplies",
+    "Transport",
+    "correlation_id_of",
+    "get_transport",
+    "register_transport",
+    "split_url",
+]
+
+FrameHandler = Callable[[bytes], Awaitable[bytes | None]]
+"""Server callback: receives one frame, returns the reply frame, or ``None`` (no reply)."""
+
+
+class Listener(abc.ABC):
+    """A listening endpoint. ``async with`` starts it and closes it."""
+
+    url: str
+    """The URL actually bound (for ``tcp://127.0.0.1:0``, with the real port)."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Bind and begin serving."""
+        raise NotImplementedError("The 'start' method must be implemented.")
+
+    @abc.abstractmethod
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop accepting; let requests in flight finish within ``grace`` seconds; close."""
+        raise NotImplementedError("The 'close' method must be implemented.")
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class Connection(abc.ABC):
+    """The client side of a transport. ``async with`` connects and closes it."""
+
+    url: str
+
+    async def connect(self) -> None:  # noqa: B027 - optional hook
+        """Connect eagerly (transports may also connect lazily on first use)."""
+
+    @abc.abstractmethod
+    async def request(self, frame: bytes, timeout: float | None = None) -> bytes:
+        """Send a request frame; return the reply frame carrying the same correlation id.
+
+        Raises:
+            DeadlineExceeded: no reply within ``timeout`` seconds.
+            Unavailable: the peer cannot be reached or the connection dropped.
+        """
+        raise NotImplementedError("The 'request' method must be implemented.")
+
+    @abc.abstractmethod
+    async def send(self, frame: bytes) -> None:
+        """Send a frame that gets no reply (an event)."""
+        raise NotImplementedError("The 'send' method must be implemented.")
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Close; every request still waiting fails with ``Unavailable``."""
+        raise NotImplementedError("The 'close' method must be implemented.")
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+
+class Transport(abc.ABC):
+    """Makes listeners and connections for the URL schemes it serves."""
+
+    schemes: ClassVar[tuple[str, ...]] = ()
+
+    @abc.abstractmethod
+    def listen(self, url: str, handler: FrameHandler, **options: Any) -> Listener:
+        """A (not yet started) listener at ``url`` that hands frames to ``handler``."""
+        raise NotImplementedError("The 'listen' method must be implemented.")
+
+    @abc.abstractmethod
+    def connect(self, url: str, **options: Any) -> Connection:
+        """A (not yet connected) connection to ``url``."""
+        raise NotImplementedError("The 'connect' method must be implemented.")
+
+
+_REGISTRY: dict[str, Transport | Callable[[], Transport]] = {}
+
+
+def register_transport(scheme: str, transport: Transport | Callable[[], Transport]) -> None:
+    """Make ``scheme://`` URLs use ``transport`` (an instance, or a factory called lazily)."""
+    if not scheme or "://" in scheme:
+        raise ConfigError(f"bad URL scheme {scheme!r}")
+    _REGISTRY[scheme.lower()] = transport
+
+
+def _builtin(scheme: str) -> Transport | None:
+    # Imported on first use so that optional dependencies load only when needed.
+    if scheme == "inproc":
+        from transports.inproc import InprocTransport
+
+        return InprocTransport()
+    if scheme in ("tcp", "tcp+tls"):
+        from transports.tcp import TcpTransport
+
+        return TcpTransport()
+    if scheme in ("zmq+tcp", "zmq+ipc"):
+        from transports.zmq import ZmqTransport
+
+        return ZmqTransport()
+    return None
+
+
+def get_transport(url: str) -> Transport:
+    """The transport for ``url``'s scheme (``ConfigError`` if none is registered)."""
+    scheme = split_url(url)[0]
+    found = _REGISTRY.get(scheme)
+    if found is None:
+        found = _builtin(scheme)
+        if found is None:
+            known = sorted({*_REGISTRY, "inproc", "tcp", "zmq+tcp", "zmq+ipc"})
+            raise ConfigError(f"no transport for scheme {scheme!r} in {url!r}; known: {', '.join(known)}")
+        _REGISTRY[scheme] = found
+    if not isinstance(found, Transport):
+        found = _REGISTRY[scheme] = found()
+    return found
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """Split ``scheme://rest`` into ``(scheme, rest)``; ``ConfigError`` if malformed."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigError(f"bad URL {url!r}: expected scheme://address")
+    scheme = urlsplit(url).scheme.lower() or url.split("://", 1)[0].lower()
+    return scheme, url.split("://", 1)[1]
+
+
+def correlation_id_of(frame: bytes | bytearray | memoryview) -> int:
+    """The correlation id in a frame's header (-1 when the frame is shorter than a header)."""
+    if len(frame) < HEADER_SIZE:
+        return -1
+    return int(HEADER_STRUCT.unpack_from(frame)[6])
+
+
+class PendingReplies:
+    """Requests waiting for their reply, by correlation id (for transports that multiplex).
+
+    ``expect(cid)`` registers a future before the frame is sent; ``resolve(frame)`` completes
+    the matching future (unknown ids are ignored and counted: the caller gave up);
+    ``fail_all(exc)`` fails everything waiting, e.g. when the connection drops.
+    """
+
+    __slots__ = ("_waiting", "late_replies")
+
+    def __init__(self) -> None:
+        self._waiting: dict[int, asyncio.Future[bytes]] = {}
+        self.late_replies = 0
+        """Replies that arrived for no waiting request (their caller timed out or cancelled)."""
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def expect(self, correlation_id: int) -> asyncio.Future[bytes]:
+        """A future for the reply to ``correlation_id`` (which must not be waiting already)."""
+        if correlation_id in self._waiting:
+            raise ValueError(f"correlation id {correlation_id} is already waiting for a reply")
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._waiting[correlation_id] = fut
+        return fut
+
+    def resolve(self, frame: bytes) -> bool:
+        """Complete the request that ``frame`` answers; False if none is waiting."""
+        fut = self._waiting.pop(correlation_id_of(frame), None)
+        if fut is None or fut.done():
+            self.late_replies += 1
+            return False
+        fut.set_result(frame)
+        return True
+
+    def discard(self, correlation_id: int) -> None:
+        """Forget a request (its caller gave up)."""
+        self._waiting.pop(correlation_id, None)
+
+    def fail_all(self, exc: BaseException) -> None:
+        """Fail every waiting request with ``exc``."""
+        waiting, self._waiting = self._waiting, {}
+        for fut in waiting.values():
+            if not fut.done():
+                fut.set_exception(exc)
+
+    async def wait(self, correlation_id: int, fut: asyncio.Future[bytes], timeout: float | None) -> bytes:
+        """Await ``fut``; on timeout raise ``DeadlineExceeded``; never leaks the entry."""
+        try:
+            if timeout is None:
+                return await fut
+            async with asyncio.timeout(timeout):
+                return await fut
+        except TimeoutError:
+            raise DeadlineExceeded(f"no reply within {timeout:.3f}s") from None
+        finally:
+            self._waiting.pop(correlation_id, None)
+
+
+def unavailable(url: str, reason: object) -> Unavailable:
+    """The ``Unavailable`` error transports raise, naming the URL and the cause."""
+    return Unavailable(f"{url}: {reason}")
