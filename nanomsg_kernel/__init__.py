@@ -1,6 +1,9 @@
 """nanomsg-kernel: versioned binary contracts and nanoservices, in-process or over the network."""
 
+from nanomsg_kernel.binding import Binding, Bindings, LocalBinding, RemoteBinding
+from nanomsg_kernel.client import Client
 from nanomsg_kernel.codec import Codec, Frame
+from nanomsg_kernel.context import Context
 from nanomsg_kernel.contract import (
     ContractInfo,
     FieldInfo,
@@ -30,12 +33,24 @@ from nanomsg_kernel.errors import (
     Unavailable,
 )
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Header, Kind
+from nanomsg_kernel.metrics import ServiceMetrics
+from nanomsg_kernel.node import Node
 from nanomsg_kernel.routing import RoutingEnum
+from nanomsg_kernel.service import Service
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MAX_BODY",
+    "Binding",
+    "Bindings",
+    "Client",
+    "Context",
+    "LocalBinding",
+    "Node",
+    "RemoteBinding",
+    "Service",
+    "ServiceMetrics",
     "HEADER_SIZE",
     "CapabilityError",
     "Codec",

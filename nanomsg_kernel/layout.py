@@ -64,7 +64,16 @@ def _fast_check(spec: TypeSpec, var: str) -> str | None:
 
 
 def _located(cls_name: str, field: str, m: Mismatch, error: type[Exception]) -> Exception:
-    return error(f"{cls_name}.{field}{m.path}: {m.describe()}")
+    """``error("Cls.field[path]: detail")``, with ``path`` and ``detail`` kept as attributes
+    so that an enclosing record can continue the path."""
+    exc = error(f"{cls_name}.{field}{m.path}: {m.describe()}")
+    exc.path = f".{field}{m.path}"  # type: ignore[attr-defined]
+    exc.detail = m.describe()  # type: ignore[attr-defined]
+    return exc
+
+
+def _missing(cls_name: str, field: str, tag: int) -> DecodeError:
+    return _located(cls_name, field, Mismatch("", None, "", f"missing required field (tag {tag})"), DecodeError)  # type: ignore[return-value]
 
 
 def _plain_construction(cls: type, fields: tuple[FieldInfo, ...]) -> bool:
@@ -106,7 +115,7 @@ def _decode_lines(i: int, f: FieldInfo, ns: dict[str, Any]) -> list[str]:
     ns[f"_dec{i}"] = f.spec.decode
     out = [f"    {v} = m.get({f.tag}, _MISSING)", f"    if {v} is _MISSING:"]
     if f.default is attrs.NOTHING:
-        out.append(f"        raise _DecodeError(_name + {'.' + f.name + ': missing required field (tag ' + str(f.tag) + ')'!r})")
+        out.append(f"        raise _missing(_name, {f.name!r}, {f.tag})")
     elif isinstance(f.default, attrs.Factory):  # type: ignore[arg-type]
         if f.default.takes_self:
             raise TypeError(f"{f.name}: Factory(takes_self=True) is not supported")
@@ -145,6 +154,7 @@ def build_layout(cls: type, fields: tuple[FieldInfo, ...]) -> Layout:
         "_cls": cls,
         "_Mismatch": Mismatch,
         "_located": _located,
+        "_missing": _missing,
         "_EncodeError": EncodeError,
         "_DecodeError": DecodeError,
         "_MISSING": _MISSING,

@@ -34,14 +34,17 @@ Converter = Callable[[Any], Any]
 class Mismatch(Exception):
     """A value does not fit its declared type; ``path`` is the location inside the field."""
 
-    def __init__(self, expected: str, got: Any, path: str = "") -> None:
+    def __init__(self, expected: str, got: Any, path: str = "", detail: str | None = None) -> None:
         super().__init__(expected, got, path)
         self.expected = expected
         self.got = got
         self.path = path
+        self.detail = detail
 
     def describe(self) -> str:
         """Render as ``expected X, got Y`` (the caller puts the location in front)."""
+        if self.detail is not None:
+            return self.detail
         got = self.got
         shown = type(got).__name__ if not isinstance(got, (int, float, str)) or isinstance(got, bool) else f"{type(got).__name__} {got!r}"
         if len(shown) > 80:
@@ -211,15 +214,30 @@ def _record_spec(cls: type) -> TypeSpec:
 
     def enc(v: Any) -> Any:
         if isinstance(v, cls):
-            return to_map(v)
+            try:
+                return to_map(v)
+            except Exception as exc:  # EncodeError from the record's own fields
+                raise _nested(name, exc) from None
         raise Mismatch(name, v)
 
     def dec(v: Any) -> Any:
         if type(v) is not dict:
             raise Mismatch(f"{name} (a map)", v)
-        return from_map(v)
+        try:
+            return from_map(v)
+        except Exception as exc:  # DecodeError from the record's fields, or its validators
+            raise _nested(name, exc) from None
 
     return TypeSpec("record", cls, enc, dec)
+
+
+def _nested(name: str, exc: Exception) -> Mismatch:
+    """Turn a nested record's error into a Mismatch whose path continues the outer one."""
+    path = getattr(exc, "path", None)
+    detail = getattr(exc, "detail", None)
+    if path is None or detail is None:
+        return Mismatch(name, None, "", f"{type(exc).__name__}: {exc}")
+    return Mismatch(name, None, path, detail)
 
 
 def _optional_spec(inner: TypeSpec) -> TypeSpec:

@@ -1,0 +1,210 @@
+"""Bindings: the only way a service reaches another (capabilities, not a global registry).
+
+A binding is a name given to a service by its node, pointing either at a local service
+(calls are direct in-process function calls: no encoding, no copy) or at a URL (calls go
+through a :class:`~nanomsg_kernel.client.Client`). Handler code is the same for both::
+
+    reply = await ctx.bindings.calc.call(CalcWork(a=1, b=2, op=WorkType.SUM))
+
+A name the service was not given raises :class:`~nanomsg_kernel.errors.CapabilityError`.
+Calls through ``ctx.bindings`` inherit what is left of the current call's deadline unless
+given a shorter ``timeout``.
+
+Isolation of the direct path: contracts are frozen, so neither side can rebind a field of
+a message it shares; but values inside fields that are themselves mutable (``list``,
+``dict``) are shared objects, and mutating them in place would be seen by the other side.
+Treat received messages as read-only (build new ones with ``evolve``).
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from nanomsg_kernel.errors import CapabilityError, DeadlineExceeded
+
+if TYPE_CHECKING:
+    from nanomsg_kernel.client import Client
+    from nanomsg_kernel.service import Service
+
+__all__ = ["Binding", "Bindings", "BindingsView", "LocalBinding", "RemoteBinding"]
+
+
+def _deadline_for(timeout: float | None, inherited: float | None) -> float | None:
+    if timeout is None and inherited is None:
+        return None
+    now = asyncio.get_running_loop().time()
+    own = None if timeout is None else now + timeout
+    if own is None:
+        return inherited
+    return own if inherited is None else min(own, inherited)
+
+
+class Binding(abc.ABC):
+    """A named capability to call one service."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def call(self, msg: Any, *, timeout: float | None = None, deadline: float | None = None) -> Any:
+        """Send a request and return the reply (``RemoteError`` on an error status).
+
+        ``timeout`` is in seconds; ``deadline`` is an absolute ``loop.time()``; the earlier wins.
+        """
+
+    @abc.abstractmethod
+    async def publish(self, event: Any) -> None:
+        """Send a one-way event to the bound service."""
+
+    async def close(self) -> None:  # noqa: B027 - optional
+        """Release what the binding holds (connections)."""
+
+
+class LocalBinding(Binding):
+    """A binding to a service in the same process: a direct call of its dispatch."""
+
+    __slots__ = ("name", "service")
+
+    def __init__(self, name: str, service: Service) -> None:
+        self.name = name
+        self.service = service
+
+    async def call(self, msg: Any, *, timeout: float | None = None, deadline: float | None = None) -> Any:
+        """Call the bound service's handler directly (no encoding)."""
+        if timeout is None and deadline is None:
+            return await self.service.dispatch(msg)
+        return await self.service.dispatch(msg, deadline=_deadline_for(timeout, deadline))
+
+    async def publish(self, event: Any) -> None:
+        """Run the bound service's subscribers for ``event``."""
+        await self.service.publish_local(event)
+
+    def __repr__(self) -> str:
+        return f"<LocalBinding {self.name!r} -> {self.service.name!r}>"
+
+
+class RemoteBinding(Binding):
+    """A binding to a service at a URL; connects on first use."""
+
+    def __init__(self, name: str, url: str, **options: Any) -> None:
+        self.name = name
+        self.url = url
+        self.options = options
+        self._client: Client | None = None
+
+    def _get_client(self) -> Client:
+        if self._client is None:
+            from nanomsg_kernel.client import Client
+
+            self._client = Client(None, self.url, **self.options)
+        return self._client
+
+    async def call(self, msg: Any, *, timeout: float | None = None, deadline: float | None = None) -> Any:
+        """Encode, send, wait for the reply (within the deadline) and decode it."""
+        d = _deadline_for(timeout, deadline)
+        if d is None:
+            return await self._get_client().call(msg)
+        left = d - asyncio.get_running_loop().time()
+        if left <= 0:
+            raise DeadlineExceeded("deadline passed before the call was sent")
+        return await self._get_client().call(msg, timeout=left)
+
+    async def publish(self, event: Any) -> None:
+        """Send ``event`` one-way to the URL."""
+        await self._get_client().publish(event)
+
+    async def close(self) -> None:
+        """Close the connection, if one was made."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    def __repr__(self) -> str:
+        return f"<RemoteBinding {self.name!r} -> {self.url!r}>"
+
+
+class Bindings(Mapping[str, Binding]):
+    """The bindings a node gave one service, by name (attribute or item access)."""
+
+    def __init__(self, bindings: Mapping[str, Binding]) -> None:
+        self._bindings = dict(bindings)
+
+    def _missing(self, name: str) -> CapabilityError:
+        given = ", ".join(sorted(self._bindings)) or "none"
+        return CapabilityError(f"no binding named {name!r} (this service was given: {given})")
+
+    def __getattr__(self, name: str) -> Binding:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        try:
+            return self.__dict__["_bindings"][name]  # type: ignore[no-any-return]
+        except KeyError:
+            raise self._missing(name) from None
+
+    def __getitem__(self, name: str) -> Binding:
+        try:
+            return self._bindings[name]
+        except KeyError:
+            raise self._missing(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._bindings)
+
+    def __len__(self) -> int:
+        return len(self._bindings)
+
+    def view(self, deadline: float | None) -> BindingsView:
+        """These bindings, with calls bounded by ``deadline`` (a ``loop.time()``)."""
+        return BindingsView(self, deadline)
+
+    async def close(self) -> None:
+        """Close every binding."""
+        for b in self._bindings.values():
+            await b.close()
+
+    def __repr__(self) -> str:
+        return f"Bindings({sorted(self._bindings)})"
+
+
+class BindingsView:
+    """Bindings as seen from inside one call: each call inherits the call's deadline."""
+
+    __slots__ = ("_bindings", "_deadline")
+
+    def __init__(self, bindings: Bindings, deadline: float | None) -> None:
+        self._bindings = bindings
+        self._deadline = deadline
+
+    def __getattr__(self, name: str) -> _DeadlineBound:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _DeadlineBound(self._bindings[name], self._deadline)
+
+    def __getitem__(self, name: str) -> _DeadlineBound:
+        return _DeadlineBound(self._bindings[name], self._deadline)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._bindings
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._bindings)
+
+
+class _DeadlineBound:
+    """One binding with an inherited deadline."""
+
+    __slots__ = ("_binding", "_deadline")
+
+    def __init__(self, binding: Binding, deadline: float | None) -> None:
+        self._binding = binding
+        self._deadline = deadline
+
+    async def call(self, msg: Any, *, timeout: float | None = None) -> Any:
+        """Call the bound service; the deadline is the earlier of ``timeout`` and the inherited one."""
+        return await self._binding.call(msg, timeout=timeout, deadline=self._deadline)
+
+    async def publish(self, event: Any) -> None:
+        """Send a one-way event to the bound service."""
+        await self._binding.publish(event)

@@ -1,0 +1,120 @@
+"""A node hosts many services in one process and wires them only through bindings.
+
+::
+
+    node = Node()
+    node.add(calc, listen=["tcp://127.0.0.1:7000"])
+    node.add(gateway, bindings={"calc": calc})          # or {"calc": "tcp://host:7000"}
+    async with node:
+        ...
+
+A binding to a service object of the same node is an in-process call; a binding to a URL
+goes through a client. Nothing else connects services: there is no registry to look a
+service up by name (workerd's capability model).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from nanomsg_kernel.binding import Binding, Bindings, LocalBinding, RemoteBinding
+from nanomsg_kernel.errors import ConfigError
+from nanomsg_kernel.service import Service
+
+if TYPE_CHECKING:
+    from transports.base import Listener
+
+__all__ = ["Node"]
+
+BindingTarget = Service | str | Binding
+
+
+class Node:
+    """Services of one process, their bindings and their listeners."""
+
+    def __init__(self, name: str = "node") -> None:
+        self.name = name
+        self.services: dict[str, Service] = {}
+        self.listeners: list[Listener] = []
+        self._bindings: dict[str, Mapping[str, BindingTarget]] = {}
+        self._listen: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        self._started = False
+
+    def add(
+        self,
+        service: Service,
+        *,
+        bindings: Mapping[str, BindingTarget] | None = None,
+        listen: Iterable[str | tuple[str, Mapping[str, Any]]] = (),
+    ) -> Service:
+        """Host ``service``, give it ``bindings`` (name -> service, URL or Binding) and
+        serve it on each ``listen`` URL (or ``(url, options)``)."""
+        if self._started:
+            raise ConfigError(f"node {self.name!r} is running; add services before start()")
+        if service.name in self.services:
+            raise ConfigError(f"node {self.name!r} already has a service named {service.name!r}")
+        self.services[service.name] = service
+        self._bindings[service.name] = dict(bindings or {})
+        self._listen[service.name] = [
+            (item, {}) if isinstance(item, str) else (item[0], dict(item[1])) for item in listen
+        ]
+        return service
+
+    def __getitem__(self, name: str) -> Service:
+        return self.services[name]
+
+    def _make_binding(self, owner: str, name: str, target: BindingTarget) -> Binding:
+        if isinstance(target, Binding):
+            return target
+        if isinstance(target, Service):
+            if self.services.get(target.name) is not target:
+                raise ConfigError(
+                    f"binding {name!r} of service {owner!r} targets service {target.name!r}, "
+                    f"which is not in node {self.name!r}"
+                )
+            return LocalBinding(name, target)
+        if isinstance(target, str):
+            if "://" not in target:
+                raise ConfigError(f"binding {name!r} of service {owner!r}: bad URL {target!r}")
+            return RemoteBinding(name, target)
+        raise ConfigError(f"binding {name!r} of service {owner!r}: cannot bind to {target!r}")
+
+    def wire(self) -> None:
+        """Give every service its bindings (done by :meth:`start`; errors are ``ConfigError``)."""
+        for owner, targets in self._bindings.items():
+            made = {name: self._make_binding(owner, name, t) for name, t in targets.items()}
+            self.services[owner].bindings = Bindings(made)
+
+    async def start(self) -> None:
+        """Wire the bindings and start every listener."""
+        self.wire()
+        self._started = True
+        try:
+            for name, urls in self._listen.items():
+                for url, options in urls:
+                    listener = self.services[name].serve(url, **options)
+                    await listener.start()
+                    self.listeners.append(listener)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Close listeners (in-flight requests finish within ``grace``) and bindings."""
+        listeners, self.listeners = self.listeners, []
+        for listener in reversed(listeners):
+            await listener.close(grace)
+        for service in self.services.values():
+            await service.bindings.close()
+        self._started = False
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()

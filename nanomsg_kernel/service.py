@@ -1,0 +1,316 @@
+"""Services: handlers mapped per contract, one dispatch for in-process and remote calls.
+
+::
+
+    calc = Service("calc", CalcRoute)
+
+    @calc.handler(CalcWork)
+    async def calc_work(work: CalcWork) -> CalcWork: ...
+
+    @calc.handler(Echo)
+    def echo(msg: Echo, ctx: Context) -> Echo: ...      # sync: runs in a worker thread
+
+    async with calc.serve("tcp://127.0.0.1:0") as listener: ...
+
+:meth:`Service.dispatch` takes a contract object and returns the reply object; it is what an
+in-process binding calls. :meth:`Service.handle_frame` decodes a frame, calls the same
+dispatch, and encodes the reply or an error frame: it is what every transport calls.
+Errors are mapped once, in dispatch: a :class:`ServiceError` keeps its status and message,
+any other exception becomes ``INTERNAL`` (the traceback is logged here, never sent), and
+a contract without handler is ``CONTRACT_NOT_SUPPORTED``. Callers receive them as
+:class:`RemoteError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from nanomsg_kernel.binding import Bindings
+from nanomsg_kernel.codec import Codec
+from nanomsg_kernel.context import Context
+from nanomsg_kernel.contract import contract_info
+from nanomsg_kernel.errors import (
+    ConfigError,
+    ContractError,
+    DecodeError,
+    EncodeError,
+    RemoteError,
+    ServiceError,
+    Status,
+)
+from nanomsg_kernel.frame import DEFAULT_MAX_BODY, Kind, peek_correlation_id
+from nanomsg_kernel.metrics import ServiceMetrics
+
+if TYPE_CHECKING:
+    from nanomsg_kernel.routing import RoutingEnum
+    from transports.base import Listener
+
+__all__ = ["Handler", "Service"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_RESPONSE, _EVENT, _REQUEST = int(Kind.RESPONSE), int(Kind.EVENT), int(Kind.REQUEST)
+_clock = time.perf_counter
+
+
+class Handler:
+    """A registered handler: the function and how to call it."""
+
+    __slots__ = ("contract", "fn", "inline", "is_async", "name", "takes_ctx")
+
+    def __init__(self, contract: type, fn: Callable[..., Any], inline: bool) -> None:
+        self.contract = contract
+        self.fn = fn
+        self.name = contract.__name__
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.inline = inline
+        try:
+            params = [
+                p for p in inspect.signature(fn).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+        except (TypeError, ValueError):
+            params = []
+        if not 1 <= len(params) <= 2:
+            raise ContractError(
+                f"handler {getattr(fn, '__qualname__', fn)!r} for {self.name} must take "
+                f"(message) or (message, ctx)"
+            )
+        self.takes_ctx = len(params) == 2
+
+
+class Service:
+    """A named service of one kernel: handlers, subscribers, bindings and metrics.
+
+    Args:
+        name: the service's name (used in logs, metrics and node configs).
+        routes: the kernel's routing enum; only its contracts can be handled.
+        max_body_size: largest frame body accepted or sent by this service.
+    """
+
+    def __init__(self, name: str, routes: type[RoutingEnum], *, max_body_size: int = DEFAULT_MAX_BODY) -> None:
+        if not name or not isinstance(name, str):
+            raise ConfigError(f"a service needs a name, got {name!r}")
+        self.name = name
+        self.routes = routes
+        self.codec: Codec = routes.codec(max_body_size=max_body_size)
+        self.bindings = Bindings({})
+        self.metrics = ServiceMetrics(name)
+        self.logger = logging.getLogger(f"nanomsg_kernel.service.{name}")
+        self._handlers: dict[type, Handler] = {}
+        self._subscribers: dict[type, list[Handler]] = {}
+        self._module = _caller_module()
+        self._event_tasks: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return f"<Service {self.name!r} of {self.routes.__name__}: {len(self._handlers)} handlers>"
+
+    # -- registration ----------------------------------------------------------------------
+
+    def _check_contract(self, contract: type) -> None:
+        info = contract_info(contract) if isinstance(contract, type) else None
+        if info is None or info.route is None or type(info.route) is not self.routes:
+            raise ContractError(
+                f"{getattr(contract, '__name__', contract)!r} is not a contract of {self.routes.__name__}"
+            )
+
+    def add_handler(self, contract: type, fn: Callable[..., Any], *, inline: bool = False) -> Handler:
+        """Register ``fn`` as the handler of ``contract`` (one handler per contract).
+
+        ``fn(msg)`` or ``fn(msg, ctx)``, async or sync; a sync handler runs in a worker
+        thread unless ``inline=True`` (then it runs on the event loop and must not block).
+        """
+        self._check_contract(contract)
+        if contract in self._handlers:
+            raise ContractError(f"{self.name}: {contract.__name__} already has a handler")
+        h = self._handlers[contract] = Handler(contract, fn, inline)
+        return h
+
+    def handler(self, contract: type, *, inline: bool = False) -> Callable[[F], F]:
+        """Decorator form of :meth:`add_handler`."""
+
+        def register(fn: F) -> F:
+            self.add_handler(contract, fn, inline=inline)
+            return fn
+
+        return register
+
+    def add_subscriber(self, contract: type, fn: Callable[..., Any], *, inline: bool = False) -> Handler:
+        """Register an event handler for ``contract`` (any number per contract)."""
+        self._check_contract(contract)
+        h = Handler(contract, fn, inline)
+        self._subscribers.setdefault(contract, []).append(h)
+        return h
+
+    def subscribe(self, contract: type, *, inline: bool = False) -> Callable[[F], F]:
+        """Decorator form of :meth:`add_subscriber`."""
+
+        def register(fn: F) -> F:
+            self.add_subscriber(contract, fn, inline=inline)
+            return fn
+
+        return register
+
+    @property
+    def handled(self) -> tuple[type, ...]:
+        """Contracts with a handler."""
+        return tuple(self._handlers)
+
+    @property
+    def subscribed(self) -> tuple[type, ...]:
+        """Contracts with at least one subscriber."""
+        return tuple(self._subscribers)
+
+    # -- dispatch --------------------------------------------------------------------------
+
+    def _context(self, h: Handler, correlation_id: int, deadline: float | None) -> Context:
+        return Context(self.name, h.name, correlation_id, deadline, self.bindings, self.logger)
+
+    async def _run(self, h: Handler, msg: Any, correlation_id: int, deadline: float | None) -> Any:
+        args = (msg, self._context(h, correlation_id, deadline)) if h.takes_ctx else (msg,)
+        if h.is_async:
+            return await h.fn(*args)
+        if h.inline:
+            return h.fn(*args)
+        return await asyncio.to_thread(h.fn, *args)
+
+    async def dispatch(self, msg: Any, *, deadline: float | None = None, correlation_id: int = 0) -> Any:
+        """Handle a request object and return the reply object (the in-process path).
+
+        Args:
+            deadline: ``loop.time()`` after which the caller no longer waits; the handler is
+                cancelled then, and work whose deadline already passed is not started.
+
+        Raises:
+            RemoteError: with the status the call ended with (the same as over a network).
+        """
+        started = _clock()
+        h = self._handlers.get(type(msg))
+        try:
+            if h is None:
+                raise ServiceError(Status.CONTRACT_NOT_SUPPORTED, f"{self.name} has no handler for {type(msg).__name__}")
+            if deadline is None:
+                reply = await self._run(h, msg, correlation_id, None)
+            else:
+                if deadline <= asyncio.get_running_loop().time():
+                    raise ServiceError(Status.TIMEOUT, "deadline passed before the call started")
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        reply = await self._run(h, msg, correlation_id, deadline)
+                except TimeoutError as exc:
+                    if isinstance(exc, ServiceError):
+                        raise
+                    raise ServiceError(Status.TIMEOUT, "deadline exceeded while handling") from None
+            if type(reply) not in self.codec._by_class:
+                raise ServiceError(
+                    Status.INTERNAL, f"handler for {type(msg).__name__} returned {type(reply).__name__}, not a contract"
+                )
+        except ServiceError as exc:
+            self.metrics.observe(type(msg).__name__, exc.status, _clock() - started)
+            raise RemoteError(exc.status, exc.message, exc.details) from exc
+        except Exception as exc:
+            self.metrics.observe(type(msg).__name__, Status.INTERNAL, _clock() - started)
+            self.logger.exception(
+                "handler failed", extra={"service": self.name, "contract": type(msg).__name__,
+                                          "correlation_id": correlation_id},
+            )
+            raise RemoteError(Status.INTERNAL, f"{type(exc).__name__}: {exc}"[:1000]) from exc
+        self.metrics.observe(h.name, Status.OK, _clock() - started)
+        return reply
+
+    async def publish_local(self, event: Any) -> None:
+        """Deliver an event to this service's subscribers (in-process); errors are logged."""
+        subs = self._subscribers.get(type(event))
+        if not subs:
+            return
+        for h in subs:
+            started = _clock()
+            try:
+                await self._run(h, event, 0, None)
+            except Exception:
+                self.metrics.observe(f"event:{h.name}", Status.INTERNAL, _clock() - started)
+                self.logger.exception("subscriber failed", extra={"service": self.name, "contract": h.name})
+            else:
+                self.metrics.observe(f"event:{h.name}", Status.OK, _clock() - started)
+
+    async def handle_frame(self, frame: bytes) -> bytes | None:
+        """Serve one frame: the :data:`~transports.base.FrameHandler` every transport calls.
+
+        Returns the reply frame (a response or an error frame with the request's correlation
+        id), or ``None`` for events and for frames that cannot be answered.
+        """
+        codec = self.codec
+        try:
+            kind, route, _cver, corr, timeout_ms = codec._check(frame)
+        except DecodeError as exc:
+            cid = peek_correlation_id(frame)
+            self.metrics.observe("<bad frame>", Status.DECODE_ERROR, 0.0)
+            if cid is None:
+                return None
+            return codec.encode_error(Status.DECODE_ERROR, str(exc), correlation_id=cid)
+        if kind == _EVENT:
+            try:
+                event = codec._body(route, memoryview(frame)[26:])
+            except DecodeError as exc:
+                self.metrics.observe("<bad event>", Status.DECODE_ERROR, 0.0)
+                self.logger.warning("dropped undecodable event: %s", exc)
+                return None
+            await self.publish_local(event)
+            return None
+        if kind != _REQUEST:
+            return codec.encode_error(Status.BAD_REQUEST, f"a service takes requests, not {Kind(kind).name}",
+                                      correlation_id=corr, route=route)
+        if route not in codec._by_route:
+            return codec.encode_error(Status.CONTRACT_NOT_SUPPORTED, f"unknown route {route} for {self.routes.__name__}",
+                                      correlation_id=corr, route=route)
+        try:
+            msg = codec._body(route, frame[26:] if len(frame) < 4096 else memoryview(frame)[26:])
+        except DecodeError as exc:
+            self.metrics.observe("<bad body>", Status.DECODE_ERROR, 0.0)
+            return codec.encode_error(Status.DECODE_ERROR, str(exc), correlation_id=corr, route=route)
+        deadline = asyncio.get_running_loop().time() + timeout_ms / 1000 if timeout_ms else None
+        try:
+            reply = await self.dispatch(msg, deadline=deadline, correlation_id=corr)
+            return codec.encode(reply, kind=Kind.RESPONSE, correlation_id=corr)
+        except RemoteError as exc:
+            return codec.encode_error(exc.status, exc.message, correlation_id=corr, route=route, details=exc.details)
+        except EncodeError as exc:
+            self.logger.error("reply could not be encoded: %s", exc)
+            return codec.encode_error(Status.INTERNAL, f"reply could not be encoded: {exc}", correlation_id=corr, route=route)
+
+    # -- serving ---------------------------------------------------------------------------
+
+    def serve(self, url: str, **options: Any) -> Listener:
+        """A listener serving this service at ``url`` (use ``async with``).
+
+        The scheme picks the transport (``inproc://``, ``tcp://``, ``zmq+tcp://``,
+        ``zmq+ipc://``); ``options`` go to it. ``listener.url`` is the address actually
+        bound (with the real port when asked for port 0).
+        """
+        from transports.base import get_transport
+
+        return get_transport(url).listen(url, self.handle_frame, **options)
+
+    def locate(self) -> str:
+        """``"module:attribute"`` from which this service object can be imported."""
+        module = sys.modules.get(self._module)
+        if module is not None:
+            for attr, value in vars(module).items():
+                if value is self:
+                    return f"{self._module}:{attr}"
+        raise ConfigError(
+            f"service {self.name!r} is not a module-level attribute of {self._module!r}; "
+            "worker processes need to import it"
+        )
+
+
+def _caller_module() -> str:
+    frame = sys._getframe(2)
+    return str(frame.f_globals.get("__name__", "__main__"))
+
+

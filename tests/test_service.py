@@ -1,0 +1,369 @@
+"""Services, handlers, clients and bindings (in-process and over inproc://)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import pytest
+
+from contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
+from contracts.catalog import CatalogRoute, GetItem
+from nanomsg_kernel import (
+    CapabilityError,
+    ConfigError,
+    Context,
+    ContractError,
+    DeadlineExceeded,
+    Kind,
+    LocalBinding,
+    Node,
+    RemoteError,
+    Service,
+    ServiceError,
+    Status,
+    Unavailable,
+)
+from transports.base import Connection, FrameHandler, Listener, Transport, get_transport, register_transport
+from transports.inproc import InprocConnection, InprocTransport
+
+
+def make_calc(name: str = "calc") -> Service:
+    svc = Service(name, CalcRoute)
+
+    @svc.handler(CalcWork)
+    async def work(w: CalcWork) -> CalcWork:
+        if w.op is WorkType.DIV and w.b == 0:
+            raise ServiceError(Status.BAD_REQUEST, "division by zero")
+        if w.a == 13:
+            raise RuntimeError("unlucky")
+        return w.evolve(result=w.a + w.b)
+
+    @svc.handler(Echo)
+    def echo(msg: Echo, ctx: Context) -> Echo:
+        return msg.evolve(reply=f"{msg.text}|{threading.current_thread() is threading.main_thread()}")
+
+    return svc
+
+
+async def test_readme_example(inproc_url: str) -> None:
+    from contracts.services import calc
+
+    async with calc.serve(inproc_url), CalcRoute.connect(inproc_url) as client:
+        done = await client.call(CalcWork(a=6, b=3, op=WorkType.DIV), timeout=1.0)
+    assert done == CalcWork(a=6, b=3, op=WorkType.DIV, result=2)
+
+
+async def test_sync_handlers_run_in_a_thread_unless_inline(inproc_url: str) -> None:
+    svc = make_calc()
+    inline = Service("inline", CalcRoute)
+    inline.add_handler(Echo, lambda m: m.evolve(reply=str(threading.current_thread() is threading.main_thread())),
+                       inline=True)
+    assert (await svc.dispatch(Echo(text="x"))).reply == "x|False"
+    assert (await inline.dispatch(Echo(text="x"))).reply == "True"
+
+
+async def test_error_mapping_and_service_keeps_serving(inproc_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    svc = make_calc()
+    async with svc.serve(inproc_url), CalcRoute.connect(inproc_url) as client:
+        with pytest.raises(RemoteError) as e:
+            await client.call(CalcWork(a=1, b=0, op=WorkType.DIV), timeout=2)
+        assert (e.value.status, e.value.message) == (Status.BAD_REQUEST, "division by zero")
+        with caplog.at_level(logging.ERROR), pytest.raises(RemoteError) as e:
+            await client.call(CalcWork(a=13, b=0, op=WorkType.SUM), timeout=2)
+        assert e.value.status is Status.INTERNAL and e.value.message == "RuntimeError: unlucky"
+        assert "Traceback" not in e.value.message
+        assert any("unlucky" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+        with pytest.raises(RemoteError) as e:
+            await client.call(CalcDone(work=1, result=2), timeout=2)
+        assert e.value.status is Status.CONTRACT_NOT_SUPPORTED
+        assert (await client.call(CalcWork(a=2, b=3, op=WorkType.SUM), timeout=2)).result == 5
+    assert svc.metrics.contracts["CalcWork"].errors == {Status.BAD_REQUEST: 1, Status.INTERNAL: 1}
+
+
+def test_registration_errors() -> None:
+    svc = make_calc()
+    with pytest.raises(ContractError, match="CalcWork already has a handler"):
+        svc.add_handler(CalcWork, lambda m: m)
+    with pytest.raises(ContractError, match="GetItem' is not a contract of CalcRoute"):
+        svc.add_handler(GetItem, lambda m: m)
+    with pytest.raises(ContractError, match="must take"):
+        Service("x", CalcRoute).add_handler(Echo, lambda: None)
+    with pytest.raises(ConfigError):
+        Service("", CalcRoute)
+
+
+async def test_handler_returning_a_non_contract_is_internal() -> None:
+    svc = Service("bad", CalcRoute)
+    svc.add_handler(Echo, lambda m: "oops", inline=True)
+    with pytest.raises(RemoteError) as e:
+        await svc.dispatch(Echo(text="x"))
+    assert e.value.status is Status.INTERNAL and "returned str" in e.value.message
+
+
+async def test_deadline_travels_and_server_drops_late_work(inproc_url: str) -> None:
+    seen: list[float | None] = []
+    release = asyncio.Event()
+    svc = Service("slow", CalcRoute)
+
+    @svc.handler(Echo)
+    async def slow(msg: Echo, ctx: Context) -> Echo:
+        seen.append(ctx.time_left())
+        if msg.text == "wait":
+            await release.wait()
+        return msg
+
+    async with svc.serve(inproc_url), CalcRoute.connect(inproc_url) as client:
+        assert await client.call(Echo(text="hi"), timeout=5.0) == Echo(text="hi")
+        assert seen[0] is not None and 4.0 < seen[0] <= 5.0
+        with pytest.raises(DeadlineExceeded):
+            await client.call(Echo(text="wait"), timeout=0.05)
+        assert len(client.connection.pending) == 0  # type: ignore[attr-defined]
+    # the server cancelled the handler at the deadline: the metrics say TIMEOUT
+    assert svc.metrics.contracts["Echo"].errors.get(Status.TIMEOUT) == 1
+    with pytest.raises(RemoteError) as e:
+        await svc.dispatch(Echo(text="x"), deadline=asyncio.get_running_loop().time() - 1)
+    assert e.value.status is Status.TIMEOUT
+
+
+async def test_binding_call_inherits_the_remaining_deadline() -> None:
+    inner_left: list[float | None] = []
+    calc = Service("calc", CalcRoute)
+    gw = Service("gw", CalcRoute)
+
+    @calc.handler(Echo)
+    async def inner(msg: Echo, ctx: Context) -> Echo:
+        inner_left.append(ctx.time_left())
+        return msg.evolve(reply="inner")
+
+    @gw.handler(Echo)
+    async def outer(msg: Echo, ctx: Context) -> Echo:
+        reply: Echo = await ctx.bindings.calc.call(msg)
+        shorter: Echo = await ctx.bindings.calc.call(msg, timeout=0.5)
+        assert shorter.reply == "inner"
+        return reply
+
+    node = Node()
+    node.add(calc)
+    node.add(gw, bindings={"calc": calc})
+    async with node:
+        assert (await LocalBinding("gw", gw).call(Echo(text="x"), timeout=3.0)).reply == "inner"
+    assert inner_left[0] is not None and 2.0 < inner_left[0] <= 3.0
+    assert inner_left[1] is not None and inner_left[1] <= 0.5
+
+
+async def test_capability_rule() -> None:
+    calc, other, gw = make_calc(), make_calc("other"), Service("gw", CalcRoute)
+
+    @gw.handler(Echo)
+    async def reach(msg: Echo, ctx: Context) -> Echo:
+        reply: Echo = await ctx.bindings[msg.text].call(Echo(text="hop"))
+        return reply
+
+    node = Node()
+    node.add(calc)
+    node.add(other)
+    node.add(gw, bindings={"calc": calc})
+    async with node:
+        assert (await LocalBinding("gw", gw).call(Echo(text="calc"))).reply == "hop|False"
+        with pytest.raises(RemoteError) as e:
+            await LocalBinding("gw", gw).call(Echo(text="other"))
+        assert e.value.status is Status.INTERNAL and "CapabilityError" in e.value.message
+        with pytest.raises(CapabilityError, match="given: calc"):
+            _ = gw.bindings.other
+        with pytest.raises(CapabilityError, match="given: none"):
+            _ = calc.bindings.gw
+
+
+async def test_binding_errors_are_config_errors() -> None:
+    node = Node()
+    node.add(Service("gw", CalcRoute), bindings={"calc": make_calc()})
+    with pytest.raises(ConfigError, match="not in node"):
+        await node.start()
+    node2 = Node()
+    node2.add(Service("gw", CalcRoute), bindings={"calc": "nowhere"})
+    with pytest.raises(ConfigError, match="bad URL"):
+        await node2.start()
+    with pytest.raises(ConfigError, match="already has a service"):
+        node2.add(Service("gw", CalcRoute))
+
+
+async def test_binding_to_a_url_needs_no_handler_change(inproc_url: str) -> None:
+    from contracts.services import calc, gateway
+
+    node = Node()
+    node.add(calc, listen=[inproc_url])
+    node.add(gateway, bindings={"calc": inproc_url})
+    async with node:
+        reply = await LocalBinding("gateway", gateway).call(CalcWork(a=7, b=5, op=WorkType.DIFF), timeout=2)
+    assert reply.result == 2
+    gateway.bindings = type(gateway.bindings)({})
+
+
+async def test_publish_and_subscribe(inproc_url: str) -> None:
+    svc = Service("events", CalcRoute)
+    got: list[tuple[str, CalcDone]] = []
+    arrived = asyncio.Event()
+
+    @svc.subscribe(CalcDone)
+    async def first(e: CalcDone) -> None:
+        got.append(("first", e))
+
+    @svc.subscribe(CalcDone)
+    def second(e: CalcDone) -> None:
+        got.append(("second", e))
+        arrived.set()
+
+    async with svc.serve(inproc_url), CalcRoute.connect(inproc_url) as client:
+        await client.publish(CalcDone(work=1, result=2))
+        await asyncio.wait_for(arrived.wait(), 5)
+    assert got == [("first", CalcDone(1, 2)), ("second", CalcDone(1, 2))]
+
+
+async def test_thousand_concurrent_calls_each_get_their_own_reply(inproc_url: str) -> None:
+    svc = make_calc()
+    async with svc.serve(inproc_url), CalcRoute.connect(inproc_url) as client:
+        replies = await asyncio.gather(
+            *(client.call(CalcWork(a=i, b=1000, op=WorkType.SUM), timeout=10) for i in range(100, 1100))
+        )
+    assert [r.result for r in replies] == [i + 1000 for i in range(100, 1100)]
+    assert [r.a for r in replies] == list(range(100, 1100))
+
+
+async def test_cancelled_call_leaves_no_pending_entry(inproc_url: str) -> None:
+    started = asyncio.Event()
+    svc = Service("hang", CalcRoute)
+
+    @svc.handler(Echo)
+    async def hang(msg: Echo) -> Echo:
+        started.set()
+        await asyncio.Event().wait()
+        return msg  # pragma: no cover
+
+    listener = svc.serve(inproc_url)
+    async with listener, CalcRoute.connect(inproc_url) as client:
+        task = asyncio.create_task(client.call(Echo(text="x")))
+        await asyncio.wait_for(started.wait(), 5)
+        assert len(client.connection.pending) == 1  # type: ignore[attr-defined]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert len(client.connection.pending) == 0  # type: ignore[attr-defined]
+        await listener.close(grace=0.01)
+
+
+async def test_inproc_full_queue_applies_backpressure(inproc_url: str) -> None:
+    gate = asyncio.Event()
+    svc = Service("gated", CalcRoute)
+
+    @svc.handler(Echo)
+    async def gated(msg: Echo) -> Echo:
+        await gate.wait()
+        return msg
+
+    async with svc.serve(inproc_url, queue_size=2, max_in_flight=1), CalcRoute.connect(inproc_url) as client:
+        calls = [asyncio.create_task(client.call(Echo(text=str(i)), timeout=10)) for i in range(10)]
+        for _ in range(50):
+            await asyncio.sleep(0)
+        # one in the handler, the queue holds 2, one in the pump waiting for a slot: the rest wait to send
+        assert sum(t.done() for t in calls) == 0
+        gate.set()
+        replies = await asyncio.gather(*calls)
+    assert [r.text for r in replies] == [str(i) for i in range(10)]  # none dropped
+
+
+async def test_unavailable_when_nothing_listens() -> None:
+    client = CalcRoute.connect("inproc://nobody-here")
+    with pytest.raises(Unavailable, match="nothing is listening"):
+        await client.connect()
+    with pytest.raises(Unavailable, match="nothing is listening"):
+        await client.call(Echo(text="x"))
+
+
+async def test_pending_calls_fail_when_connection_closes(inproc_url: str) -> None:
+    svc = Service("hang", CalcRoute)
+
+    @svc.handler(Echo)
+    async def hang(msg: Echo) -> Echo:
+        await asyncio.Event().wait()
+        return msg  # pragma: no cover
+
+    listener = svc.serve(inproc_url)
+    async with listener:
+        client = CalcRoute.connect(inproc_url)
+        task = asyncio.create_task(client.call(Echo(text="x")))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        await client.close()
+        with pytest.raises(Unavailable):
+            await task
+        await listener.close(grace=0.01)
+
+
+async def test_frames_are_carried_unchanged(inproc_url: str) -> None:
+    received: list[bytes] = []
+    codec = CalcRoute.codec()
+
+    async def record(frame: bytes) -> bytes:
+        received.append(frame)
+        return codec.encode(codec.decode(frame), kind=Kind.RESPONSE, correlation_id=7)
+
+    listener = InprocTransport().listen(inproc_url, record)
+    async with listener:
+        conn = InprocConnection(inproc_url)
+        frame = codec.encode(Echo(text="é"), correlation_id=7, timeout_ms=100)
+        reply = await conn.request(frame, 1.0)
+        await conn.close()
+    assert received == [frame]
+    assert codec.decode(reply) == Echo(text="é")
+
+
+async def test_bad_frames_get_error_replies() -> None:
+    svc = make_calc()
+    codec = CalcRoute.codec()
+    good = codec.encode(Echo(text="x"), correlation_id=9)
+    bad_body = good[:-3] + b"\xc1\xc1\xc1"
+    with pytest.raises(RemoteError) as e:
+        codec.decode(await svc.handle_frame(bad_body) or b"")
+    assert e.value.status is Status.DECODE_ERROR
+    unknown_route = good[:4] + b"\x00\x63" + good[6:]
+    with pytest.raises(RemoteError) as e:
+        codec.decode(await svc.handle_frame(unknown_route) or b"")
+    assert e.value.status is Status.CONTRACT_NOT_SUPPORTED and "unknown route 99" in e.value.message
+    assert await svc.handle_frame(b"garbage") is None
+    response = codec.encode(Echo(text="x"), kind=Kind.RESPONSE, correlation_id=3)
+    with pytest.raises(RemoteError) as e:
+        codec.decode(await svc.handle_frame(response) or b"")
+    assert e.value.status is Status.BAD_REQUEST
+
+
+async def test_user_transport_registration() -> None:
+    """A user registers a scheme; Service.serve and Client use it."""
+    from transports.inproc import InprocListener
+
+    class Loopback(Transport):
+        schemes = ("loop",)
+
+        def listen(self, url: str, handler: FrameHandler, **options: object) -> Listener:
+            return InprocListener(url.replace("loop://", "inproc://"), handler)
+
+        def connect(self, url: str, **options: object) -> Connection:
+            return InprocConnection(url.replace("loop://", "inproc://"))
+
+    register_transport("loop", Loopback())
+    assert isinstance(get_transport("loop://x"), Loopback)
+    async with make_calc().serve("loop://user-transport"), CalcRoute.connect("loop://user-transport") as c:
+        assert (await c.call(Echo(text="a"), timeout=2)).reply == "a|False"
+    with pytest.raises(ConfigError, match="no transport for scheme 'nope'"):
+        get_transport("nope://x")
+
+
+async def test_catalog_kernel_over_inproc(inproc_url: str) -> None:
+    svc = Service("catalog", CatalogRoute)
+    svc.add_handler(GetItem, lambda m: m, inline=True)
+    import uuid
+
+    async with svc.serve(inproc_url), CatalogRoute.connect(inproc_url) as client:
+        ident = uuid.uuid4()
+        assert await client.call(GetItem(id=ident), timeout=2) == GetItem(id=ident)

@@ -1,0 +1,184 @@
+"""``inproc://name``: frames through bounded in-memory queues, within one process.
+
+Carries exactly the bytes TCP and ZeroMQ carry, for full isolation between services (each
+call is encoded and decoded) and for testing the wire without sockets. A listener owns a
+bounded queue: a sender waits while it is full (backpressure, never a drop). Names live in
+one process-wide table; binding a name twice is an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from nanomsg_kernel.errors import ConfigError, EncodeError, Status, Unavailable
+from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE
+from transports.base import (
+    Connection,
+    FrameHandler,
+    Listener,
+    PendingReplies,
+    Transport,
+    correlation_id_of,
+    split_url,
+)
+
+__all__ = ["InprocConnection", "InprocListener", "InprocTransport"]
+
+log = logging.getLogger("nanomsg_kernel.transports.inproc")
+_LISTENERS: dict[str, InprocListener] = {}
+_Item = tuple[bytes, "InprocConnection | None"]
+
+
+def _name(url: str) -> str:
+    scheme, name = split_url(url)
+    if scheme != "inproc" or not name or "/" in name:
+        raise ConfigError(f"bad inproc URL {url!r}: expected inproc://name")
+    return name
+
+
+class InprocListener(Listener):
+    """Serves frames put on its queue by :class:`InprocConnection` objects."""
+
+    def __init__(self, url: str, handler: FrameHandler, *, queue_size: int = 1024,
+                 max_in_flight: int = 1024, max_body_size: int = DEFAULT_MAX_BODY) -> None:
+        self.url = url
+        self.name = _name(url)
+        self.handler = handler
+        self.max_body_size = max_body_size
+        self._queue: asyncio.Queue[_Item] = asyncio.Queue(queue_size)
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pump: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def start(self) -> None:
+        """Register the name and start taking frames."""
+        if self.name in _LISTENERS:
+            raise ConfigError(f"inproc://{self.name} is already bound")
+        _LISTENERS[self.name] = self
+        self._pump = asyncio.create_task(self._run(), name=f"inproc://{self.name}")
+
+    async def submit(self, frame: bytes, conn: InprocConnection | None) -> None:
+        """Queue a frame (waits while the queue is full)."""
+        if self._closing:
+            raise Unavailable(f"inproc://{self.name} is closing")
+        await self._queue.put((frame, conn))
+
+    async def _run(self) -> None:
+        while True:
+            frame, conn = await self._queue.get()
+            await self._slots.acquire()
+            task = asyncio.create_task(self._serve(frame, conn))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, frame: bytes, conn: InprocConnection | None) -> None:
+        try:
+            try:
+                reply = await self.handler(frame)
+            except Exception:
+                log.exception("frame handler failed on inproc://%s", self.name)
+                from nanomsg_kernel.codec import encode_error_body
+                from nanomsg_kernel.frame import Kind, pack_header
+
+                body = encode_error_body(Status.INTERNAL, "frame handler failed")
+                reply = pack_header(Kind.ERROR, 0, 0, max(0, correlation_id_of(frame)), 0, len(body)) + body
+            if reply is not None and conn is not None:
+                conn.deliver(reply)
+        finally:
+            self._slots.release()
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop taking frames, finish those in flight within ``grace`` seconds, then stop."""
+        if _LISTENERS.get(self.name) is self:
+            del _LISTENERS[self.name]
+        self._closing = True
+        if self._pump is not None:
+            # Frames already queued were accepted: serve them too.
+            while not self._queue.empty():
+                frame, conn = self._queue.get_nowait()
+                await self._slots.acquire()
+                task = asyncio.create_task(self._serve(frame, conn))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+            self._pump = None
+        if self._tasks:
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+
+class InprocConnection(Connection):
+    """A client of an :class:`InprocListener`."""
+
+    def __init__(self, url: str, *, max_body_size: int = DEFAULT_MAX_BODY) -> None:
+        self.url = url
+        self.name = _name(url)
+        self.max_body_size = max_body_size
+        self.pending = PendingReplies()
+        self._closed = False
+
+    def _listener(self) -> InprocListener:
+        if self._closed:
+            raise Unavailable(f"{self.url}: connection closed")
+        listener = _LISTENERS.get(self.name)
+        if listener is None:
+            raise Unavailable(f"{self.url}: nothing is listening")
+        return listener
+
+    def _check_size(self, frame: bytes) -> None:
+        if len(frame) - HEADER_SIZE > self.max_body_size:
+            raise EncodeError(f"frame body of {len(frame) - HEADER_SIZE} bytes exceeds {self.max_body_size}")
+
+    async def connect(self) -> None:
+        """Check that something listens at the name."""
+        self._listener()
+
+    async def request(self, frame: bytes, timeout: float | None = None) -> bytes:
+        """Queue ``frame`` and wait for the reply with its correlation id."""
+        self._check_size(frame)
+        listener = self._listener()
+        cid = correlation_id_of(frame)
+        fut = self.pending.expect(cid)
+        try:
+            await listener.submit(frame, self)
+        except BaseException:
+            self.pending.discard(cid)
+            raise
+        return await self.pending.wait(cid, fut, timeout)
+
+    def deliver(self, reply: bytes) -> None:
+        """Called by the listener with a reply frame."""
+        self.pending.resolve(reply)
+
+    async def send(self, frame: bytes) -> None:
+        """Queue a one-way frame."""
+        self._check_size(frame)
+        await self._listener().submit(frame, None)
+
+    async def close(self) -> None:
+        """Close; requests still waiting fail with ``Unavailable``."""
+        self._closed = True
+        self.pending.fail_all(Unavailable(f"{self.url}: connection closed"))
+
+
+class InprocTransport(Transport):
+    """The ``inproc://`` transport."""
+
+    schemes = ("inproc",)
+
+    def listen(self, url: str, handler: FrameHandler, **options: Any) -> InprocListener:
+        """A listener for ``inproc://name`` (options: ``queue_size``, ``max_in_flight``)."""
+        return InprocListener(url, handler, **options)
+
+    def connect(self, url: str, **options: Any) -> InprocConnection:
+        """A connection to ``inproc://name``."""
+        return InprocConnection(url, **options)
