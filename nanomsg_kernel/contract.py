@@ -259,8 +259,9 @@ def _make(
 
 
 def _caller_locals(depth: int) -> dict[str, Any]:
+    """Names visible where the decorator was applied, to resolve string annotations."""
     frame = sys._getframe(depth + 1)
-    return dict(frame.f_locals) if frame.f_code.co_name != "<module>" else {}
+    return {**frame.f_globals, **frame.f_locals}
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(field, attrs.field))

@@ -1,0 +1,94 @@
+"""Codec cost: encode, decode and round trip of a whole CalcWork frame (header + body, every
+type check) next to raw msgpack of the equivalent dict and msgspec's msgpack Struct.
+
+Run: ``python -m benchmarks.codec`` (add ``--quick`` for a shorter run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import timeit
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from contracts.calc import CalcRoute, CalcWork, WorkType
+
+
+class Op(enum.IntEnum):
+    """msgspec's copy of WorkType."""
+
+    SUM = 1
+
+
+try:
+    import msgspec
+
+    class Work(msgspec.Struct):
+        """The msgspec equivalent of CalcWork."""
+
+        a: int
+        b: int
+        op: Op
+        result: int | None = None
+        precision: int = 0
+
+except ImportError:  # pragma: no cover - msgspec is in the test and bench extras
+    msgspec = None  # type: ignore[assignment]
+
+
+def _best(fn: Callable[[], Any], number: int, repeat: int) -> float:
+    """Best of ``repeat`` runs, in microseconds per call."""
+    return min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
+
+
+def run(quick: bool = False) -> dict[str, float]:
+    """Measure and return µs/op figures and ratios."""
+    number, repeat = (20_000, 3) if quick else (100_000, 5)
+    codec = CalcRoute.codec()
+    work = CalcWork(a=1, b=2, op=WorkType.SUM)
+    frame = codec.encode(work)
+    as_dict = {"a": 1, "b": 2, "op": 1, "result": None, "precision": 0}
+    packed = msgpack.packb(as_dict)
+    out = {
+        "ours_encode_us": _best(lambda: codec.encode(work), number, repeat),
+        "ours_decode_us": _best(lambda: codec.decode(frame), number, repeat),
+        "ours_roundtrip_us": _best(lambda: codec.decode(codec.encode(work)), number, repeat),
+        "msgpack_encode_us": _best(lambda: msgpack.packb(as_dict), number, repeat),
+        "msgpack_decode_us": _best(lambda: msgpack.unpackb(packed), number, repeat),
+        "msgpack_roundtrip_us": _best(lambda: msgpack.unpackb(msgpack.packb(as_dict)), number, repeat),
+    }
+    if msgspec is not None:
+
+        enc, dec = msgspec.msgpack.Encoder(), msgspec.msgpack.Decoder(Work)
+        w = Work(1, 2, Op.SUM)
+        data = enc.encode(w)
+        out["msgspec_encode_us"] = _best(lambda: enc.encode(w), number, repeat)
+        out["msgspec_decode_us"] = _best(lambda: dec.decode(data), number, repeat)
+        out["msgspec_roundtrip_us"] = _best(lambda: dec.decode(enc.encode(w)), number, repeat)
+    out["ratio_roundtrip_vs_msgpack"] = out["ours_roundtrip_us"] / out["msgpack_roundtrip_us"]
+    if "msgspec_roundtrip_us" in out:
+        out["ratio_roundtrip_vs_msgspec"] = out["ours_roundtrip_us"] / out["msgspec_roundtrip_us"]
+    return out
+
+
+def main() -> None:
+    """Print the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    r = run(parser.parse_args().quick)
+    print(f"{'':28s}{'encode':>10s}{'decode':>10s}{'round trip':>12s}   (µs/op, best of runs)")
+    for name, label in [("ours", "nanomsg-kernel frame"), ("msgpack", "raw msgpack dict"),
+                        ("msgspec", "msgspec Struct")]:
+        if f"{name}_encode_us" in r:
+            print(f"{label:28s}{r[name + '_encode_us']:10.2f}{r[name + '_decode_us']:10.2f}"
+                  f"{r[name + '_roundtrip_us']:12.2f}")
+    print(f"round trip ratio vs raw msgpack: {r['ratio_roundtrip_vs_msgpack']:.2f}x (aim <= 2x)")
+    if "ratio_roundtrip_vs_msgspec" in r:
+        print(f"round trip ratio vs msgspec:     {r['ratio_roundtrip_vs_msgspec']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""In-process costs: a plain ``await`` of the handler, a call through a binding, and a
+round trip over ``inproc://`` (encode, queue, decode, dispatch, encode, decode).
+
+Run: ``python -m benchmarks.inproc`` (add ``--quick`` for a shorter run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from contracts.calc import CalcRoute, CalcWork, WorkType
+from contracts.services import calc, calc_work
+from nanomsg_kernel import LocalBinding
+
+
+async def _per_call_ns(fn: Callable[[], Awaitable[Any]], n: int, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await fn()
+        best = min(best, time.perf_counter() - t0)
+    return best / n * 1e9
+
+
+async def _measure(quick: bool) -> dict[str, float]:
+    n, repeat = (5_000, 3) if quick else (30_000, 5)
+    work = CalcWork(a=6, b=3, op=WorkType.DIV)
+    binding = LocalBinding("calc", calc)
+    out = {
+        "plain_await_ns": await _per_call_ns(lambda: calc_work(work), n, repeat),
+        "binding_ns": await _per_call_ns(lambda: binding.call(work), n, repeat),
+    }
+    url = "inproc://bench-calc"
+    async with calc.serve(url), CalcRoute.connect(url) as client:
+        out["inproc_ns"] = await _per_call_ns(lambda: client.call(work), n // 5, repeat)
+    out["binding_overhead_ns"] = out["binding_ns"] - out["plain_await_ns"]
+    out["ratio_binding_vs_plain"] = out["binding_ns"] / out["plain_await_ns"]
+    out["ratio_inproc_vs_plain"] = out["inproc_ns"] / out["plain_await_ns"]
+    return out
+
+
+def run(quick: bool = False) -> dict[str, float]:
+    """Measure and return ns/call figures and ratios."""
+    return asyncio.run(_measure(quick))
+
+
+def main() -> None:
+    """Print the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    r = run(parser.parse_args().quick)
+    print(f"{'path':24s}{'ns/call':>10s}{'x plain':>10s}")
+    print(f"{'plain await':24s}{r['plain_await_ns']:10.0f}{1:10.2f}")
+    print(f"{'binding call':24s}{r['binding_ns']:10.0f}{r['ratio_binding_vs_plain']:10.2f}")
+    print(f"{'inproc:// round trip':24s}{r['inproc_ns']:10.0f}{r['ratio_inproc_vs_plain']:10.2f}")
+    print(f"binding overhead over a plain await: {r['binding_overhead_ns'] / 1000:.2f} µs (aim <= 2 µs)")
+    print(f"inproc:// round trip: {r['inproc_ns'] / 1000:.1f} µs (aim < 25 µs)")
+
+
+if __name__ == "__main__":
+    main()

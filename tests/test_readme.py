@@ -1,0 +1,34 @@
+"""The README's code runs as written."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+from typing import Any
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+
+
+def test_readme_starts_with_the_two_setup_commands() -> None:
+    head = README.read_text(encoding="utf-8").splitlines()[:6]
+    text = "\n".join(head)
+    assert "nanomsg-kernel demo" in text and "python -m pytest" in text
+
+
+def test_contract_example_runs() -> None:
+    ns: dict[str, Any] = {"__name__": "readme_example"}
+    exec(compile(python_blocks()[0], "README.md#contracts", "exec"), ns)
+    assert ns["codec"].decode(ns["frame"]) == ns["CalcWork"](a=1, b=2, op=ns["WorkType"].SUM)
+
+
+def test_service_example_runs() -> None:
+    ns: dict[str, Any] = {"__name__": "readme_service"}
+    exec(compile(python_blocks()[1], "README.md#services", "exec"), ns)
+    asyncio.run(ns["main"]())
+    snapshot = ns["calc"].metrics.snapshot()
+    assert snapshot["CalcWork"]["calls"] == 1 and snapshot["CalcWork"]["errors"] == {}
