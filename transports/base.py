@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import importlib
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, ClassVar, Self
@@ -133,21 +134,23 @@ def register_transport(scheme: str, transport: Transport | Callable[[], Transpor
     _REGISTRY[scheme.lower()] = transport
 
 
+_BUILTIN = {
+    "inproc": ("transports.inproc", "InprocTransport"),
+    "tcp": ("transports.tcp", "TcpTransport"),
+    "zmq+tcp": ("transports.zmq", "ZmqTransport"),
+    "zmq+ipc": ("transports.zmq", "ZmqTransport"),
+}
+
+
 def _builtin(scheme: str) -> Transport | None:
-    # Imported on first use so that optional dependencies load only when needed.
-    if scheme == "inproc":
-        from transports.inproc import InprocTransport
-
-        return InprocTransport()
-    if scheme in ("tcp", "tcp+tls"):
-        from transports.tcp import TcpTransport
-
-        return TcpTransport()
-    if scheme in ("zmq+tcp", "zmq+ipc"):
-        from transports.zmq import ZmqTransport
-
-        return ZmqTransport()
-    return None
+    """The built-in transport for ``scheme``, imported on first use (so that optional
+    dependencies load only when needed)."""
+    where = _BUILTIN.get(scheme)
+    if where is None:
+        return None
+    cls = getattr(importlib.import_module(where[0]), where[1])
+    made: Transport = cls()
+    return made
 
 
 def get_transport(url: str) -> Transport:
@@ -157,7 +160,7 @@ def get_transport(url: str) -> Transport:
     if found is None:
         found = _builtin(scheme)
         if found is None:
-            known = sorted({*_REGISTRY, "inproc", "tcp", "zmq+tcp", "zmq+ipc"})
+            known = sorted({*_REGISTRY, *_BUILTIN})
             raise ConfigError(f"no transport for scheme {scheme!r} in {url!r}; known: {', '.join(known)}")
         _REGISTRY[scheme] = found
     if not isinstance(found, Transport):
