@@ -17,7 +17,7 @@ def python_blocks() -> list[str]:
 def test_readme_starts_with_the_two_setup_commands() -> None:
     head = README.read_text(encoding="utf-8").splitlines()[:6]
     text = "\n".join(head)
-    assert "nanomsg-kernel demo" in text and "python -m pytest" in text
+    assert "pip install ." in text and "python -m pytest" in text
 
 
 def test_contract_example_runs() -> None:
@@ -32,3 +32,11 @@ def test_service_example_runs() -> None:
     asyncio.run(ns["main"]())
     snapshot = ns["calc"].metrics.snapshot()
     assert snapshot["CalcWork"]["calls"] == 1 and snapshot["CalcWork"]["errors"] == {}
+
+
+def test_main_job_runs() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "contracts"], capture_output=True, text=True, timeout=60, check=True)
+    assert "result=2" in out.stdout and "BAD_REQUEST: division by zero" in out.stdout
