@@ -49,7 +49,9 @@ class InprocListener(Listener):
         self.handler = handler
         self.max_body_size = max_body_size
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(queue_size)
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self.max_in_flight = max_in_flight
+        self._in_flight = 0
+        self._slot_free = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._pump: asyncio.Task[None] | None = None
         self._closing = False
@@ -65,15 +67,27 @@ class InprocListener(Listener):
         """Queue a frame (waits while the queue is full)."""
         if self._closing:
             raise Unavailable(f"inproc://{self.name} is closing")
-        await self._queue.put((frame, conn))
+        if self._in_flight < self.max_in_flight and self._queue.empty():
+            self._start(frame, conn)  # capacity now: no queue hop
+        else:
+            await self._queue.put((frame, conn))
+
+    def _start(self, frame: bytes, conn: InprocConnection | None) -> None:
+        self._in_flight += 1
+        task = asyncio.create_task(self._serve(frame, conn))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _slot(self) -> None:
+        while self._in_flight >= self.max_in_flight:
+            self._slot_free.clear()
+            await self._slot_free.wait()
 
     async def _run(self) -> None:
         while True:
             frame, conn = await self._queue.get()
-            await self._slots.acquire()
-            task = asyncio.create_task(self._serve(frame, conn))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            await self._slot()
+            self._start(frame, conn)
 
     async def _serve(self, frame: bytes, conn: InprocConnection | None) -> None:
         try:
@@ -89,7 +103,8 @@ class InprocListener(Listener):
             if reply is not None and conn is not None:
                 conn.deliver(reply)
         finally:
-            self._slots.release()
+            self._in_flight -= 1
+            self._slot_free.set()
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop taking frames, finish those in flight within ``grace`` seconds, then stop."""
@@ -100,10 +115,8 @@ class InprocListener(Listener):
             # Frames already queued were accepted: serve them too.
             while not self._queue.empty():
                 frame, conn = self._queue.get_nowait()
-                await self._slots.acquire()
-                task = asyncio.create_task(self._serve(frame, conn))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                await self._slot()
+                self._start(frame, conn)
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
