@@ -213,10 +213,10 @@ class Codec:
 
     # -- decoding ------------------------------------------------------------------------
 
-    def _check(self, frame: Any) -> tuple[int, int, int, int, int]:
-        """Unpack and check a header; returns (kind, route, cver, corr, timeout)."""
+    def _check(self, frame: Any) -> tuple[int, int, int, int, int, int]:
+        """Unpack and check a header; returns (kind, route, cver, flags, corr, timeout)."""
         try:
-            magic, wire, kind, route, cver, _flags, corr, timeout, length = _unpack_header(frame)
+            magic, wire, kind, route, cver, flags, corr, timeout, length = _unpack_header(frame)
         except (struct.error, TypeError):
             if not isinstance(frame, (bytes, bytearray, memoryview)):
                 raise DecodeError(f"a frame must be bytes, not {type(frame).__name__}") from None
@@ -228,7 +228,7 @@ class Codec:
         present = len(frame) - HEADER_SIZE
         if length != present:
             raise DecodeError(f"header declares a body of {length} bytes, frame holds {present}")
-        return kind, route, cver, corr, timeout
+        return kind, route, cver, flags, corr, timeout
 
     def _body(self, route: int, body: Any) -> Any:
         entry = self._by_route.get(route)
@@ -260,7 +260,7 @@ class Codec:
             DecodeError: the bytes are not a valid frame of this kernel.
             RemoteError: the frame is an error frame (its status and message).
         """
-        kind, route, _cver, _corr, _timeout = self._check(frame)
+        kind, route, _cver, _flags, _corr, _timeout = self._check(frame)
         if kind == _ERROR:
             raise decode_error_body(memoryview(frame)[HEADER_SIZE:])
         entry = self._by_route.get(route)
@@ -283,8 +283,8 @@ class Codec:
     def decode_frame(self, frame: bytes | bytearray | memoryview) -> Frame:
         """Decode a frame into its :class:`Header` and message; an error frame's message is a
         :class:`RemoteError` (returned, not raised)."""
-        self._check(frame)
-        header = parse_header(frame, self.max_body_size)
+        kind, route, cver, flags, corr, timeout = self._check(frame)
+        header = Header(WIRE_VERSION, Kind(kind), route, cver, flags, corr, timeout, len(frame) - HEADER_SIZE)
         body = memoryview(frame)[HEADER_SIZE:]
         if header.kind == Kind.ERROR:
             return Frame(header, decode_error_body(body))

@@ -166,9 +166,10 @@ def build_layout(cls: type, fields: tuple[FieldInfo, ...]) -> Layout:
         "_set_unknown": _slot_setter(cls, UNKNOWN_SLOT),
     }
 
+    known = frozenset(f.tag for f in fields)
+
     def keep_unknown(obj: Any, m: dict[Any, Any]) -> None:
         extra = {}
-        known = {f.tag for f in fields}
         for k, x in m.items():
             if k in known:
                 continue

@@ -44,7 +44,7 @@ from nanomsg_kernel.errors import (
     ServiceError,
     Status,
 )
-from nanomsg_kernel.frame import DEFAULT_MAX_BODY, Kind, peek_correlation_id
+from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Kind, peek_correlation_id
 from nanomsg_kernel.metrics import ServiceMetrics
 
 if TYPE_CHECKING:
@@ -246,7 +246,7 @@ class Service:
         """
         codec = self.codec
         try:
-            kind, route, _cver, corr, timeout_ms = codec._check(frame)
+            kind, route, _cver, _flags, corr, timeout_ms = codec._check(frame)
         except DecodeError as exc:
             cid = peek_correlation_id(frame)
             self.metrics.observe("<bad frame>", Status.DECODE_ERROR, 0.0)
@@ -255,7 +255,7 @@ class Service:
             return codec.encode_error(Status.DECODE_ERROR, str(exc), correlation_id=cid)
         if kind == _EVENT:
             try:
-                event = codec._body(route, memoryview(frame)[26:])
+                event = codec._body(route, memoryview(frame)[HEADER_SIZE:])
             except DecodeError as exc:
                 self.metrics.observe("<bad event>", Status.DECODE_ERROR, 0.0)
                 self.logger.warning("dropped undecodable event: %s", exc)
@@ -269,7 +269,7 @@ class Service:
             return codec.encode_error(Status.CONTRACT_NOT_SUPPORTED, f"unknown route {route} for {self.routes.__name__}",
                                       correlation_id=corr, route=route)
         try:
-            msg = codec._body(route, frame[26:] if len(frame) < 4096 else memoryview(frame)[26:])
+            msg = codec._body(route, frame[HEADER_SIZE:] if len(frame) < 4096 else memoryview(frame)[HEADER_SIZE:])
         except DecodeError as exc:
             self.metrics.observe("<bad body>", Status.DECODE_ERROR, 0.0)
             return codec.encode_error(Status.DECODE_ERROR, str(exc), correlation_id=corr, route=route)
