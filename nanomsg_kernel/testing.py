@@ -138,3 +138,143 @@ def _mutate(draw: st.DrawFn, frame: bytes) -> bytes:
 def mutated_frames(routes: type[RoutingEnum]) -> st.SearchStrategy[bytes]:
     """Valid frames of ``routes`` with random damage (bit flips, truncation, splices, lengths)."""
     return frames(routes).flatmap(_mutate)
+
+
+# -- across versions of a kernel ---------------------------------------------------------
+
+__all__ += ["assert_compatible", "assert_evolution"]
+
+_DIRECTIONS = {"full": ("backward", "forward"), "backward": ("backward",), "forward": ("forward",)}
+
+
+def _wire_same(written: Any, reread: Any) -> bool:
+    """True when ``reread`` (a reader's re-encoding) carries ``written`` unchanged.
+
+    Maps may gain keys (fields the reader adds with their defaults); an int may come back
+    as the float the reader made of it.
+    """
+    if type(written) is int and type(reread) is float:
+        return float(written) == reread
+    if type(written) is list and type(reread) is list:
+        return len(written) == len(reread) and all(_wire_same(a, b) for a, b in zip(written, reread, strict=True))
+    if type(written) is dict and type(reread) is dict:
+        return all(k in reread and _wire_same(v, reread[k]) for k, v in written.items())
+    return type(written) is type(reread) and bool(written == reread)
+
+
+def _encoded_defaults(cls: type) -> dict[int, Any]:
+    import attrs
+
+    out: dict[int, Any] = {}
+    for f in contract_info(cls).fields:
+        if f.default is attrs.NOTHING:
+            continue
+        value = f.default.factory() if isinstance(f.default, attrs.Factory) else f.default  # type: ignore[arg-type]
+        out[f.tag] = f.spec.encode(value)
+    return out
+
+
+def _check_direction(
+    writer: type[RoutingEnum],
+    reader: type[RoutingEnum],
+    cls: type,
+    label: str,
+    *,
+    roundtrip: bool,
+    max_examples: int,
+) -> None:
+    from nanomsg_kernel.errors import DecodeError
+
+    wcodec, rcodec = writer.codec(), reader.codec()
+    winfo = contract_info(cls)
+
+    @settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(msg=strategy_for(cls))
+    def check(msg: Any) -> None:
+        frame = wcodec.encode(msg)
+        try:
+            got = rcodec.decode(frame)
+        except DecodeError as exc:
+            raise AssertionError(f"{label}: {msg!r} does not decode: {exc}") from None
+        written = winfo.to_map(msg)
+        reread = contract_info(got).to_map(got)
+        for tag, value in written.items():
+            assert tag in reread and _wire_same(value, reread[tag]), (
+                f"{label}: tag {tag} of {msg!r} came back as {reread.get(tag)!r} in {got!r}"
+            )
+        defaults = _encoded_defaults(type(got))
+        for tag in reread.keys() - written.keys():
+            assert tag in defaults and _wire_same(defaults[tag], reread[tag]), (
+                f"{label}: {got!r} has tag {tag} = {reread[tag]!r}, which is not its default"
+            )
+        if roundtrip:
+            try:
+                back = wcodec.decode(rcodec.encode(got))
+            except DecodeError as exc:
+                raise AssertionError(f"{label}: {got!r} does not decode back: {exc}") from None
+            assert back == msg, f"{label}: {msg!r} came back as {back!r} after a pass through the other side"
+
+    check()
+
+
+def assert_compatible(
+    old: type[RoutingEnum], new: type[RoutingEnum], *, mode: str = "full", max_examples: int = 100
+) -> None:
+    """Check with hypothesis that two versions of a kernel read each other's messages.
+
+    For every route of ``old`` (matched to ``new`` by route id): in mode ``full`` or
+    ``backward``, messages encoded by ``old``'s contracts must decode under ``new``'s; in
+    ``full`` or ``forward``, messages of ``new``'s contracts must decode under ``old``'s.
+    "Decode" means no error, and every field the writer sent comes back unchanged when the
+    reader encodes the message again (known fields, and unknown ones it kept); fields the
+    writer did not know take their defaults. In ``full`` mode a message must also survive
+    the trip to the other side and back unchanged. Routes that only ``new`` has are not
+    checked (old peers answer them with "unknown route").
+
+    Raises:
+        AssertionError: with hypothesis's minimal failing message.
+    """
+    if mode not in _DIRECTIONS:
+        raise ValueError(f"mode must be one of {', '.join(_DIRECTIONS)}, not {mode!r}")
+    directions = _DIRECTIONS[mode]
+    new_by_id = {int(m): c for m, c in new.contracts().items()}
+    for member, old_cls in old.contracts().items():
+        new_cls = new_by_id.get(int(member))
+        if new_cls is None:
+            if "backward" in directions:
+                raise AssertionError(f"route {int(member)} ({old_cls.__name__}) is gone from the new kernel")
+            continue
+        both = len(directions) == 2
+        if "backward" in directions:
+            label = f"old {old_cls.__name__} read by new {new_cls.__name__}"
+            _check_direction(old, new, old_cls, label, roundtrip=both, max_examples=max_examples)
+        if "forward" in directions:
+            label = f"new {new_cls.__name__} read by old {old_cls.__name__}"
+            _check_direction(new, old, new_cls, label, roundtrip=both, max_examples=max_examples)
+
+
+def assert_evolution(old: Any, new: Any, *, mode: str = "full", max_examples: int = 100) -> Any:
+    """Check that a kernel's schema can evolve from ``old`` to ``new``.
+
+    ``old`` and ``new`` are schemas (:class:`codegen.model.KernelSchema`) or anything
+    ``nanomsg-kernel schema diff`` accepts: a schema file, ``git:REV:path``, or
+    ``module:RoutingEnum``. First ``schema diff`` must report no breaking change in
+    ``mode``; then classes are built from both schemas and :func:`assert_compatible`
+    checks with hypothesis that each side decodes the other's messages. Returns the
+    diff's :class:`codegen.diff.Report`.
+
+    Raises:
+        AssertionError: the diff reports breaking changes, or a message fails to cross.
+    """
+    from codegen.diff import diff
+    from codegen.load_kernel import load_routes
+    from codegen.model import KernelSchema
+    from codegen.sources import load_source
+
+    old_k = old if isinstance(old, KernelSchema) else load_source(str(old))
+    new_k = new if isinstance(new, KernelSchema) else load_source(str(new))
+    report = diff(old_k, new_k, mode=mode)
+    if not report.ok:
+        raise AssertionError("schema diff reports breaking changes:\n" + report.text())
+    assert_compatible(load_routes(old_k), load_routes(new_k), mode=mode, max_examples=max_examples)
+    return report

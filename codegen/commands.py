@@ -1,0 +1,162 @@
+"""The ``codegen`` command and the ``schema`` group (export, diff, jsonschema) of the CLI.
+
+Exit status: 0 when all is well, 1 when ``codegen --check`` finds a stale module or
+``schema diff`` finds a breaking change, 2 when a schema or an argument is invalid.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from nanomsg_kernel.exit_codes import ExitCode
+
+__all__ = ["codegen_command", "schema_group"]
+
+
+class SchemaFailure(click.ClickException):
+    """An invalid schema or source: the message lists every problem; exit status 2."""
+
+    exit_code = int(ExitCode.USAGE)
+
+    def show(self, file: object = None) -> None:
+        """Print the problems to stderr, one per line."""
+        click.echo(self.format_message(), err=True)
+
+
+def _fail(exc: Exception) -> SchemaFailure:
+    return SchemaFailure(str(exc))
+
+
+@click.command("codegen")
+@click.argument("schemas", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", "-o", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory the kernel modules are written to.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 naming each module that is not up to date.")
+@click.option("--force", is_flag=True, help="Also overwrite modules that were not generated.")
+def codegen_command(schemas: Path, out: Path, check: bool, force: bool) -> None:
+    """Generate one kernel module per schema file in SCHEMAS (a directory or one file).
+
+    schemas/calc.toml becomes OUT/calc.py: the routing enum, enums, records and contracts,
+    written as they would be by hand. Sub-directories of SCHEMAS are not generated.
+    """
+    from codegen.generate import plan, stale_diff, write
+    from codegen.schema import SchemaError
+
+    try:
+        modules = plan(schemas, out)
+    except SchemaError as exc:
+        raise _fail(exc) from None
+    if check:
+        stale = [m for m in modules if not m.fresh]
+        for m in stale:
+            what = "missing" if m.current() is None else "stale"
+            click.echo(f"{what}: {m.path} does not match {m.schema}", err=True)
+            click.echo(stale_diff(m), err=True, nl=False)
+        if stale:
+            click.echo(f"run: nanomsg-kernel codegen {schemas} --out {out}", err=True)
+            raise SystemExit(int(ExitCode.FAILED))
+        click.echo(f"{len(modules)} generated module(s) up to date")
+        return
+    for m in modules:
+        try:
+            written = write(m, force=force)
+        except SchemaError as exc:
+            raise _fail(exc) from None
+        click.echo(f"{'wrote' if written else 'unchanged'}: {m.path} (from {m.schema})")
+
+
+@click.group("schema")
+def schema_group() -> None:
+    """Kernel schemas: export a hand-written kernel, diff two versions, JSON Schema.
+
+    A SOURCE is a schema file, a file at a git revision (git:REV:path), or a kernel's
+    routing enum (package.module:RoutingEnum).
+    """
+
+
+def _load(source: str) -> object:
+    from codegen.schema import SchemaError
+    from codegen.sources import load_source
+
+    try:
+        return load_source(source)
+    except SchemaError as exc:
+        raise _fail(exc) from None
+
+
+@schema_group.command("export")
+@click.argument("source")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the schema to this file instead of standard output.")
+def export_command(source: str, output: Path | None) -> None:
+    """Write the schema of SOURCE, e.g. contracts.calc:CalcRoute, as a schema file."""
+    from codegen.export import export_with_warnings
+    from codegen.schema import SchemaError
+    from codegen.sources import import_routes, load_source
+    from codegen.toml_out import to_toml
+
+    try:
+        if ":" in source and not source.startswith("git:") and not Path(source).exists():
+            kernel, warnings = export_with_warnings(import_routes(source), source=source)
+        else:
+            kernel, warnings = load_source(source), []
+    except SchemaError as exc:
+        raise _fail(exc) from None
+    for w in warnings:
+        click.echo(f"note: {w}", err=True)
+    text = to_toml(kernel, comment=f"Schema of {source}, written by: nanomsg-kernel schema export {source}")
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+
+
+@schema_group.command("diff")
+@click.argument("old")
+@click.argument("new")
+@click.option("--mode", type=click.Choice(["full", "backward", "forward"]), default="full", show_default=True,
+              help="full: both directions must work; backward: new decoders read old messages; "
+                   "forward: old decoders read new messages.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def diff_command(old: str, new: str, mode: str, fmt: str) -> None:
+    """Report every change from OLD to NEW; exit 1 if any is breaking.
+
+    OLD and NEW are sources, e.g. git:main:schemas/calc.toml schemas/calc.toml.
+    """
+    from codegen.diff import diff
+    from codegen.model import KernelSchema
+
+    old_k, new_k = _load(old), _load(new)
+    assert isinstance(old_k, KernelSchema) and isinstance(new_k, KernelSchema)
+    report = diff(old_k, new_k, mode=mode)
+    click.echo(report.json() if fmt == "json" else report.text())
+    if not report.ok:
+        raise SystemExit(int(ExitCode.FAILED))
+
+
+@schema_group.command("jsonschema")
+@click.argument("source")
+@click.option("--out", "-o", "out", type=click.Path(file_okay=False, path_type=Path),
+              help="Write one <Contract>.schema.json per contract here (default: print one JSON object).")
+@click.option("--keys", type=click.Choice(["tag", "name"]), default="tag", show_default=True,
+              help="Key message objects by field tag (as on the wire) or by field name.")
+def jsonschema_command(source: str, out: Path | None, keys: str) -> None:
+    """Export a JSON Schema for each contract of SOURCE."""
+    from codegen.json_schema import contract_schemas
+    from codegen.model import KernelSchema
+
+    kernel = _load(source)
+    assert isinstance(kernel, KernelSchema)
+    schemas = contract_schemas(kernel, keys=keys)
+    if out is None:
+        click.echo(json.dumps(schemas, indent=2, ensure_ascii=False))
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for name, schema in schemas.items():
+        path = out / f"{name}.schema.json"
+        path.write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        click.echo(f"wrote {path}", err=True)

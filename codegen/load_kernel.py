@@ -1,0 +1,45 @@
+"""Build live contract classes from a schema, without writing a module to disk.
+
+``load_routes(schema)`` renders the kernel module exactly as ``codegen`` would, executes it
+as a fresh module and returns its routing enum. Every call makes new, distinct classes,
+so two versions of one kernel can be loaded side by side (e.g. to check that messages of
+one version decode under the other: :func:`nanomsg_kernel.testing.assert_compatible`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+import types
+from typing import cast
+
+from codegen.model import KernelSchema
+from codegen.render import render_module
+from nanomsg_kernel.routing import RoutingEnum
+
+__all__ = ["load_module", "load_routes"]
+
+_counter = itertools.count(1)
+
+
+def load_module(kernel: KernelSchema) -> types.ModuleType:
+    """Execute the generated module of ``kernel`` under a new, unique module name."""
+    label = re.sub(r"\W", "_", kernel.name) or "kernel"
+    name = f"_nanomsg_schema_{label}_{next(_counter)}"
+    source = render_module(kernel, schema_label=kernel.source or kernel.name, command="(built in memory)")
+    module = types.ModuleType(name, kernel.doc or None)
+    module.__file__ = f"<schema {kernel.source or kernel.name}>"
+    sys.modules[name] = module  # annotations are resolved against the module while classes are made
+    try:
+        exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our own rendered source
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def load_routes(kernel: KernelSchema) -> type[RoutingEnum]:
+    """The routing enum of a freshly built copy of ``kernel``'s classes."""
+    module = load_module(kernel)
+    return cast("type[RoutingEnum]", getattr(module, kernel.routing))
