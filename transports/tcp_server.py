@@ -1,0 +1,343 @@
+"""The server side of ``tcp://``: :class:`TcpListener` and its per-connection reader.
+
+Each connection is read by one task: it reads a header, checks it (refusing a bad or
+oversized frame before reading its body), reads exactly the body, and hands the frame to the
+handler in a task of its own, so requests of one connection run concurrently. Replies are
+written as they finish, in any order, each carrying its request's correlation id. When
+``max_in_flight`` requests of a connection are running, its reader stops reading until one
+finishes: the peer is slowed down by TCP flow control, nothing is dropped.
+
+Timeouts are enforced by one sweeper task per listener rather than a timer per read: a
+connection that started a frame (or has replies the peer does not read) and makes no
+progress for ``read_timeout`` seconds is aborted; one with nothing in flight that sends
+nothing for ``idle_timeout`` seconds is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl as _ssl
+
+from nanomsg_kernel.errors import ConfigError, DecodeError, FrameTooLarge, Status
+from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32, Kind
+from transports.base import FrameHandler, Listener
+from transports.tcp_stream import FrameWriter, check_header, error_reply, format_address, parse_address
+
+__all__ = ["TcpListener"]
+
+log = logging.getLogger("nanomsg_kernel.transports.tcp")
+
+_REQUEST = int(Kind.REQUEST)
+# What a connection's reader is doing, for the sweeper.
+_IDLE, _FRAME, _WRITING, _BUSY, _DONE = range(5)
+_READ_BUFFER = 256 * 1024
+"""The stream reader's buffer limit: reading pauses when twice this much is unread."""
+_CLOSE_LINGER = 1.0
+"""Seconds a closing connection may take to flush its last replies before it is aborted."""
+
+
+def _positive(name: str, value: float | None, *, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+        raise ConfigError(f"{name} must be a positive number{' or None' if optional else ''}, got {value!r}")
+
+
+class _Peer:
+    """One accepted connection: its reader loop, requests in flight and write side."""
+
+    __slots__ = ("listener", "loop", "name", "out", "phase", "reader", "since", "slot", "task", "tasks", "writer")
+
+    def __init__(self, listener: TcpListener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.listener = listener
+        self.reader = reader
+        self.writer = writer
+        self.loop = asyncio.get_running_loop()
+        self.out = FrameWriter(writer, listener.write_high_water)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.slot: asyncio.Future[None] | None = None
+        self.phase = _IDLE
+        self.since = self.loop.time()
+        self.task: asyncio.Task[None] | None = None
+        self.name = str(writer.get_extra_info("peername"))
+
+    async def run(self) -> None:
+        """Serve the connection until the peer leaves, misbehaves or the listener closes."""
+        self.task = asyncio.current_task()
+        lost = False
+        try:
+            await self._read_frames()
+        except asyncio.CancelledError:
+            if not self.listener.closing:  # not a shutdown: the task itself is being cancelled
+                self.abort()
+                self.listener.peers.discard(self)
+                raise
+        except asyncio.IncompleteReadError as exc:  # the peer stopped sending: still answer it
+            if exc.partial:
+                log.debug("%s: connection closed in the middle of a frame", self.name)
+        except OSError as exc:  # reset, aborted by the sweeper, TLS failure
+            lost = True
+            log.debug("%s: connection lost: %s", self.name, exc)
+        finally:
+            self.phase = _DONE
+        await self._finish(lost)
+
+    async def _read_frames(self) -> None:
+        listener = self.listener
+        reader, out, loop = self.reader, self.out, self.loop
+        max_body, max_in_flight = listener.max_body_size, listener.max_in_flight
+        read = reader.read
+        readexactly = reader.readexactly
+        while True:
+            if len(self.tasks) >= max_in_flight:
+                self.phase = _BUSY
+                self.slot = loop.create_future()
+                await self.slot
+                self.slot = None
+            if out.congested:
+                self.phase = _WRITING
+                self.since = loop.time()
+                await out.drain()
+            self.phase = _IDLE
+            self.since = loop.time()
+            header = await read(HEADER_SIZE)
+            if not header:
+                return
+            self.phase = _FRAME
+            self.since = loop.time()
+            if len(header) < HEADER_SIZE:
+                header += await readexactly(HEADER_SIZE - len(header))
+            try:
+                kind, _cid, length = check_header(header, max_body)
+            except DecodeError as exc:
+                self._refuse(header, exc)
+                return
+            frame = header + await readexactly(length) if length else header
+            self.tasks.add(loop.create_task(self._serve(frame, kind)))
+
+    def _refuse(self, header: bytes, exc: DecodeError) -> None:
+        status = Status.RESOURCE_EXHAUSTED if isinstance(exc, FrameTooLarge) else Status.BAD_REQUEST
+        log.warning("%s: refused a frame (%s); closing the connection", self.name, exc)
+        reply = error_reply(header, status, str(exc))
+        if reply is not None:
+            self.out.write(reply)
+
+    async def _serve(self, frame: bytes, kind: int) -> None:
+        listener = self.listener
+        try:
+            try:
+                reply = await listener.handler(frame)
+            except Exception:
+                log.exception("%s: frame handler failed", self.name)
+                reply = error_reply(frame, Status.INTERNAL, "frame handler failed") if kind == _REQUEST else None
+            if reply is not None:
+                if len(reply) - HEADER_SIZE > listener.max_body_size:
+                    log.error("%s: reply of %d bytes exceeds max_body_size", self.name, len(reply))
+                    reply = error_reply(frame, Status.RESOURCE_EXHAUSTED, "reply exceeds the maximum body size")
+                if reply is not None:
+                    self.out.write(reply, len(self.tasks) > 1)
+        finally:
+            # Done here rather than in a done-callback, which would cost a loop iteration.
+            # (A task cancelled before it started stays in the set: only at shutdown.)
+            tasks = self.tasks
+            tasks.discard(asyncio.current_task())
+            slot = self.slot
+            if slot is not None and not slot.done():
+                slot.set_result(None)
+            elif not tasks and self.phase == _IDLE:
+                self.since = self.loop.time()
+
+    def check(self, now: float) -> None:
+        """Close the connection if it broke the idle or read timeout (called by the sweeper)."""
+        listener, phase = self.listener, self.phase
+        if phase == _IDLE:
+            idle = listener.idle_timeout
+            if idle is not None and not self.tasks and now - self.since > idle:
+                log.info("%s: idle for %.1fs, closing", self.name, now - self.since)
+                self.writer.transport.close()
+        elif phase in (_FRAME, _WRITING):
+            limit = listener.read_timeout
+            if limit is not None and now - self.since > limit:
+                what = "a partial frame" if phase == _FRAME else "unread replies"
+                log.warning("%s: no progress on %s for %.1fs, dropping", self.name, what, now - self.since)
+                self.writer.transport.abort()
+
+    def stop_reading(self) -> None:
+        """Stop reading new frames (shutdown); requests in flight go on."""
+        if self.phase != _DONE and self.task is not None:
+            self.task.cancel()
+
+    def cancel_requests(self) -> None:
+        """Cancel the requests in flight (their replies are not sent)."""
+        for t in self.tasks:
+            t.cancel()
+
+    def abort(self) -> None:
+        """Cancel the requests in flight and drop the connection."""
+        self.cancel_requests()
+        self.writer.transport.abort()
+
+    async def _finish(self, lost: bool) -> None:
+        """Let requests in flight finish (unless the connection is lost), flush, close."""
+        try:
+            if lost or self.writer.transport.is_closing():
+                self.cancel_requests()
+            if self.tasks:
+                await asyncio.wait(set(self.tasks))
+            self.out.flush()
+            self.writer.close()
+            try:
+                async with asyncio.timeout(_CLOSE_LINGER):
+                    await self.writer.wait_closed()
+            except TimeoutError:
+                self.writer.transport.abort()
+            except OSError:
+                pass
+        finally:
+            self.listener.peers.discard(self)
+
+
+class TcpListener(Listener):
+    """Serves a :data:`~transports.base.FrameHandler` on ``tcp://host:port``.
+
+    Args:
+        url: ``tcp://host:port`` (port 0: any free port; :attr:`url` then has the real one).
+        handler: called with every frame received; its reply frame is sent back.
+        ssl: a server-side :class:`ssl.SSLContext` to serve TLS.
+        max_in_flight: requests of one connection handled at once; beyond it the
+            connection is not read until one finishes (backpressure, never loss).
+        max_connections: connections served at once; further ones are closed on accept.
+        max_body_size: largest frame body accepted; a larger one is answered with
+            ``RESOURCE_EXHAUSTED`` and its connection closed, before it is read.
+        read_timeout: seconds a connection may take to complete a frame it started (or to
+            take replies it has left unread) before it is dropped; also the TLS handshake
+            limit. ``None``: no limit.
+        idle_timeout: seconds a connection with nothing in flight may stay silent before it
+            is closed. ``None``: no limit.
+        grace: default seconds :meth:`close` lets requests in flight finish.
+        backlog: the listening socket's accept queue length.
+        write_high_water: bytes of unsent replies above which a connection is not read.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        handler: FrameHandler,
+        *,
+        ssl: _ssl.SSLContext | None = None,
+        max_in_flight: int = 128,
+        max_connections: int = 1024,
+        max_body_size: int = DEFAULT_MAX_BODY,
+        read_timeout: float | None = 30.0,
+        idle_timeout: float | None = 300.0,
+        grace: float = 5.0,
+        backlog: int = 128,
+        write_high_water: int = 256 * 1024,
+    ) -> None:
+        scheme, self.host, self.port = parse_address(url)
+        if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
+            raise ConfigError(f"ssl must be an ssl.SSLContext, got {type(ssl).__name__}")
+        for name, count in (("max_in_flight", max_in_flight), ("max_connections", max_connections),
+                            ("backlog", backlog), ("write_high_water", write_high_water)):
+            if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                raise ConfigError(f"{name} must be a positive int, got {count!r}")
+        if not isinstance(max_body_size, int) or not 0 < max_body_size <= MAX_U32:
+            raise ConfigError(f"max_body_size must be 1 to {MAX_U32}, got {max_body_size!r}")
+        _positive("read_timeout", read_timeout)
+        _positive("idle_timeout", idle_timeout)
+        if not isinstance(grace, (int, float)) or grace < 0:
+            raise ConfigError(f"grace must be a number >= 0, got {grace!r}")
+        self.scheme = scheme
+        self.url = url
+        self.handler = handler
+        self.ssl = ssl
+        self.max_in_flight = max_in_flight
+        self.max_connections = max_connections
+        self.max_body_size = max_body_size
+        self.read_timeout = read_timeout
+        self.idle_timeout = idle_timeout
+        self.grace = float(grace)
+        self.backlog = backlog
+        self.write_high_water = write_high_water
+        self.peers: set[_Peer] = set()
+        self.refused_connections = 0
+        """Connections closed on accept because ``max_connections`` were open."""
+        self.closing = False
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<TcpListener {self.url} connections={len(self.peers)}>"
+
+    async def start(self) -> None:
+        """Bind and start accepting connections; :attr:`url` gets the bound port."""
+        if self._server is not None:
+            raise ConfigError(f"{self.url} is already started")
+        try:
+            self._server = await asyncio.start_server(
+                self._accept, self.host, self.port, ssl=self.ssl, backlog=self.backlog, limit=_READ_BUFFER,
+                ssl_handshake_timeout=self.read_timeout if self.ssl is not None else None,
+            )
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {self.url}: {exc}") from exc
+        sockname = self._server.sockets[0].getsockname()
+        self.url = format_address(self.scheme, self.host, int(sockname[1]))
+        self.closing = False
+        limits = [t for t in (self.read_timeout, self.idle_timeout) if t is not None]
+        if limits:
+            tick = min(1.0, max(0.01, min(limits) / 4))
+            self._sweeper = asyncio.create_task(self._sweep(tick), name=f"{self.url} sweeper")
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.closing or len(self.peers) >= self.max_connections:
+            self.refused_connections += 1
+            log.warning("%s: refusing a connection from %s (%d open, the maximum is %d)",
+                        self.url, writer.get_extra_info("peername"), len(self.peers), self.max_connections)
+            writer.close()
+            return
+        peer = _Peer(self, reader, writer)
+        self.peers.add(peer)
+        await peer.run()
+
+    async def _sweep(self, tick: float) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            for peer in list(self.peers):
+                peer.check(now)
+
+    async def close(self, grace: float | None = None) -> None:
+        """Stop accepting and reading; let requests in flight finish within ``grace``
+        seconds (default: the listener's ``grace``), send their replies, then close."""
+        server = self._server
+        if server is None:
+            return
+        self._server = None
+        grace = self.grace if grace is None else grace
+        self.closing = True
+        server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        peers = list(self.peers)
+        for peer in peers:
+            peer.stop_reading()
+        runs = {p.task: p for p in peers if p.task is not None}
+        if runs:
+            _done, late = await asyncio.wait(runs, timeout=grace)
+            if late:
+                log.warning("%s: requests still running after %.1fs on %d connection(s), cancelling them",
+                            self.url, grace, len(late))
+                for task in late:
+                    runs[task].cancel_requests()
+                _done, late = await asyncio.wait(late, timeout=2 * _CLOSE_LINGER)
+                for task in late:
+                    runs[task].abort()
+                if late:
+                    await asyncio.wait(late)
+        await server.wait_closed()

@@ -1,0 +1,175 @@
+"""Framing over asyncio streams, shared by the TCP server and client.
+
+* :func:`parse_address` / :func:`format_address` — ``tcp://host:port`` (``[v6]`` hosts too).
+* :func:`check_header` — the per-frame header check of the read loops: a fast path over the
+  precompiled struct, falling back to :func:`~nanomsg_kernel.frame.parse_header` for the
+  precise error, so a bad or oversized header is refused before its body is read.
+* :func:`error_reply` — an error frame answering a frame whose correlation id is readable.
+* :class:`FrameWriter` — writes frames to a transport, coalescing the frames written during
+  one event-loop iteration into a single socket write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+from nanomsg_kernel.codec import encode_error_body
+from nanomsg_kernel.errors import ConfigError, Status
+from nanomsg_kernel.frame import (
+    HEADER_SIZE,
+    HEADER_STRUCT,
+    MAGIC,
+    WIRE_VERSION,
+    Kind,
+    pack_header,
+    parse_header,
+)
+from transports.base import split_url
+
+__all__ = [
+    "MAX_BATCH",
+    "MAX_BATCH_BYTES",
+    "FrameWriter",
+    "check_header",
+    "error_reply",
+    "format_address",
+    "parse_address",
+]
+
+_unpack_header = HEADER_STRUCT.unpack_from
+_KINDS = frozenset(int(k) for k in Kind)
+_ERROR = int(Kind.ERROR)
+
+MAX_BATCH = 16
+"""Frames held back for one coalesced write at most: a full batch is written at once, so
+the peer starts on it while the rest is produced (whole-pipeline batches make the two
+sides take turns, each idle while the other works)."""
+MAX_BATCH_BYTES = 64 * 1024
+"""Bytes held back for one coalesced write at most."""
+
+
+def parse_address(url: str, schemes: tuple[str, ...] = ("tcp",)) -> tuple[str, str | None, int]:
+    """Split ``tcp://host:port`` into ``(scheme, host, port)``.
+
+    ``host`` is ``None`` for ``*`` (every interface); IPv6 hosts are written in brackets
+    (``tcp://[::1]:0``). Port 0 asks the system for a free port when listening.
+
+    Raises:
+        ConfigError: the URL is not of that form.
+    """
+    scheme, _rest = split_url(url)
+    if scheme not in schemes:
+        raise ConfigError(f"bad TCP URL {url!r}: the scheme must be one of {', '.join(schemes)}")
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"bad TCP URL {url!r}: {exc}") from None
+    host = parts.hostname
+    if port is None or not host or parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ConfigError(f"bad TCP URL {url!r}: expected {scheme}://host:port")
+    return scheme, (None if host == "*" else host), port
+
+
+def format_address(scheme: str, host: str | None, port: int) -> str:
+    """The URL of ``host:port`` (brackets around IPv6 hosts; ``*`` for every interface)."""
+    if host is None:
+        host = "*"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+def check_header(header: bytes, max_body: int) -> tuple[int, int, int]:
+    """Check a received header; return its ``(kind, correlation_id, body_length)``.
+
+    Raises:
+        DecodeError: bad magic, wire version or kind.
+        FrameTooLarge: the declared body exceeds ``max_body``.
+    """
+    magic, wire, kind, _route, _cver, _flags, cid, _timeout, length = _unpack_header(header)
+    if magic != MAGIC or wire != WIRE_VERSION or kind not in _KINDS or length > max_body:
+        parse_header(header, max_body)  # raises the precise error
+    return kind, cid, length
+
+
+def error_reply(frame: bytes, status: Status, message: str) -> bytes | None:
+    """An error frame answering ``frame`` (its correlation id and route), or ``None`` when
+    ``frame`` is too short or its magic is wrong, so that no correlation id can be read."""
+    if len(frame) < HEADER_SIZE or frame[:2] != MAGIC:
+        return None
+    fields = _unpack_header(frame)
+    body = encode_error_body(status, message)
+    return pack_header(_ERROR, fields[3], 0, fields[6], 0, len(body)) + body
+
+
+class FrameWriter:
+    """Writes frames to a stream, coalescing those written in one loop iteration.
+
+    The first frame of an iteration goes to the socket at once (no added latency for a
+    lone request); frames written after it in the same iteration are held and written
+    together, in order, by one call scheduled for the next iteration, or as soon as
+    :data:`MAX_BATCH` frames or :data:`MAX_BATCH_BYTES` bytes are held. A writer that knows
+    no other frame follows soon says so (``more=False``) and skips the scheduling.
+
+    Backpressure: :attr:`congested` tells when more than ``high_water`` bytes (held here or
+    in the transport) wait to be sent; :meth:`drain` then waits until the transport has
+    sent most of them.
+    """
+
+    __slots__ = ("_corked", "_held", "_held_bytes", "_loop", "high_water", "transport", "writer")
+
+    def __init__(self, writer: asyncio.StreamWriter, high_water: int) -> None:
+        self.writer = writer
+        self.transport = writer.transport
+        self.high_water = high_water
+        self.transport.set_write_buffer_limits(high=high_water)
+        self._loop = asyncio.get_running_loop()
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+        self._corked = False
+
+    def write(self, frame: bytes, more: bool = True) -> None:
+        """Queue ``frame`` for the socket (dropped if the transport is closing).
+
+        ``more=False`` says no other frame is expected soon (e.g. one request in flight):
+        the frame is then written at once without holding back the ones that follow.
+        """
+        if self._corked:
+            self._held.append(frame)
+            self._held_bytes += len(frame)
+            if len(self._held) >= MAX_BATCH or self._held_bytes >= MAX_BATCH_BYTES:
+                self._write_held()
+        elif not self.transport.is_closing():
+            self.transport.write(frame)
+            if more:
+                self._corked = True
+                self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Hand every held frame to the transport now."""
+        self._corked = False
+        if self._held:
+            self._write_held()
+
+    def _write_held(self) -> None:
+        held = self._held
+        self._held = []
+        self._held_bytes = 0
+        if not self.transport.is_closing():
+            self.transport.writelines(held)
+
+    @property
+    def congested(self) -> bool:
+        """Whether more than ``high_water`` bytes wait to be sent."""
+        return self._held_bytes + self.transport.get_write_buffer_size() > self.high_water
+
+    async def drain(self) -> None:
+        """Flush, then wait while the transport holds more than ``high_water`` bytes.
+
+        Raises:
+            ConnectionError: the connection was lost.
+        """
+        self.flush()
+        await self.writer.drain()
