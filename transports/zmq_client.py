@@ -1,0 +1,405 @@
+"""The client side of the ZeroMQ transport: a ``DEALER`` for requests, an ``XPUB`` for events.
+
+Requests: one ``DEALER`` connects to every endpoint of the URL and ZeroMQ spreads the
+requests over the connected ones, round-robin; replies come back on the same socket and are
+matched by correlation id. ``ZMQ_IMMEDIATE`` keeps requests off endpoints that are not
+connected, so while one service is down the others take all the work, and a service that
+comes back is used again as soon as ZeroMQ has reconnected to it.
+
+Failures: a socket monitor reports each endpoint's connection state. When every endpoint is
+disconnected (a crash, or heartbeats unanswered), every request in flight is lost and fails
+at once with ``Unavailable``; a request that went to one dead endpoint among live ones fails
+with ``DeadlineExceeded`` at its deadline (one ``DEALER`` does not say which peer took
+which message). A request that no endpoint can take fails with ``Unavailable``: at once
+when every endpoint refused the connection (nothing listens) or the Curve handshake,
+otherwise after ``min(timeout, connect_timeout)``.
+
+Events: ``send(frame)`` publishes on an ``XPUB`` connected to each service's events
+endpoint, where the service's ``SUB`` subscribes to the first 6 header bytes (magic, wire
+version, kind ``EVENT``, route) of the events it handles; ZeroMQ filters at the publisher,
+so an event travels only to services that subscribe to its route. ``XPUB_NODROP`` makes a
+full queue wait instead of dropping (backpressure). The ``XPUB`` also receives the
+subscriptions, which lets the first events after connecting wait (``events_wait``) until a
+subscriber for their route has been seen, instead of being lost before the subscription
+arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from typing import Any
+
+import zmq
+
+from nanomsg_kernel.errors import DeadlineExceeded, EncodeError, Unavailable
+from nanomsg_kernel.frame import HEADER_SIZE, MAGIC, Kind
+from transports.base import Connection, PendingReplies, correlation_id_of
+from transports.zmq_endpoints import connect_endpoints
+from transports.zmq_options import ConnectOptions, configure
+from transports.zmq_socket import SocketPump, raw_send, shared_context
+
+__all__ = ["ZmqConnection"]
+
+_NOBLOCK = zmq.NOBLOCK
+_Again = zmq.Again
+_EVENT = int(Kind.EVENT)
+_MONITORED = (
+    zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
+_FAILED = {
+    int(zmq.EVENT_HANDSHAKE_FAILED_AUTH): "the service refused the Curve key (authentication failed)",
+    int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL): "the handshake failed (security settings differ?)",
+    int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL): "the handshake failed (security settings differ?)",
+}
+_EVENT_HEADER = struct.Struct("=hi")
+_EVENTS_LINGER_MS = 1000
+_DEADLINE_GRAIN = 0.005
+"""Requests whose deadlines fall in the same 5 ms share one timer."""
+_SHARED_TIMER_MIN = 0.05
+"""Shorter timeouts get a timer of their own (exact)."""
+
+
+class ZmqConnection(Connection):
+    """A connection to one or more services at ``zmq+tcp://`` / ``zmq+ipc://`` URLs.
+
+    ``url`` may list several endpoints separated by commas; requests are spread across them.
+    Options are those of :class:`~transports.zmq_options.ConnectOptions`.
+    """
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self.url = url
+        self.options: ConnectOptions = ConnectOptions.parse(options, "connect")
+        self.endpoints = connect_endpoints(url)
+        self._curve = self.options.curve()
+        self._max_frame = self.options.max_frame
+        self.pending = PendingReplies()
+        self._sock: zmq.Socket[Any] | None = None
+        self._pump: SocketPump | None = None
+        self._monitor: zmq.Socket[Any] | None = None
+        self._monitor_pump: SocketPump | None = None
+        self._up: set[str] = set()
+        self._refused: dict[str, str] = {}
+        """Endpoints whose handshake failed last (Curve refused, security mismatch)."""
+        self._unreachable: set[str] = set()
+        """Endpoints whose last connection attempt failed (nothing listens there now)."""
+        self._down_check = False
+        self._closed = False
+        self._state_changed = asyncio.Event()
+        self._deadlines: dict[int, dict[asyncio.Future[bytes], float]] = {}
+        self.sends_waiting = 0
+        """Requests waiting for room to be sent (no endpoint connected, or queues full)."""
+        # events
+        self._pub: zmq.Socket[Any] | None = None
+        self._pub_pump: SocketPump | None = None
+        self._subscribed: dict[bytes, int] = {}
+        self._subscription_seen: asyncio.Event | None = None
+        self._events_wait_until = 0.0
+
+    def __repr__(self) -> str:
+        return f"<ZmqConnection {self.url!r} connected={sorted(self._up)}>"
+
+    @property
+    def connected(self) -> frozenset[str]:
+        """ZeroMQ addresses of the endpoints currently connected (handshake done)."""
+        return frozenset(self._up)
+
+    @property
+    def subscriptions(self) -> dict[bytes, int]:
+        """Event subscriptions seen from the services: header prefix -> subscriber count."""
+        return dict(self._subscribed)
+
+    async def wait_connected(self, count: int | None = None, timeout: float = 5.0) -> None:
+        """Wait until ``count`` endpoints (default: all) are connected.
+
+        Raises:
+            Unavailable: not within ``timeout`` seconds (or every endpoint refused us).
+        """
+        await self.connect()
+        want = len(self.endpoints) if count is None else count
+        try:
+            async with asyncio.timeout(timeout):
+                while len(self._up) < want:
+                    if self._all_refused():
+                        raise self._failure()
+                    self._state_changed.clear()
+                    await self._state_changed.wait()
+        except TimeoutError:
+            raise Unavailable(
+                f"{self.url}: {len(self._up)} of {want} endpoints connected after {timeout}s"
+            ) from None
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Create the socket and start connecting to every endpoint (ZeroMQ connects in the
+        background and reconnects whenever a connection drops)."""
+        if self._sock is not None:
+            return
+        if self._closed:
+            raise Unavailable(f"{self.url}: connection closed")
+        sock = shared_context().socket(zmq.DEALER)
+        try:
+            configure(sock, self.options, ipv6=self._ipv6())
+            sock.immediate = 1
+            sock.reconnect_ivl = 100
+            sock.reconnect_ivl_max = 2000
+            if self._curve is not None:
+                self._curve.apply(sock)
+            monitor = sock.get_monitor_socket(_MONITORED)
+            monitor.linger = 0
+            for ep in self.endpoints:
+                sock.connect(ep.requests)
+        except BaseException:
+            sock.close(0)
+            raise
+        self._sock, self._monitor = sock, monitor
+        self._monitor_pump = SocketPump(monitor, self._on_monitor)
+        self._pump = SocketPump(sock, self._on_reply)
+
+    def _ipv6(self) -> bool:
+        return any(ep.requests.startswith("tcp://[") for ep in self.endpoints)
+
+    def _on_reply(self, parts: list[bytes]) -> None:
+        self.pending.resolve(parts[-1])
+
+    def _on_monitor(self, parts: list[bytes]) -> None:
+        if len(parts) != 2 or len(parts[0]) != 6:
+            return
+        event, value = _EVENT_HEADER.unpack(parts[0])
+        endpoint = parts[1].decode("utf-8", "replace")
+        self._state_changed.set()
+        if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self._up.add(endpoint)
+            self._refused.pop(endpoint, None)
+            self._unreachable.discard(endpoint)
+        elif event == zmq.EVENT_CONNECTED:
+            self._unreachable.discard(endpoint)
+        elif event == zmq.EVENT_CONNECT_RETRIED:
+            self._unreachable.add(endpoint)
+            if self._cannot_send() and self._pump is not None:
+                self._pump.fail_writers(self._failure())
+        elif event == zmq.EVENT_DISCONNECTED:
+            if endpoint in self._up:
+                self._up.discard(endpoint)
+                if not self._down_check:
+                    # Decide after the rest of this batch of events: a reconnection may follow.
+                    self._down_check = True
+                    asyncio.get_running_loop().call_soon(self._check_all_down, endpoint)
+        elif event in _FAILED:
+            self._refused[endpoint] = f"{_FAILED[event]} (code {value})" if value else _FAILED[event]
+            if self._cannot_send() and self._pump is not None:
+                self._pump.fail_writers(self._failure())
+
+    def _check_all_down(self, endpoint: str) -> None:
+        self._down_check = False
+        if not self._up and len(self.pending):
+            # Replies that arrived before the connection closed are still queued: take them.
+            if self._pump is not None:
+                self._pump.drain()
+            self.pending.fail_all(Unavailable(f"{endpoint}: connection lost; the request may not have been served"))
+
+    def _all_refused(self) -> bool:
+        return not self._up and len(self._refused) >= len(self.endpoints)
+
+    def _cannot_send(self) -> bool:
+        """No endpoint is up, and every one refused us or could not be reached last time."""
+        return not self._up and len(self._unreachable | set(self._refused)) >= len(self.endpoints)
+
+    def _failure(self) -> Unavailable:
+        reasons = {ep: "nothing accepts connections there" for ep in self._unreachable}
+        reasons.update(self._refused)
+        text = "; ".join(f"{ep}: {why}" for ep, why in sorted(reasons.items()))
+        return Unavailable(f"{self.url}: unreachable: {text}")
+
+    async def request(self, frame: bytes, timeout: float | None = None) -> bytes:
+        """Send ``frame`` to one of the endpoints and return the reply with its correlation id.
+
+        Raises:
+            DeadlineExceeded: no reply within ``timeout`` seconds.
+            Unavailable: no endpoint could take the request, or all connections dropped.
+            EncodeError: the frame is larger than ``max_body_size`` allows.
+        """
+        if self._pump is None:
+            await self.connect()
+        if len(frame) > self._max_frame:
+            raise EncodeError(
+                f"frame of {len(frame)} bytes exceeds the maximum of {self._max_frame} "
+                f"(max_body_size {self.options.max_body_size} + {HEADER_SIZE}-byte header)"
+            )
+        pump = self._pump
+        assert pump is not None and self._sock is not None
+        cid = correlation_id_of(frame)
+        fut = self.pending.expect(cid)  # before sending: a reply cannot come sooner
+        try:
+            raw_send(self._sock, frame, _NOBLOCK)
+            pump.kick()
+        except _Again:
+            # Not sent: only requests that were sent are pending (and fail if all connections
+            # drop); this one registers again once it is on its way.
+            self.pending.discard(cid)
+            spent = await self._send_waiting(pump, frame, timeout)
+            fut = self.pending.expect(cid)
+            if timeout is not None:
+                timeout = max(0.0, timeout - spent)
+        except BaseException:
+            self.pending.discard(cid)
+            raise
+        if timeout is None:
+            try:
+                return await fut
+            finally:
+                self.pending.discard(cid)
+        # One timer per few milliseconds of deadlines: a timer (or asyncio.timeout()) per
+        # request costs as much as the rest of the request. A shared timer fires up to
+        # _DEADLINE_GRAIN early, never late: the service, which gets the same timeout,
+        # must not answer TIMEOUT before the caller gives up.
+        deadline = pump.loop.time() + timeout
+        key = int(deadline / _DEADLINE_GRAIN) if timeout >= _SHARED_TIMER_MIN else -int(deadline * 1e6)
+        expiring = self._deadlines.get(key)
+        if expiring is None:
+            expiring = self._deadlines[key] = {}
+            pump.loop.call_at(key * _DEADLINE_GRAIN if key > 0 else deadline, self._expire, key)
+        expiring[fut] = timeout
+        try:
+            return await fut
+        finally:
+            del expiring[fut]
+            self.pending.discard(cid)
+
+    def _expire(self, key: int) -> None:
+        for fut, timeout in self._deadlines.pop(key, {}).items():
+            if not fut.done():
+                fut.set_exception(DeadlineExceeded(f"no reply within {timeout:.3f}s"))
+
+    async def _send_waiting(self, pump: SocketPump, frame: bytes, timeout: float | None) -> float:
+        """Send once an endpoint has room; returns the seconds spent waiting."""
+        if self._closed:
+            raise Unavailable(f"{self.url}: connection closed")
+        if self._cannot_send():
+            raise self._failure()
+        limit = self.options.connect_timeout if timeout is None else min(timeout, self.options.connect_timeout)
+        start = pump.loop.time()
+        self.sends_waiting += 1
+        try:
+            sent = await pump.send([frame], start + limit)
+        finally:
+            self.sends_waiting -= 1
+        if sent:
+            return pump.loop.time() - start
+        if self._closed:
+            raise Unavailable(f"{self.url}: connection closed")
+        if self._cannot_send():
+            raise self._failure()
+        raise Unavailable(
+            f"{self.url}: no endpoint took the request within {limit:.3f}s "
+            f"({'none connected' if not self._up else 'all queues full'})"
+        )
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _open_events(self) -> SocketPump:
+        if self._closed:
+            raise Unavailable(f"{self.url}: connection closed")
+        pub = shared_context().socket(zmq.XPUB)
+        try:
+            configure(pub, self.options, receives_frames=False, ipv6=self._ipv6())
+            pub.maxmsgsize = 1024  # it only receives subscriptions
+            pub.xpub_nodrop = 1
+            pub.xpub_verboser = 1  # every (un)subscription of every service, to count them
+            pub.reconnect_ivl = 100
+            pub.reconnect_ivl_max = 2000
+            if self._curve is not None:
+                self._curve.apply(pub)
+            for ep in self.endpoints:
+                pub.connect(ep.events)
+        except BaseException:
+            pub.close(0)
+            raise
+        self._pub = pub
+        # XPUB_NODROP makes a full queue an error, yet POLLOUT stays set.
+        self._pub_pump = SocketPump(pub, self._on_subscription, pollout_means_room=False)
+        self._subscription_seen = asyncio.Event()
+        loop = self._pub_pump.loop
+        self._events_wait_until = loop.time() + self.options.events_wait
+        loop.call_later(self.options.events_wait, self._end_events_wait)
+        return self._pub_pump
+
+    def _end_events_wait(self) -> None:
+        self._events_wait_until = 0.0
+
+    def _on_subscription(self, parts: list[bytes]) -> None:
+        msg = parts[0]
+        if not msg or msg[0] > 1:
+            return
+        prefix = msg[1:]
+        count = self._subscribed.get(prefix, 0) + (1 if msg[0] == 1 else -1)
+        if count > 0:
+            self._subscribed[prefix] = count
+        else:
+            self._subscribed.pop(prefix, None)
+        if self._subscription_seen is not None:
+            self._subscription_seen.set()
+
+    def _has_subscriber(self, frame: bytes) -> bool:
+        return any(frame.startswith(prefix) for prefix in self._subscribed)
+
+    async def _wait_for_subscriber(self, frame: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        seen = self._subscription_seen
+        assert seen is not None
+        while not self._has_subscriber(frame):
+            remaining = self._events_wait_until - loop.time()
+            if remaining <= 0:
+                self._events_wait_until = 0.0
+                return
+            seen.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await seen.wait()
+            except TimeoutError:
+                pass
+
+    async def send(self, frame: bytes) -> None:
+        """Publish an event frame to every service subscribed to its route.
+
+        Raises:
+            EncodeError: ``frame`` is not an event frame, or is too large.
+            Unavailable: the subscribers did not make room within ``send_timeout``.
+        """
+        if len(frame) > self._max_frame:
+            raise EncodeError(f"frame of {len(frame)} bytes exceeds the maximum of {self._max_frame}")
+        if len(frame) < HEADER_SIZE or frame[:2] != MAGIC or frame[3] != _EVENT:
+            raise EncodeError("one-way frames over ZeroMQ are published: send an EVENT frame")
+        pump = self._pub_pump or self._open_events()
+        if self._events_wait_until and not self._has_subscriber(frame):
+            await self._wait_for_subscriber(frame, pump.loop)
+        if not pump.try_send((frame,)) and not await pump.send(
+            (frame,), pump.loop.time() + self.options.send_timeout
+        ):
+            if self._closed:
+                raise Unavailable(f"{self.url}: connection closed")
+            raise Unavailable(f"{self.url}: subscribers did not take the event within {self.options.send_timeout}s")
+
+    # -- closing -----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close; requests still waiting fail with ``Unavailable``. Events already sent are
+        still delivered for up to a second."""
+        if self._closed:
+            return
+        self._closed = True
+        self.pending.fail_all(Unavailable(f"{self.url}: connection closed"))
+        for pump in (self._pump, self._monitor_pump, self._pub_pump):
+            if pump is not None:
+                pump.close()
+        if self._sock is not None:
+            self._sock.disable_monitor()
+        if self._monitor is not None:
+            self._monitor.close(0)
+        if self._sock is not None:
+            self._sock.close(0)
+        if self._pub is not None:
+            self._pub.close(_EVENTS_LINGER_MS)
+        self._sock = self._monitor = self._pub = None
+        self._pump = self._monitor_pump = self._pub_pump = None
