@@ -1,26 +1,216 @@
 """The ``nanomsg-kernel`` command line.
 
-Each command lives in the module that owns its subject and is attached here.
+Each command lives in the module that owns its subject and is attached here: ``serve``
+(:mod:`nanomsg_kernel.serving`, :mod:`nanomsg_kernel.config`), ``call``
+(:mod:`nanomsg_kernel.call`), ``inspect`` (:mod:`nanomsg_kernel.inspect_frame`), ``demo``
+(:mod:`nanomsg_kernel.demo`). Exit statuses: :class:`nanomsg_kernel.exit_codes.ExitCode`.
 """
 
 from __future__ import annotations
 
+import sys
+from typing import Any, NoReturn
+
 import click
 
 from nanomsg_kernel import __version__
+from nanomsg_kernel.exit_codes import ExitCode, exit_code_for
+
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_DEMO_TRANSPORTS = ("binding", "inproc", "tcp", "zmq+tcp")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="nanomsg-kernel")
-def main() -> None:
+@click.option("--log-level", type=click.Choice(_LEVELS, case_sensitive=False), default="WARNING",
+              show_default=True, envvar="NANOMSG_KERNEL_LOG_LEVEL", help="Lowest level of log records shown (on stderr).")
+@click.option("--log-json", is_flag=True, envvar="NANOMSG_KERNEL_LOG_JSON",
+              help="Log one JSON object per line, with service, contract and correlation_id fields.")
+def main(log_level: str, log_json: bool) -> None:
     """nanomsg-kernel: versioned binary contracts and nanoservices."""
+    from nanomsg_kernel.logs import configure_logging
+
+    configure_logging(log_level, json_lines=log_json)
+
+
+def _fail(message: str, code: ExitCode) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(int(code))
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--grace", type=click.FloatRange(0, 3600), default=None,
+              help="Seconds calls in flight get to finish on shutdown (default: the config's node.grace, else 5).")
+@click.option("--check", is_flag=True, help="Only check the config: report its problems, or say it is fine, and exit.")
+def serve(config: str, grace: float | None, check: bool) -> None:
+    """Serve every service of the node CONFIG (a TOML file) until SIGINT or SIGTERM.
+
+    Prints one 'listening SERVICE URL' line per listener, then 'ready'; on a signal stops
+    gracefully and prints the metrics summary. Config problems are all reported, naming the
+    file and key, before anything starts (exit 2).
+    """
+    from nanomsg_kernel.config import NodeConfigError, load_config
+
+    try:
+        node_config = load_config(config)
+    except NodeConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        n = len(exc.problems)
+        _fail(f"{n} problem{'s' if n > 1 else ''} in {config}; nothing was started", ExitCode.USAGE)
+    for warning in node_config.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if check:
+        names = ", ".join(s.name for s in node_config.services)
+        click.echo(f"{config}: ok (node {node_config.name!r}: {names})")
+        return
+    from nanomsg_kernel.serving import serve_node
+    from transports.loop import run
+
+    try:
+        run(serve_node(node_config, click.echo, grace=grace))
+    except Exception as exc:
+        _fail(f"node {node_config.name!r} could not start: {type(exc).__name__}: {exc}", ExitCode.FAILED)
+
+
+def _read_payload(payload: str) -> str:
+    if payload == "-":
+        return sys.stdin.read()
+    if payload.startswith("@"):
+        try:
+            with open(payload[1:], encoding="utf-8") as f:
+                return f.read()
+        except OSError as exc:
+            _fail(f"cannot read {payload[1:]}: {exc.strerror or exc}", ExitCode.USAGE)
+    return payload
+
+
+@main.command()
+@click.argument("url")
+@click.argument("contract")
+@click.option("--kernel", "-k", required=True, metavar="MODULE:ENUM",
+              help="The kernel's routing enum, e.g. contracts.calc:CalcRoute.")
+@click.option("--json", "payload", default="{}", show_default=True, metavar="JSON|@FILE|-",
+              help="The request's fields as a JSON object (text, @file, or - for stdin).")
+@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=5.0, show_default=True,
+              help="Seconds to wait for the reply (connecting included).")
+@click.option("--bytes", "bytes_format", type=click.Choice(["base64", "hex"]), default="base64", show_default=True,
+              help="How bytes fields are written in JSON, both ways.")
+@click.option("--compact", is_flag=True, help="Print the reply on one line.")
+def call(url: str, contract: str, kernel: str, payload: str, timeout: float, bytes_format: str, compact: bool) -> None:
+    """Send one CONTRACT request to the service at URL and print the reply as JSON.
+
+    CONTRACT is the contract's class name (CalcWork), its routing member (CALC_WORK) or its
+    route number. An error reply prints its status and message on stderr; the exit status
+    says what happened: 0 reply, 1 error status from the service, 2 bad input, 3 service
+    unreachable, 4 timeout, 5 undecodable reply.
+    """
+    import asyncio
+    import json
+
+    from nanomsg_kernel.call import call_json, load_kernel
+    from nanomsg_kernel.errors import NanomsgError, RemoteError
+
+    def slow() -> None:
+        if sys.stderr.isatty():
+            click.echo(f"waiting for {url} (up to {timeout:g}s)...", err=True)
+
+    try:
+        routes = load_kernel(kernel)
+        reply = asyncio.run(call_json(url, routes, contract, _read_payload(payload), timeout=timeout,
+                                      bytes_format=bytes_format, on_slow=slow))  # type: ignore[arg-type]
+    except RemoteError as exc:
+        _fail(f"{exc.status.name}: {exc.message}", ExitCode.FAILED)
+    except (NanomsgError, OSError) as exc:
+        _fail(str(exc), exit_code_for(exc))
+    click.echo(json.dumps(reply, indent=None if compact else 2, ensure_ascii=False))
+
+
+@main.command("inspect")
+@click.argument("source", type=click.File("rb"), default="-")
+@click.option("--hex/--raw", "hex_input", default=None,
+              help="Read the input as hex text, or as raw bytes (default: hex if it reads as hex).")
+@click.option("--kernel", "-k", metavar="MODULE:ENUM", help="Decode bodies into this kernel's contracts.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option("--max-body", type=click.IntRange(1, 0xFFFF_FFFF), default=16 * 1024 * 1024, show_default=True,
+              help="Largest body accepted, in bytes.")
+@click.option("--bytes", "bytes_format", type=click.Choice(["base64", "hex"]), default="base64", show_default=True,
+              help="How bytes values are shown.")
+def inspect(source: Any, hex_input: bool | None, kernel: str | None, as_json: bool, max_body: int,
+            bytes_format: str) -> None:
+    """Decode the frame(s) in SOURCE (a file, or - for stdin) into header fields and body.
+
+    Without --kernel the body is shown as msgpack keyed by field tag; with it, as the
+    contract's fields by name. Exit status 5 if a frame cannot be decoded.
+    """
+    import json
+
+    from nanomsg_kernel.errors import NanomsgError
+    from nanomsg_kernel.frame import HEADER_SIZE
+    from nanomsg_kernel.inspect_frame import decode_input, inspect_frames, render_text
+
+    limit = 2 * (max_body + HEADER_SIZE) + 64
+    data = source.read(limit + 1)
+    if len(data) > limit:
+        _fail(f"input is larger than {limit} bytes (raise --max-body for larger frames)", ExitCode.USAGE)
+    try:
+        routes = None
+        if kernel is not None:
+            from nanomsg_kernel.call import load_kernel
+
+            routes = load_kernel(kernel)
+        reports = inspect_frames(decode_input(data, hex_input=hex_input), routes, max_body=max_body,
+                                 bytes_format=bytes_format)  # type: ignore[arg-type]
+    except NanomsgError as exc:
+        _fail(str(exc), exit_code_for(exc))
+    click.echo(json.dumps(reports, indent=2, ensure_ascii=False) if as_json else render_text(reports))
+    if any("error" in r for r in reports):
+        sys.exit(int(ExitCode.BAD_FRAME))
+
+
+def _transports(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in value.split(",") if n.strip())
+    unknown = [n for n in names if n not in _DEMO_TRANSPORTS]
+    if unknown or not names:
+        raise click.BadParameter(f"expected a comma-separated list of {', '.join(_DEMO_TRANSPORTS)}")
+    return names
+
+
+@main.command()
+@click.option("--calls", type=click.IntRange(1, 100_000), default=2000, show_default=True,
+              help="Timed calls per transport.")
+@click.option("--transports", default=",".join(_DEMO_TRANSPORTS), show_default=True, callback=_transports,
+              help="Ways of calling calc, comma-separated.")
+def demo(calls: int, transports: tuple[str, ...]) -> None:
+    """Run the example kernel's services in one node and call them every way there is.
+
+    calc and gateway (bound to calc) run in one node; calc is called through the binding and
+    over inproc://, tcp:// and zmq+tcp:// on loopback. Prints latency and throughput per
+    transport, sample results and the metrics summary; exit status 1 if any check failed.
+    """
+    from nanomsg_kernel.demo import run
+
+    def progress(total: int) -> Any:
+        return click.progressbar(length=total, label="calling", file=sys.stderr)
+
+    try:
+        result = run(calls, transports, echo=click.echo, progress=progress if sys.stderr.isatty() else None)
+    except Exception as exc:
+        _fail(f"the demo could not run: {type(exc).__name__}: {exc}", ExitCode.FAILED)
+    if not result.ok:
+        sys.exit(int(ExitCode.FAILED))
 
 
 def _attach() -> None:
     """Attach the sub-commands (imported here so that ``--help`` stays fast to start)."""
+    from codegen.commands import codegen_command, schema_group
+
+    main.add_command(codegen_command)
+    main.add_command(schema_group)
 
 
 _attach()
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    main(prog_name="nanomsg-kernel")

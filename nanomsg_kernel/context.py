@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from nanomsg_kernel.binding import Bindings, BindingsView
 
-__all__ = ["Context"]
+__all__ = ["CallLogger", "Context"]
+
+
+class CallLogger(logging.LoggerAdapter[logging.Logger]):
+    """A logger adapter that adds the call's fields to each record and keeps the caller's ``extra``."""
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        """Merge the call's fields under the record's own ``extra`` (the caller's keys win)."""
+        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
+        return msg, kwargs
 
 
 class Context:
@@ -22,7 +32,7 @@ class Context:
         logger: a logger that adds service, contract and correlation id to each record.
     """
 
-    __slots__ = ("_bindings", "contract", "correlation_id", "deadline", "logger", "service")
+    __slots__ = ("_adapter", "_base_logger", "_bindings", "contract", "correlation_id", "deadline", "service")
 
     def __init__(
         self,
@@ -38,9 +48,18 @@ class Context:
         self.correlation_id = correlation_id
         self.deadline = deadline
         self._bindings = bindings
-        self.logger = logging.LoggerAdapter(
-            logger, {"service": service, "contract": contract, "correlation_id": correlation_id}
-        )
+        self._base_logger = logger
+        self._adapter: CallLogger | None = None
+
+    @property
+    def logger(self) -> CallLogger:
+        """A logger that adds ``service``, ``contract`` and ``correlation_id`` to each record."""
+        if self._adapter is None:
+            self._adapter = CallLogger(
+                self._base_logger,
+                {"service": self.service, "contract": self.contract, "correlation_id": self.correlation_id},
+            )
+        return self._adapter
 
     @property
     def bindings(self) -> BindingsView:

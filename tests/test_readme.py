@@ -17,7 +17,7 @@ def python_blocks() -> list[str]:
 def test_readme_starts_with_the_two_setup_commands() -> None:
     head = README.read_text(encoding="utf-8").splitlines()[:6]
     text = "\n".join(head)
-    assert "pip install ." in text and "python -m pytest" in text
+    assert "pip install . && nanomsg-kernel demo" in text and "python -m pytest" in text
 
 
 def test_contract_example_runs() -> None:

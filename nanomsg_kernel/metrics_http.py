@@ -1,0 +1,162 @@
+"""A small HTTP listener that serves the services' metrics as Prometheus text.
+
+::
+
+    async with MetricsServer(lambda: [calc.metrics, gateway.metrics], "127.0.0.1", 0) as server:
+        print(server.url)          # http://127.0.0.1:PORT/metrics
+
+``GET /metrics`` (and ``HEAD``) answer ``200`` with the text exposition format; any other
+path is ``404``, any other method ``405``. Each connection serves one request and is
+closed. The request head is bounded (8 KiB) and must arrive within a few seconds; a
+request with a body is refused. Built on asyncio streams only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Self
+
+from nanomsg_kernel.metrics import ServiceMetrics, prometheus_text
+
+__all__ = ["CONTENT_TYPE", "MAX_REQUEST_HEAD", "MetricsServer"]
+
+log = logging.getLogger("nanomsg_kernel.metrics_http")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The content type of Prometheus' text exposition format."""
+MAX_REQUEST_HEAD = 8192
+"""Largest request line plus headers accepted, in bytes."""
+_READ_TIMEOUT = 5.0
+_LINGER = 0.2
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            408: "Request Timeout", 413: "Content Too Large", 431: "Request Header Fields Too Large",
+            500: "Internal Server Error"}
+
+
+async def _discard_unread(reader: asyncio.StreamReader) -> None:
+    """Read (bounded) what the client still sends before closing, so that closing with unread
+    data does not reset the connection before the client has read the answer."""
+    left = 1 << 20
+    while left > 0:
+        try:
+            chunk = await asyncio.wait_for(reader.read(min(left, 65536)), _LINGER)
+        except (TimeoutError, asyncio.LimitOverrunError, ValueError):
+            return
+        if not chunk:
+            return
+        left -= len(chunk)
+
+
+class MetricsServer:
+    """Serves ``GET /metrics`` for the metrics ``source()`` returns at each request.
+
+    Args:
+        source: returns the :class:`ServiceMetrics` to expose (called per request).
+        host: address to bind.
+        port: port to bind (0: any free port; read :attr:`port` after :meth:`start`).
+    """
+
+    def __init__(self, source: Callable[[], Iterable[ServiceMetrics]], host: str = "127.0.0.1", port: int = 0) -> None:
+        self.source = source
+        self.host = host
+        self.port = port
+        self.requests = 0
+        """Requests answered so far (any status)."""
+        self._server: asyncio.Server | None = None
+        self._conns: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        """``http://host:port/metrics`` with the bound port."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/metrics"
+
+    async def start(self) -> None:
+        """Bind and start serving."""
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_REQUEST_HEAD)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        """Stop accepting and close open connections."""
+        if self._server is None:
+            return
+        self._server.close()
+        for task in list(self._conns):
+            task.cancel()
+        if self._conns:
+            await asyncio.wait(set(self._conns))
+        await self._server.wait_closed()
+        self._server = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._conns.add(task)
+        try:
+            status, body, head_only = await self._answer(reader)
+            self.requests += 1
+            headers = [
+                f"HTTP/1.1 {status} {_REASONS[status]}",
+                f"Content-Type: {CONTENT_TYPE if status == 200 else 'text/plain; charset=utf-8'}",
+                f"Content-Length: {len(body)}",
+                "Connection: close",
+            ]
+            if status == 405:
+                headers.append("Allow: GET, HEAD")
+            head = "\r\n".join(headers) + "\r\n\r\n"
+            writer.write(head.encode("ascii") + (b"" if head_only else body))
+            await asyncio.wait_for(writer.drain(), _READ_TIMEOUT)
+            if status in (400, 413, 431):  # the request may not have been read to its end
+                await _discard_unread(reader)
+        except (OSError, TimeoutError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                await writer.wait_closed()
+            self._conns.discard(task)
+
+    async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _READ_TIMEOUT)
+        except asyncio.LimitOverrunError:
+            return 431, b"request head too large\n", False
+        except asyncio.IncompleteReadError:
+            return 400, b"incomplete request\n", False
+        except TimeoutError:
+            return 408, b"request timed out\n", False
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            return 400, b"bad request line\n", False
+        method, target, _version = parts
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length" and value.strip() not in ("", "0"):
+                return 413, b"requests with a body are not accepted\n", False
+            if name.strip().lower() == "transfer-encoding":
+                return 413, b"requests with a body are not accepted\n", False
+        path = target.split("?", 1)[0]
+        if path != "/metrics":
+            return 404, b"not found: try /metrics\n", method == "HEAD"
+        if method not in ("GET", "HEAD"):
+            return 405, b"only GET and HEAD\n", False
+        try:
+            text = prometheus_text(self.source())
+        except Exception:
+            log.exception("metrics could not be rendered")
+            return 500, b"metrics could not be rendered\n", False
+        return 200, text.encode("utf-8"), method == "HEAD"

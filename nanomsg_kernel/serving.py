@@ -1,0 +1,101 @@
+"""Run a node from its config until SIGINT or SIGTERM (``nanomsg-kernel serve``).
+
+What it prints on ``out``, one line each, so that scripts can read it::
+
+    listening calc tcp://127.0.0.1:41923
+    listening calc zmq+tcp://127.0.0.1:40127
+    metrics http://127.0.0.1:39201/metrics
+    ready node=calc-node services=calc,gateway
+    ... (on SIGINT/SIGTERM)
+    stopping: SIGTERM received; in-flight calls get up to 5s
+    stopped
+    metrics summary:
+    calc.CalcWork: 3 calls, 1 errors, mean 21 us, p99 <= 50 us
+
+On the first signal the listeners stop accepting, calls in flight get the grace period, the
+bindings close and the metrics summary is printed; a second signal only says it is already
+stopping (the grace period bounds the wait). Once stopped by a signal, SIGINT and SIGTERM
+are ignored from then on, so that a late one cannot interrupt the process on its way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from nanomsg_kernel.metrics_http import MetricsServer
+
+if TYPE_CHECKING:
+    from nanomsg_kernel.config import NodeConfig
+    from nanomsg_kernel.node import Node
+
+__all__ = ["metrics_summary", "serve_node"]
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def metrics_summary(node: Node) -> str:
+    """Every service's metrics summary (one line per contract), or a note that nothing was called."""
+    lines = [s.metrics.summary() for s in node.services.values() if s.metrics.contracts]
+    return "\n".join(lines) if lines else "(no calls)"
+
+
+async def serve_node(config: NodeConfig, echo: Callable[[str], None], *, grace: float | None = None) -> None:
+    """Start the node of ``config``, print its addresses, wait for a signal, stop, print a summary.
+
+    Raises:
+        Exception: whatever stopped a listener from starting (the node is closed again).
+    """
+    grace = config.grace if grace is None else grace
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        if len(received) == 1:
+            echo(f"stopping: {sig.name} received; in-flight calls get up to {grace:g}s")
+            stop.set()
+        else:
+            echo(f"{sig.name} received: already stopping (at most {grace:g}s)")
+
+    installed = []
+    for sig in _SIGNALS:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not on this platform/thread
+            loop.add_signal_handler(sig, on_signal, sig)
+            installed.append(sig)
+    node = config.build()
+    metrics: MetricsServer | None = None
+    try:
+        await node.start()
+        try:
+            urls = [(spec.name, ls) for spec in config.services for ls in spec.listen]
+            for (service, _spec), listener in zip(urls, node.listeners, strict=True):
+                echo(f"listening {service} {listener.url}")
+            if config.metrics_listen is not None:
+                metrics = MetricsServer(lambda: [s.metrics for s in node.services.values()], *config.metrics_listen)
+                await metrics.start()
+                echo(f"metrics {metrics.url}")
+            echo(f"ready node={config.name} services={','.join(s.name for s in config.services)}")
+            await stop.wait()
+        finally:
+            if metrics is not None:
+                await metrics.close()
+            await node.close(grace)
+        echo("stopped")
+        echo("metrics summary:")
+        echo(metrics_summary(node))
+    finally:
+        if received:  # the process is on its way out: a late signal must not interrupt that
+            # Blocked while the loop's handlers are swapped for SIG_IGN, so no signal can land in
+            # between on Python's default handler; a pending one is discarded by SIG_IGN.
+            signal.pthread_sigmask(signal.SIG_BLOCK, installed)
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+            if received:
+                signal.signal(sig, signal.SIG_IGN)
+        if received:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, installed)
