@@ -51,6 +51,7 @@ __all__ = [
     "NodeConfig",
     "NodeConfigError",
     "ServiceSpec",
+    "check_listen_options",
     "check_url",
     "import_ref",
     "load_config",
@@ -171,6 +172,37 @@ def check_url(url: Any, *, listen: bool) -> str | None:
     return None
 
 
+async def _no_handler(frame: bytes) -> bytes | None:
+    """Stands in for a service when a built-in listener is made only to check its options."""
+    raise AssertionError("a listener made to check options never serves")
+
+
+def check_listen_options(url: str, options: dict[str, Any]) -> str | None:
+    """What is wrong with the transport ``options`` of a listener at a checked ``url``, or ``None``.
+
+    The built-in transports check their options when a listener is made, before anything is
+    bound, so a (never started) listener is made and dropped; ZeroMQ's are parsed as its
+    listener would. Options of other transports are checked when the node starts.
+    """
+    if not options:
+        return None
+    scheme = url.split("://", 1)[0].lower()
+    try:
+        if scheme in ("zmq+tcp", "zmq+ipc"):
+            from transports.zmq_options import ListenOptions
+
+            ListenOptions.parse(options, "listen")
+        elif scheme in ("tcp", "inproc"):
+            from transports.base import get_transport
+
+            get_transport(url).listen(url, _no_handler, **options)
+    except ConfigError as exc:
+        return str(exc)
+    except (TypeError, ValueError) as exc:
+        return f"bad listen option: {exc}"
+    return None
+
+
 def _listens_on_port_0(url: str) -> bool:
     """True for a checked TCP or ZeroMQ listen URL that asks for a free port."""
     scheme = url.split("://", 1)[0].lower()
@@ -265,7 +297,7 @@ def _listen_specs(c: _Checker, key: str, value: Any) -> list[ListenSpec]:
             if url is None:
                 c.bad(k, "a listener table needs a 'url'")
                 continue
-        problem = check_url(url, listen=True)
+        problem = check_url(url, listen=True) or check_listen_options(url, options)
         if problem:
             c.bad(k, problem)
             continue

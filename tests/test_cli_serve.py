@@ -204,3 +204,46 @@ def test_serve_help_and_grace_flag() -> None:
     assert proc.returncode == 0
     assert "Usage: nanomsg-kernel serve [OPTIONS] CONFIG" in proc.stdout
     assert "--grace" in proc.stdout and "--check" in proc.stdout
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(p) for p in (task / "children").read_text().split())
+    return found
+
+
+async def test_zmq_listener_with_worker_processes_from_the_config(tmp_path: Path) -> None:
+    config = write(tmp_path, """
+        [services.calc]
+        object = "contracts.services:calc"
+        listen = [{ url = "zmq+tcp://127.0.0.1:0", workers = 2 }]
+    """)
+    served = await Served.start(config)
+    try:
+        [url] = (await served.urls())["calc"]
+        assert len(_children(served.proc.pid)) >= 2  # the worker processes, ready before 'ready'
+        async with CalcRoute.connect(url) as client:
+            calls = [client.call(CalcWork(a=i, b=i, op=WorkType.MULT), timeout=20) for i in range(50)]
+            replies = await asyncio.gather(*calls)
+        assert [r.result for r in replies] == [i * i for i in range(50)]
+        code, _out, err = await served.stop()
+    finally:
+        await served.kill()
+    assert code == 0, err
+
+
+async def test_bad_worker_count_is_a_config_error(tmp_path: Path) -> None:
+    config = write(tmp_path, """
+        [services.calc]
+        object = "contracts.services:calc"
+        listen = [{ url = "zmq+tcp://127.0.0.1:0", workers = -1 }]
+    """)
+    served = await Served.start(config)
+    async with asyncio.timeout(30):
+        out, err = await served.proc.communicate()
+    assert served.proc.returncode != 0
+    assert served.proc.returncode == 2
+    assert (f"{config}: services.calc.listen[0]: ZeroMQ option workers must be a number of processes >= 0, "
+            "got -1") in err.decode(), (out, err)
+    assert "nothing was started" in err.decode()

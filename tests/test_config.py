@@ -295,3 +295,21 @@ def test_url_helpers() -> None:
     assert parse_host_port("http://127.0.0.1:0") == ("127.0.0.1", 0)
     assert check_url("tcp://127.0.0.1:1", listen=False) is None
     assert check_url(5, listen=True) == "expected a URL string, got int"
+
+
+def test_bad_listener_options_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    path = write(tmp_path, f"""
+        {CALC}listen = [{{ url = "zmq+tcp://127.0.0.1:0", workers = -1 }},
+                  {{ url = "zmq+tcp://127.0.0.1:0", colour = "red" }},
+                  {{ url = "tcp://127.0.0.1:0", max_in_flight = 0 }},
+                  {{ url = "inproc://calc", queue = 3 }},
+                  {{ url = "zmq+tcp://127.0.0.1:0", workers = 2, hwm = 10 }}]
+    """)
+    problems = refused(path)
+    assert problems[0] == (f"{path}: services.calc.listen[0]: ZeroMQ option workers must be a number of "
+                           "processes >= 0, got -1")
+    assert problems[1].startswith(f"{path}: services.calc.listen[1]: unknown ZeroMQ listen option(s) colour")
+    assert problems[2] == f"{path}: services.calc.listen[2]: max_in_flight must be a positive int, got 0"
+    assert problems[3].startswith(f"{path}: services.calc.listen[3]: bad listen option: ")
+    assert "'queue'" in problems[3]
+    assert len(problems) == 4  # the last listener's options are good
