@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 import threading
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 import msgpack
 
@@ -39,7 +39,7 @@ from nanomsg_kernel.frame import (
 if TYPE_CHECKING:
     from nanomsg_kernel.routing import RoutingEnum
 
-__all__ = ["Codec", "Frame", "decode_error_body", "encode_error_body"]
+__all__ = ["Codec", "Frame", "decode_error_body", "encode_error_body", "msgpack_reason"]
 
 _ERROR_STATUS, _ERROR_MESSAGE, _ERROR_DETAILS = 1, 2, 3
 _MAX_ERROR_MESSAGE = 64 * 1024
@@ -48,6 +48,33 @@ _unpack_header = HEADER_STRUCT.unpack_from
 _pack_header = HEADER_STRUCT.pack
 _REQUEST, _ERROR = int(Kind.REQUEST), int(Kind.ERROR)
 _KINDS = frozenset(int(k) for k in Kind)
+
+
+def msgpack_reason(exc: Exception) -> str:
+    """What msgpack's exception says, or what it means where it says nothing."""
+    text = str(exc)
+    if text:
+        return text
+    if isinstance(exc, msgpack.StackError):
+        return "nested too deeply"
+    if isinstance(exc, msgpack.FormatError):
+        return "invalid msgpack (reserved or unknown type byte)"
+    return type(exc).__name__
+
+# The hot paths read and write the same header (frame.HEADER_STRUCT) in fewer pieces.
+# Encoding: magic, wire version, kind, route, contract version and flags are fixed for a
+# contract and a kind, so each contract keeps those first 10 bytes ready (one per Kind) and
+# only the correlation id, timeout and body length are packed per frame.
+_PREFIX = struct.Struct(">2sBBHHH")
+_pack_tail = struct.Struct(f">{_PREFIX.size}sQII").pack
+# Decoding: the first 6 bytes (magic, wire version, kind, route) are looked up whole among
+# those of the kernel's messages, which checks all four at once, and the body length is read;
+# the other fields are not needed to decode a message. Anything else takes the full check.
+_KEY = struct.Struct(">6s16xI")
+_unpack_key = _KEY.unpack_from
+_key_of = struct.Struct(">2sBBH").pack
+if not _PREFIX.size + 16 == _KEY.size == HEADER_SIZE:  # pragma: no cover - a layout edit
+    raise ImportError("codec header structs disagree with frame.HEADER_STRUCT")
 
 
 class Frame(NamedTuple):
@@ -63,6 +90,8 @@ class _Entry(NamedTuple):
     name: str
     to_map: Any
     from_map: Any
+    prefixes: tuple[bytes, ...]
+    """The first 10 header bytes of this contract's frames, indexed by kind."""
 
 
 def _new_packer() -> msgpack.Packer:
@@ -86,7 +115,7 @@ def decode_error_body(body: bytes | memoryview) -> RemoteError:
     try:
         m = _unpackb(body, strict_map_key=False, timestamp=3)
     except Exception as exc:
-        raise DecodeError(f"error frame: malformed msgpack body: {exc}") from None
+        raise DecodeError(f"error frame: malformed msgpack body: {msgpack_reason(exc)}") from None
     if type(m) is not dict:
         raise DecodeError("error frame: body is not a map")
     status, message = m.get(_ERROR_STATUS), m.get(_ERROR_MESSAGE, "")
@@ -113,11 +142,17 @@ class Codec:
         self.max_body_size = max_body_size
         self._by_class: dict[type, _Entry] = {}
         self._by_route: dict[int, _Entry] = {}
+        self._by_key: dict[bytes, _Entry] = {}
         for member, cls in routes.contracts().items():
             info = contract_info(cls)
-            entry = _Entry(int(member), info.version, cls.__name__, info.to_map, info.from_map)
+            prefixes = tuple(
+                _PREFIX.pack(MAGIC, WIRE_VERSION, k, int(member), info.version, 0) for k in range(max(Kind) + 1)
+            )
+            entry = _Entry(int(member), info.version, cls.__name__, info.to_map, info.from_map, prefixes)
             self._by_class[cls] = entry
             self._by_route[int(member)] = entry
+            for kind in (Kind.REQUEST, Kind.RESPONSE, Kind.EVENT):
+                self._by_key[_key_of(MAGIC, WIRE_VERSION, kind, int(member))] = entry
         self._tls = threading.local()
 
     def __repr__(self) -> str:
@@ -186,11 +221,24 @@ class Codec:
         entry = self._by_class.get(type(msg))
         if entry is None:
             raise EncodeError(f"{type(msg).__name__} is not a contract of {self.routes.__name__}")
-        body = self._pack(entry, msg)
+        m = entry.to_map(msg)
         try:
+            packer = self._tls.packer
+        except AttributeError:
+            packer = self._packer()
+        try:
+            body: bytes = packer.pack(m)
+        except Exception as exc:
+            self._tls.packer = _new_packer()
+            raise EncodeError(f"{entry.name}: {exc}") from None
+        size = len(body)
+        if size > self.max_body_size:
+            raise EncodeError(f"{entry.name}: body of {size} bytes exceeds the maximum of {self.max_body_size}")
+        try:
+            if type(kind) is Kind:
+                return _pack_tail(entry.prefixes[kind], correlation_id, timeout_ms, size) + body
             return _pack_header(
-                MAGIC, WIRE_VERSION, kind, entry.route, entry.version, 0,
-                correlation_id, timeout_ms, len(body),
+                MAGIC, WIRE_VERSION, kind, entry.route, entry.version, 0, correlation_id, timeout_ms, size
             ) + body
         except struct.error:
             raise EncodeError(
@@ -237,7 +285,7 @@ class Codec:
         try:
             m = _unpackb(body, strict_map_key=False, timestamp=3)
         except Exception as exc:
-            raise DecodeError(f"{entry.name}: malformed msgpack body: {exc}") from None
+            raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
         if type(m) is not dict:
             raise DecodeError(f"{entry.name}: body is not a map")
         try:
@@ -260,17 +308,18 @@ class Codec:
             DecodeError: the bytes are not a valid frame of this kernel.
             RemoteError: the frame is an error frame (its status and message).
         """
-        kind, route, _cver, _flags, _corr, _timeout = self._check(frame)
-        if kind == _ERROR:
-            raise decode_error_body(memoryview(frame)[HEADER_SIZE:])
-        entry = self._by_route.get(route)
-        if entry is None:
-            raise DecodeError(f"unknown route {route} for {self.routes.__name__}")
         try:
-            m = _unpackb(frame[HEADER_SIZE:] if type(frame) is bytes and len(frame) < 4096
+            key, length = _unpack_key(frame)
+        except (struct.error, TypeError):
+            self._refuse(frame)
+        entry = self._by_key.get(key)
+        if entry is None or length != len(frame) - HEADER_SIZE or length > self.max_body_size:
+            return self._decode_other(frame)
+        try:
+            m = _unpackb(frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
                          else memoryview(frame)[HEADER_SIZE:], strict_map_key=False, timestamp=3)
         except Exception as exc:
-            raise DecodeError(f"{entry.name}: malformed msgpack body: {exc}") from None
+            raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
         if type(m) is not dict:
             raise DecodeError(f"{entry.name}: body is not a map")
         try:
@@ -279,6 +328,19 @@ class Codec:
             raise
         except Exception as exc:  # attrs validators and converters
             raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
+
+    def _refuse(self, frame: Any) -> NoReturn:
+        """Raise the precise error for a frame whose header the fast check refused."""
+        self._check(frame)
+        raise DecodeError("invalid frame header")  # pragma: no cover - _check raised
+
+    def _decode_other(self, frame: bytes | bytearray | memoryview) -> Any:
+        """:meth:`decode` of what its fast check does not take: error frames, unknown routes,
+        and bad headers (raises the precise error)."""
+        kind, route, _cver, _flags, _corr, _timeout = self._check(frame)
+        if kind == _ERROR:
+            raise decode_error_body(memoryview(frame)[HEADER_SIZE:])
+        return self._body(route, memoryview(frame)[HEADER_SIZE:])
 
     def decode_frame(self, frame: bytes | bytearray | memoryview) -> Frame:
         """Decode a frame into its :class:`Header` and message; an error frame's message is a

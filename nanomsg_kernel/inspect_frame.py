@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from nanomsg_kernel.codec import decode_error_body
+from nanomsg_kernel.codec import decode_error_body, msgpack_reason
 from nanomsg_kernel.errors import DecodeError
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Header, Kind, parse_header
 from nanomsg_kernel.jsonio import BytesFormat, plain_json, to_json
@@ -91,7 +91,7 @@ def _body(
     try:
         value = msgpack.unpackb(body, strict_map_key=False, timestamp=3)
     except Exception as exc:
-        raise DecodeError(f"malformed msgpack body: {exc}") from None
+        raise DecodeError(f"malformed msgpack body: {msgpack_reason(exc)}") from None
     return {"msgpack": plain_json(value, bytes_format=fmt)}
 
 

@@ -1,13 +1,26 @@
 """Per-class encode and decode functions, generated once when a class is defined.
 
-For each contract or record the kernel writes two small Python functions as source text
-and compiles them (the way attrs generates ``__init__``): ``to_map(obj) -> dict`` builds the
+For each contract or record the kernel writes small Python functions as source text and
+compiles them (the way attrs generates ``__init__``): ``to_map(obj) -> dict`` builds the
 msgpack map keyed by field tag, ``from_map(dict) -> obj`` checks every value and builds the
-object. Scalars, optional scalars and enums are checked inline (``type(v) is int``); other
-types call their :class:`~nanomsg_kernel.types.TypeSpec` converter. When a class has no
-validators or converters, ``from_map`` fills the slots directly instead of calling the
-frozen ``__init__`` (which pays for ``object.__setattr__`` on every field). The generated
-source is kept on the layout (``Layout.source``) and shows in tracebacks.
+object. Each comes in two versions:
+
+* the *general* one (``Layout.general_to_map`` / ``general_from_map``) goes field by field:
+  defaults for missing fields, unknown tags kept for re-encoding, and the precise,
+  path-located error for the first bad field. Scalars, optional scalars and enums are checked
+  inline (``type(v) is int``); other types call their :class:`~nanomsg_kernel.types.TypeSpec`
+  converter.
+* the *fast* one (``Layout.to_map`` / ``from_map``), used first, handles the common case in
+  one pass: all fields present (decode) and every inline-checkable value already of its exact
+  type and range, tested in a single condition. Anything else (a missing or unknown tag, a
+  value that needs converting, any error) hands the whole input to the general function, so
+  both give the same object or the same error; a property test checks that they agree.
+
+When a class has no validators, converters or ``__attrs_post_init__``, ``from_map`` fills the
+slots directly (``object.__new__`` and the slot descriptors) instead of calling the frozen
+``__init__``, which pays for ``object.__setattr__`` on every field; otherwise it calls the
+class, so validators run on decode as on construction. The generated source is kept on the
+layout (``Layout.source``) and shows in tracebacks.
 """
 
 from __future__ import annotations
@@ -39,19 +52,28 @@ _FAST = {
 
 
 class Layout:
-    """The generated functions for one class."""
+    """The generated functions for one class: fast ``to_map``/``from_map`` and the general
+    field-by-field versions they fall back to."""
 
-    __slots__ = ("from_map", "source", "to_map")
+    __slots__ = ("from_map", "general_from_map", "general_to_map", "source", "to_map")
 
     def __init__(
         self,
         to_map: Callable[[Any], dict[int, Any]],
         from_map: Callable[[dict[Any, Any]], Any],
         source: str,
+        general_to_map: Callable[[Any], dict[int, Any]] | None = None,
+        general_from_map: Callable[[dict[Any, Any]], Any] | None = None,
     ) -> None:
         self.to_map = to_map
+        """Object -> map: the fast path, falling back to ``general_to_map`` on any doubt."""
         self.from_map = from_map
+        """Map -> object: the fast path, falling back to ``general_from_map`` on any doubt."""
         self.source = source
+        self.general_to_map = general_to_map or to_map
+        """The field-by-field encoder: defaults, unknown fields, precise errors."""
+        self.general_from_map = general_from_map or from_map
+        """The field-by-field decoder: defaults, unknown fields, precise errors."""
 
 
 def _fast_check(spec: TypeSpec, var: str) -> str | None:
@@ -146,8 +168,51 @@ def _decode_lines(i: int, f: FieldInfo, ns: dict[str, Any]) -> list[str]:
     ]
 
 
+def _fast_encode(i: int, f: FieldInfo) -> tuple[str, str]:
+    """(test, value) for the fast encoder: ``test`` is True when ``v{i}`` is right as it is
+    (empty: convert it with its spec, after the tests); ``value`` is what goes in the map."""
+    v = f"v{i}"
+    if f.spec.kind == "enum":
+        return f"type({v}) is _type{i}", f"{v}._value_"
+    fast = _fast_check(f.spec, v)
+    return (f"({fast})" if fast else ""), v
+
+
+def _fast_decode(i: int, f: FieldInfo) -> tuple[str, str]:
+    """(test, value) for the fast decoder, as :func:`_fast_encode`."""
+    v = f"v{i}"
+    if f.spec.kind == "enum":
+        return f"type({v}) is _vtype{i} and {v} in _byvalue{i}", f"_byvalue{i}[{v}]"
+    fast = _fast_check(f.spec, v)
+    return (f"({fast})" if fast else ""), v
+
+
+def _fast_lines(
+    head: list[str], tests: list[str], converted: list[tuple[int, FieldInfo, str]], fallback: str
+) -> list[str]:
+    """The body shared by both fast functions: inline tests (else the general function), then
+    the converters of the fields without an inline test (their errors are already precise)."""
+    out = [*head, f"    if not ({' and '.join(tests) or 'True'}):", f"        return {fallback}"]
+    for i, f, error in converted:
+        out += [
+            "    try:",
+            f"        v{i} = _{'enc' if error == '_EncodeError' else 'dec'}{i}(v{i})",
+            "    except _Mismatch as e:",
+            f"        raise _located(_name, {f.name!r}, e, {error}) from None",
+        ]
+    return out
+
+
 def build_layout(cls: type, fields: tuple[FieldInfo, ...]) -> Layout:
-    """Generate and compile ``to_map`` and ``from_map`` for ``cls``."""
+    """Generate and compile ``to_map`` and ``from_map`` for ``cls``.
+
+    Two versions of each are generated. The *general* ones go field by field: defaults for
+    missing fields, unknown tags kept, the precise error for the first bad field. The fast
+    ones, used first, handle the common case in one pass: every field present (decode) and
+    every scalar, optional scalar and enum already of its exact type and range, tested
+    inline; on any doubt they hand the whole map or object to the general function, so both
+    always give the same result or the same error.
+    """
     name = cls.__name__
     seen_unknown = [False]
     ns: dict[str, Any] = {
@@ -180,14 +245,13 @@ def build_layout(cls: type, fields: tuple[FieldInfo, ...]) -> Layout:
         ns["_set_unknown"](obj, extra)
 
     ns["_keep_unknown"] = keep_unknown
-    enc = ["def to_map(o):"]
-    dec = ["def from_map(m):", "    n = 0"]
+    enc = ["def _general_to_map(o):"]
+    dec = ["def _general_from_map(m):", "    n = 0"]
     for i, f in enumerate(fields):
         enc += _encode_lines(i, f, ns)
         dec += _decode_lines(i, f, ns)
     pairs = ", ".join(f"{f.tag}: v{i}" for i, f in enumerate(fields))
-    enc += [
-        f"    d = {{{pairs}}}",
+    unknown = [
         "    if _seen_unknown[0]:",
         "        u = _getattr(o, _SLOT, None)",
         "        if u:",
@@ -195,21 +259,56 @@ def build_layout(cls: type, fields: tuple[FieldInfo, ...]) -> Layout:
         "                d.setdefault(k, x)",
         "    return d",
     ]
+    enc += [f"    d = {{{pairs}}}", *unknown]
     if _plain_construction(cls, fields):
-        dec.append("    obj = _new(_cls)")
+        build = ["    obj = _new(_cls)"]
         for i, f in enumerate(fields):
             ns[f"_set{i}"] = _slot_setter(cls, f.name)
-            dec.append(f"    _set{i}(obj, v{i})")
+            build.append(f"    _set{i}(obj, v{i})")
     else:
         args = [f"v{i}" for i, f in enumerate(fields) if not f.kw_only]
         args += [f"{f.name}=v{i}" for i, f in enumerate(fields) if f.kw_only]
-        dec.append(f"    obj = _cls({', '.join(args)})")
-    dec += ["    if len(m) != n:", "        _keep_unknown(obj, m)", "    return obj"]
-    source = "\n".join(enc) + "\n\n\n" + "\n".join(dec) + "\n"
+        build = [f"    obj = _cls({', '.join(args)})"]
+    dec += [*build, "    if len(m) != n:", "        _keep_unknown(obj, m)", "    return obj"]
+
+    # The fast functions.
+    enc_tests, enc_values, enc_conv = [], [], []
+    dec_tests, dec_values, dec_conv = [], [], []
+    for i, f in enumerate(fields):
+        test, value = _fast_encode(i, f)
+        enc_values.append(f"{f.tag}: {value}")
+        if test:
+            enc_tests.append(test)
+        else:
+            enc_conv.append((i, f, "_EncodeError"))
+        test, value = _fast_decode(i, f)
+        if value != f"v{i}":
+            dec_values.append(f"    v{i} = {value}")
+        if test:
+            dec_tests.append(test)
+        else:
+            dec_conv.append((i, f, "_DecodeError"))
+    fast_enc = _fast_lines(
+        ["def to_map(o):", *(f"    v{i} = o.{f.name}" for i, f in enumerate(fields))],
+        enc_tests, enc_conv, "_general_to_map(o)",
+    )
+    fast_enc += [f"    d = {{{', '.join(enc_values)}}}", *unknown]
+    fetch = [f"        v{i} = m[{f.tag}]" for i, f in enumerate(fields)]
+    fast_dec = _fast_lines(
+        [
+            "def from_map(m):",
+            f"    if len(m) != {len(fields)}:",
+            "        return _general_from_map(m)",
+            *(["    try:", *fetch, "    except KeyError:", "        return _general_from_map(m)"] if fields else []),
+        ],
+        dec_tests, dec_conv, "_general_from_map(m)",
+    )
+    fast_dec += [*dec_values, *build, "    return obj"]
+    source = "\n\n\n".join("\n".join(lines) for lines in (enc, dec, fast_enc, fast_dec)) + "\n"
     filename = f"<nanomsg_kernel layout {cls.__module__}.{cls.__qualname__}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(compile(source, filename, "exec"), ns)  # noqa: S102 - our own generated source
-    return Layout(ns["to_map"], ns["from_map"], source)
+    return Layout(ns["to_map"], ns["from_map"], source, ns["_general_to_map"], ns["_general_from_map"])
 
 
 class _Missing:

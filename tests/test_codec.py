@@ -287,3 +287,69 @@ def test_strategy_for_builds_valid_instances() -> None:
         assert isinstance(item, Item) and isinstance(item.price, Price)
 
     check()
+
+
+# -- the fast header paths agree with the specification ----------------------------------
+
+
+def _decoded(c: Any, frame: Any) -> tuple[str, Any]:
+    try:
+        msg = c.decode(frame)
+    except RemoteError as exc:
+        return ("remote", (exc.status, str(exc)))
+    except DecodeError as exc:
+        return ("error", (type(exc), str(exc)))
+    return ("message", (msg, unknown_fields(msg)))
+
+
+def _via_decode_frame(c: Any, frame: Any) -> tuple[str, Any]:
+    try:
+        msg = c.decode_frame(frame).message
+    except DecodeError as exc:
+        return ("error", (type(exc), str(exc)))
+    if isinstance(msg, RemoteError):
+        return ("remote", (msg.status, str(msg)))
+    return ("message", (msg, unknown_fields(msg)))
+
+
+@settings(max_examples=300, suppress_health_check=list(HealthCheck))
+@given(mutated_frames(CatalogRoute) | frames(CatalogRoute) | mutated_frames(CalcRoute), st.sampled_from([bytes, bytearray, memoryview]))
+def test_decode_agrees_with_decode_frame(frame: bytes, form: Any) -> None:
+    c = CatalogRoute.codec() if frame[4:6] >= b"\x00\x0a" else codec
+    data = form(frame)
+    assert _decoded(c, data) == _via_decode_frame(c, data)
+
+
+def test_decode_other_kinds_and_routes() -> None:
+    done = codec.decode(codec.encode(Echo(text="x"), kind=Kind.RESPONSE))
+    assert done == Echo(text="x")
+    assert codec.decode(codec.encode(Echo(text="e"), kind=Kind.EVENT)) == Echo(text="e")
+    with pytest.raises(RemoteError) as info:
+        codec.decode(codec.encode_error(Status.NOT_FOUND, "gone", route=2))
+    assert info.value.status is Status.NOT_FOUND
+    # a route of another kernel, behind an otherwise valid header
+    with pytest.raises(DecodeError, match="unknown route 11 for CalcRoute"):
+        codec.decode(CatalogRoute.codec().encode(GetItem(id=uuid.uuid4())))
+    # the same frame declaring a different contract version still decodes (the version is
+    # information for the receiver, the tags carry the fields)
+    frame = bytearray(codec.encode(Echo(text="v")))
+    frame[7] = 9
+    assert codec.decode(bytes(frame)) == Echo(text="v")
+
+
+@pytest.mark.parametrize("kind", [*Kind, 0, 1, 2, 3, 4, 255])
+def test_encoded_header_matches_the_specification(kind: int) -> None:
+    msg = CalcWork(a=1, b=2, op=WorkType.SUM)
+    frame = codec.encode(msg, kind=kind, correlation_id=2**64 - 1, timeout_ms=7)  # type: ignore[arg-type]
+    body = codec.encode_body(msg)
+    assert frame == pack_header(kind, 1, 2, 2**64 - 1, 7, len(body)) + body
+    assert frame[:4] == b"NK\x01" + bytes([kind])
+
+
+def test_encode_refuses_kinds_that_do_not_fit() -> None:
+    with pytest.raises(EncodeError, match="header out of range: kind=256"):
+        codec.encode(Echo(text="x"), kind=256)  # type: ignore[arg-type]
+    with pytest.raises(EncodeError, match="header out of range: kind=1.0"):
+        codec.encode(Echo(text="x"), kind=1.0)  # type: ignore[arg-type]
+    with pytest.raises(EncodeError, match="header out of range"):
+        codec.encode(Echo(text="x"), kind=Kind.RESPONSE, correlation_id=-1)

@@ -1,4 +1,5 @@
-"""Contracts, records and the routing enum: definition-time rules."""
+"""Contracts, records and the routing enum: definition-time rules, and the generated
+encode/decode functions (the fast path agrees with the general one)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from contracts.calc import CalcRoute, CalcWork, Echo, WorkType
+from contracts.catalog import CatalogRoute, Item, Price
 from nanomsg_kernel import (
     ContractError,
     RoutingEnum,
@@ -19,7 +23,9 @@ from nanomsg_kernel import (
     field,
     is_contract,
     record,
+    unknown_fields,
 )
+from nanomsg_kernel.testing import strategy_for
 
 
 def test_readme_example_shape() -> None:
@@ -204,3 +210,107 @@ def test_route_value_must_fit_u16() -> None:
 def test_contract_needs_a_routing_member() -> None:
     with pytest.raises(ContractError, match="needs a RoutingEnum member"):
         contract(1)  # type: ignore[arg-type]
+
+
+# -- the generated fast functions agree with the general ones ------------------------------
+
+LAYOUT_CLASSES = [*CalcRoute.contracts().values(), *CatalogRoute.contracts().values(), Item, Price]
+
+# Values that are right or wrong for every field type somewhere: ints in and out of 64-bit
+# range, bools, floats, text, bytes, None, arrays and maps (as msgpack would give them).
+WIRE_VALUES = st.recursive(
+    st.one_of(
+        st.none(), st.booleans(), st.integers(-(2**64), 2**64), st.floats(allow_nan=False),
+        st.text(max_size=8), st.binary(max_size=17), st.sampled_from([1, 2, 3, 4, 16, "red", 2**63, -(2**63) - 1]),
+    ),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.integers(0, 12) | st.text(max_size=3), inner, max_size=4),
+    max_leaves=10,
+)
+
+
+def _outcome(fn: Any, arg: Any) -> tuple[str, Any]:
+    try:
+        out = fn(arg)
+    except Exception as exc:
+        return ("raised", (type(exc), str(exc)))
+    if is_contract(out):
+        return ("object", (out, unknown_fields(out)))
+    return ("map", out)
+
+
+EDGES = st.sampled_from([2**63, -(2**63) - 1, 2**64, 2**63 - 1, -(2**63), True, 1.0, "1", b"1", None, [], {}, 9, "red"])
+
+
+@st.composite
+def _maps(draw: st.DrawFn) -> tuple[type, dict[Any, Any]]:
+    """A class and the map of one of its instances, possibly damaged: a value replaced by an
+    edge case or a random wire value, a field dropped, an unknown tag added."""
+    cls = draw(st.sampled_from(LAYOUT_CLASSES))
+    m = dict(contract_info(cls).to_map(draw(strategy_for(cls, max_size=3))))
+    for damage in draw(st.lists(st.sampled_from(["replace", "drop", "unknown"]), max_size=2)):
+        if damage == "replace":
+            m[draw(st.sampled_from(sorted(m, key=repr) or [1]))] = draw(EDGES | WIRE_VALUES)
+        elif damage == "drop" and m:
+            del m[draw(st.sampled_from(sorted(m, key=repr)))]
+        elif damage == "unknown":
+            m[draw(st.integers(1, 40) | st.text(max_size=2))] = draw(WIRE_VALUES)
+    return cls, m
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_maps())
+def test_fast_and_general_from_map_agree(case: tuple[type, dict[Any, Any]]) -> None:
+    cls, m = case
+    layout = contract_info(cls).layout
+    assert _outcome(layout.from_map, m) == _outcome(layout.general_from_map, m)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_fast_and_general_to_map_agree(data: st.DataObject) -> None:
+    cls = data.draw(st.sampled_from(LAYOUT_CLASSES))
+    msg = data.draw(strategy_for(cls, max_size=3))
+    layout = contract_info(cls).layout
+    assert _outcome(layout.to_map, msg) == _outcome(layout.general_to_map, msg)
+    # attrs does not check types on construction: put a random value in one field
+    name = data.draw(st.sampled_from([f.name for f in contract_info(cls).fields]))
+    bad = attrs.evolve(msg, **{name: data.draw(EDGES | WIRE_VALUES | st.sampled_from([WorkType.SUM, CalcRoute.ECHO]))})
+    assert _outcome(layout.to_map, bad) == _outcome(layout.general_to_map, bad)
+
+
+def test_fast_path_taken_for_complete_maps_and_general_for_the_rest() -> None:
+    layout = contract_info(CalcWork).layout
+    w = CalcWork(a=1, b=-(2**63), op=WorkType.DIV, result=2**63 - 1, precision=3)
+    assert layout.from_map(layout.to_map(w)) == w
+    assert layout.to_map(w) == {1: 1, 2: -(2**63), 3: 4, 4: 2**63 - 1, 5: 3}
+    assert "def from_map(m):" in layout.source and "def _general_from_map(m):" in layout.source
+    # a missing default field and an unknown tag go through the general function
+    assert layout.from_map({1: 1, 2: 2, 3: 1}) == CalcWork(1, 2, WorkType.SUM)
+    kept = layout.from_map({1: 1, 2: 2, 3: 1, 4: None, 5: 0, 9: "x"})
+    assert unknown_fields(kept) == {9: "x"} and layout.to_map(kept)[9] == "x"
+    with pytest.raises(Exception, match=r"CalcWork\.b: expected int \(64-bit signed\)"):
+        layout.from_map({1: 1, 2: 2**63, 3: 1, 4: None, 5: 0})
+
+
+def test_validators_converters_and_post_init_run_on_both_decode_paths() -> None:
+    class R(RoutingEnum):
+        ONE = 1
+
+    seen: list[int] = []
+
+    @contract(R.ONE)
+    class Checked:
+        n: int = field(validator=attrs.validators.ge(0))
+        label: str = field(default="x", converter=str.upper)
+
+        def __attrs_post_init__(self) -> None:
+            seen.append(self.n)
+
+    layout = contract_info(Checked).layout
+    assert layout.from_map({1: 5, 2: "ab"}) == Checked(n=5, label="AB")  # fast path (complete)
+    assert layout.from_map({1: 6}) == Checked(n=6)  # general path (default)
+    assert layout.from_map({1: 6}).label == "X"
+    assert seen[:3] == [5, 5, 6]
+    for m in ({1: -1, 2: "ab"}, {1: -1}):
+        with pytest.raises(ValueError, match="must be >= 0"):
+            layout.from_map(m)
