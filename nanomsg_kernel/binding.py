@@ -23,10 +23,10 @@ import asyncio
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from nanomsg_kernel.errors import CapabilityError, DeadlineExceeded
+from nanomsg_kernel.client import Client, caller_error
+from nanomsg_kernel.errors import CapabilityError, DeadlineExceeded, RemoteError
 
 if TYPE_CHECKING:
-    from nanomsg_kernel.client import Client
     from nanomsg_kernel.service import Service
 
 __all__ = ["Binding", "Bindings", "BindingsView", "LocalBinding", "RemoteBinding"]
@@ -72,10 +72,21 @@ class LocalBinding(Binding):
         self.service = service
 
     async def call(self, msg: Any, *, timeout: float | None = None, deadline: float | None = None) -> Any:
-        """Call the bound service's handler directly (no encoding)."""
-        if timeout is None and deadline is None:
-            return await self.service.dispatch(msg)
-        return await self.service.dispatch(msg, deadline=_deadline_for(timeout, deadline))
+        """Call the bound service's handler directly (no encoding).
+
+        Errors are those a :class:`~nanomsg_kernel.client.Client` raises for the same
+        outcome: ``TIMEOUT`` is :class:`DeadlineExceeded`, ``UNAVAILABLE`` is
+        :class:`~nanomsg_kernel.errors.Unavailable`, any other status a ``RemoteError``.
+        """
+        try:
+            if timeout is None and deadline is None:
+                return await self.service.dispatch(msg)
+            return await self.service.dispatch(msg, deadline=_deadline_for(timeout, deadline))
+        except RemoteError as exc:
+            mapped = caller_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
     async def publish(self, event: Any) -> None:
         """Run the bound service's subscribers for ``event``."""
@@ -96,8 +107,6 @@ class RemoteBinding(Binding):
 
     def _get_client(self) -> Client:
         if self._client is None:
-            from nanomsg_kernel.client import Client
-
             self._client = Client(None, self.url, **self.options)
         return self._client
 

@@ -11,6 +11,13 @@ work whose caller has given up. Errors: :class:`RemoteError` (the service answer
 error status), :class:`DeadlineExceeded` (no reply in time), :class:`Unavailable` (the
 service cannot be reached or the connection dropped). Delivery is at most once per call:
 the client never retries on its own.
+
+Where the deadline passed or what was unavailable does not matter to a caller: an error
+frame with status ``TIMEOUT`` (the service gave up at the deadline, or a service it called
+did) raises :class:`DeadlineExceeded`, one with ``UNAVAILABLE`` raises
+:class:`Unavailable`, exactly as when the client itself gives up or cannot connect. The
+error frame, as a :class:`RemoteError`, is the exception's ``__cause__``
+(:func:`caller_error`).
 """
 
 from __future__ import annotations
@@ -20,7 +27,14 @@ import math
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from nanomsg_kernel.errors import DeadlineExceeded, EncodeError
+from nanomsg_kernel.errors import (
+    DeadlineExceeded,
+    EncodeError,
+    RemoteError,
+    ServiceError,
+    Status,
+    Unavailable,
+)
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, MAX_U32, Kind
 
 if TYPE_CHECKING:
@@ -28,9 +42,25 @@ if TYPE_CHECKING:
     from nanomsg_kernel.routing import RoutingEnum
     from transports.base import Connection
 
-__all__ = ["Client"]
+__all__ = ["Client", "caller_error"]
 
 _REQUEST, _EVENT = Kind.REQUEST, Kind.EVENT
+_TIMEOUT, _UNAVAILABLE = Status.TIMEOUT, Status.UNAVAILABLE
+
+
+def caller_error(exc: RemoteError) -> ServiceError:
+    """The error a caller sees for an error reply: :class:`DeadlineExceeded` for status
+    ``TIMEOUT``, :class:`Unavailable` for ``UNAVAILABLE`` (each with ``exc`` as its
+    ``__cause__``), ``exc`` itself for any other status."""
+    status = exc.status
+    if status is _TIMEOUT:
+        mapped: ServiceError = DeadlineExceeded(exc.message or "deadline exceeded", exc.details)
+    elif status is _UNAVAILABLE:
+        mapped = Unavailable(exc.message or "service unavailable", exc.details)
+    else:
+        return exc
+    mapped.__cause__ = exc
+    return mapped
 
 
 class Client:
@@ -105,24 +135,33 @@ class Client:
         """Send ``msg`` as a request and return the decoded reply.
 
         Raises:
-            RemoteError: the service answered with an error status.
-            DeadlineExceeded: no reply within ``timeout`` (or the client's default).
-            Unavailable: the service cannot be reached.
+            RemoteError: the service answered with an error status (but see below).
+            DeadlineExceeded: no reply within ``timeout`` (or the client's default), or the
+                service answered ``TIMEOUT``.
+            Unavailable: the service cannot be reached, or it answered ``UNAVAILABLE``.
             EncodeError: ``msg`` is not a valid contract of the kernel.
         """
         if not self._connected:
             await self.connect()
-        codec = self._codec_for(msg)
+        codec = self._codec if self._codec is not None else self._codec_for(msg)
         if timeout is None:
             timeout = self.timeout
         if timeout is None:
             frame = codec.encode(msg, kind=_REQUEST, correlation_id=next(self._ids))
-            return codec.decode(await self._conn.request(frame, None))
-        if timeout <= 0:
-            raise DeadlineExceeded("timeout must be positive (the deadline has passed)")
-        ms = min(MAX_U32, max(1, math.ceil(timeout * 1000)))
-        frame = codec.encode(msg, kind=_REQUEST, correlation_id=next(self._ids), timeout_ms=ms)
-        return codec.decode(await self._conn.request(frame, timeout))
+            reply = await self._conn.request(frame, None)
+        else:
+            if timeout <= 0:
+                raise DeadlineExceeded("timeout must be positive (the deadline has passed)")
+            ms = min(MAX_U32, max(1, math.ceil(timeout * 1000)))
+            frame = codec.encode(msg, kind=_REQUEST, correlation_id=next(self._ids), timeout_ms=ms)
+            reply = await self._conn.request(frame, timeout)
+        try:
+            return codec.decode(reply)
+        except RemoteError as exc:
+            mapped = caller_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
 
     async def publish(self, event: Any) -> None:
         """Send ``event`` one-way (kind ``EVENT``); the service's subscribers receive it."""

@@ -35,6 +35,7 @@ from nanomsg_kernel.binding import Bindings
 from nanomsg_kernel.codec import Codec
 from nanomsg_kernel.context import Context
 from nanomsg_kernel.contract import contract_info
+from nanomsg_kernel.deadlines import task_deadlines
 from nanomsg_kernel.errors import (
     ConfigError,
     ContractError,
@@ -56,6 +57,8 @@ __all__ = ["Handler", "Service"]
 F = TypeVar("F", bound=Callable[..., Any])
 _RESPONSE, _EVENT, _REQUEST = int(Kind.RESPONSE), int(Kind.EVENT), int(Kind.REQUEST)
 _clock = time.perf_counter
+_current_task = asyncio.current_task
+_get_running_loop = asyncio.get_running_loop
 
 
 class Handler:
@@ -184,7 +187,8 @@ class Service:
 
         Args:
             deadline: ``loop.time()`` after which the caller no longer waits; the handler is
-                cancelled then, and work whose deadline already passed is not started.
+                cancelled then (up to :data:`~nanomsg_kernel.deadlines.GRAIN` later), and
+                work whose deadline already passed is not started.
 
         Raises:
             RemoteError: with the status the call ended with (the same as over a network).
@@ -195,17 +199,53 @@ class Service:
             if h is None:
                 raise ServiceError(Status.CONTRACT_NOT_SUPPORTED, f"{self.name} has no handler for {type(msg).__name__}")
             if deadline is None:
-                reply = await self._run(h, msg, correlation_id, None)
+                if h.takes_ctx:
+                    args: tuple[Any, ...] = (msg, Context(self.name, h.name, correlation_id, None, self.bindings,
+                                                          self.logger))
+                else:
+                    args = (msg,)
+                if h.is_async:
+                    reply = await h.fn(*args)
+                elif h.inline:
+                    reply = h.fn(*args)
+                else:
+                    reply = await asyncio.to_thread(h.fn, *args)
             else:
-                if deadline <= asyncio.get_running_loop().time():
+                loop = _get_running_loop()
+                left = deadline - loop.time()
+                if left <= 0:
                     raise ServiceError(Status.TIMEOUT, "deadline passed before the call started")
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        reply = await self._run(h, msg, correlation_id, deadline)
-                except TimeoutError as exc:
-                    if isinstance(exc, ServiceError):
+                if h.takes_ctx:
+                    args = (msg, Context(self.name, h.name, correlation_id, deadline, self.bindings, self.logger))
+                else:
+                    args = (msg,)
+                if h.is_async:
+                    work = h.fn(*args)
+                elif h.inline:
+                    work = None  # runs to completion on the loop: nothing to cancel
+                    reply = h.fn(*args)
+                else:
+                    work = asyncio.to_thread(h.fn, *args)
+                if work is not None:
+                    # One timer shared by the calls whose deadlines fall in the same few ms
+                    # cancels the task of each still running then (an asyncio.timeout() scope
+                    # per call costs far more); as with asyncio.timeout(), the task's
+                    # cancellation count tells the deadline's cancellation from any other.
+                    task: asyncio.Task[Any] = _current_task(loop)  # type: ignore[assignment]
+                    cancelling = task.cancelling()
+                    bucket = task_deadlines(loop).bucket(deadline, left)
+                    bucket[work] = task
+                    try:
+                        reply = await work
+                    except asyncio.CancelledError:
+                        if bucket.fired and task.uncancel() <= cancelling:
+                            raise ServiceError(Status.TIMEOUT, "deadline exceeded while handling") from None
                         raise
-                    raise ServiceError(Status.TIMEOUT, "deadline exceeded while handling") from None
+                    else:
+                        if bucket.fired:
+                            task.uncancel()  # the handler absorbed the deadline's cancellation
+                    finally:
+                        del bucket[work]
             if type(reply) not in self.codec._by_class:
                 raise ServiceError(
                     Status.INTERNAL, f"handler for {type(msg).__name__} returned {type(reply).__name__}, not a contract"

@@ -11,6 +11,7 @@ import pytest
 from contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
 from contracts.catalog import CatalogRoute, GetItem
 from nanomsg_kernel import (
+    Bindings,
     CapabilityError,
     ConfigError,
     Context,
@@ -25,7 +26,16 @@ from nanomsg_kernel import (
     Status,
     Unavailable,
 )
-from transports.base import Connection, FrameHandler, Listener, Transport, get_transport, register_transport
+from nanomsg_kernel.deadlines import reply_deadlines, task_deadlines
+from transports.base import (
+    Connection,
+    FrameHandler,
+    Listener,
+    PendingReplies,
+    Transport,
+    get_transport,
+    register_transport,
+)
 from transports.inproc import InprocConnection, InprocTransport
 
 
@@ -367,3 +377,158 @@ async def test_catalog_kernel_over_inproc(inproc_url: str) -> None:
     async with svc.serve(inproc_url), CatalogRoute.connect(inproc_url) as client:
         ident = uuid.uuid4()
         assert await client.call(GetItem(id=ident), timeout=2) == GetItem(id=ident)
+
+
+# -- deadlines: shared timers, the semantics of asyncio.timeout() --------------------------------
+
+
+def _hanging(name: str, log: list[str]) -> Service:
+    """A service whose Echo handler waits until cancelled, noting when it was."""
+    svc = Service(name, CalcRoute)
+
+    @svc.handler(Echo)
+    async def hang(msg: Echo, ctx: Context) -> Echo:
+        try:
+            await asyncio.get_running_loop().create_future()
+        except asyncio.CancelledError:
+            log.append(f"cancelled {ctx.time_left()}")
+            if msg.text == "absorb":
+                return msg.evolve(reply="absorbed")
+            raise
+        return msg
+
+    return svc
+
+
+@pytest.mark.parametrize("timeout", [0.02, 0.06])  # a timer of its own; a shared timer
+async def test_dispatch_deadline_cancels_the_handler_not_early(timeout: float) -> None:
+    log: list[str] = []
+    svc = _hanging("hang", log)
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    deadline = loop.time() + timeout
+    with pytest.raises(RemoteError) as e:
+        await svc.dispatch(Echo(text="x"), deadline=deadline)
+    assert e.value.status is Status.TIMEOUT and e.value.message == "deadline exceeded while handling"
+    assert len(log) == 1 and float(log[0].split()[1]) <= 0  # cancelled at the deadline, not before
+    assert loop.time() >= deadline
+    assert task.cancelling() == 0  # the deadline's cancellation was taken back
+    assert task_deadlines(loop).waiting == 0
+    assert svc.metrics.contracts["Echo"].errors.get(Status.TIMEOUT) == 1
+
+
+async def test_dispatch_cancelled_by_its_caller_is_not_a_timeout() -> None:
+    log: list[str] = []
+    svc = _hanging("hang", log)
+    loop = asyncio.get_running_loop()
+    call = asyncio.ensure_future(svc.dispatch(Echo(text="x"), deadline=loop.time() + 30))
+    async with asyncio.timeout(5):
+        while task_deadlines(loop).waiting == 0:
+            await asyncio.sleep(0)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert len(log) == 1
+    assert task_deadlines(loop).waiting == 0
+
+
+async def test_a_cancellation_at_the_deadline_is_not_swallowed() -> None:
+    """The deadline's timer and another cancellation fire in the same loop iteration: the
+    caller's cancellation propagates (it is not turned into TIMEOUT)."""
+    svc = _hanging("hang", [])
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 0.02
+    task = asyncio.current_task()
+    assert task is not None
+    timer = loop.call_at(deadline, task.cancel)
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await svc.dispatch(Echo(text="x"), deadline=deadline)
+    finally:
+        timer.cancel()
+    assert task.uncancel() == 0  # exactly the outside cancellation was left
+    assert task_deadlines(loop).waiting == 0
+
+
+async def test_a_handler_may_absorb_the_deadline() -> None:
+    svc = _hanging("hang", [])
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    reply = await svc.dispatch(Echo(text="absorb"), deadline=loop.time() + 0.02)
+    assert reply.reply == "absorbed"
+    assert task.cancelling() == 0
+
+
+async def test_nested_calls_sharing_a_deadline_in_one_task() -> None:
+    """A handler calling another service in-process (same task, same deadline bucket)."""
+    log: list[str] = []
+    inner = _hanging("inner", log)
+    outer = Service("outer", CalcRoute)
+
+    @outer.handler(Echo)
+    async def relay(msg: Echo, ctx: Context) -> Echo:
+        reply: Echo = await ctx.bindings.inner.call(msg)
+        return reply
+
+    outer.bindings = Bindings({"inner": LocalBinding("inner", inner)})
+    loop = asyncio.get_running_loop()
+    with pytest.raises(RemoteError) as e:
+        await outer.dispatch(Echo(text="x"), deadline=loop.time() + 0.06)
+    assert e.value.status is Status.TIMEOUT
+    assert len(log) == 1
+    assert task_deadlines(loop).waiting == 0
+    assert outer.metrics.contracts["Echo"].errors.get(Status.TIMEOUT) == 1
+
+
+async def test_pending_replies_deadline_and_cleanup() -> None:
+    pending = PendingReplies()
+    loop = asyncio.get_running_loop()
+    # a reply in time
+    fut = pending.expect(1)
+    loop.call_soon(pending.resolve, CalcRoute.codec().encode(Echo(text="r"), correlation_id=1))
+    assert (await pending.wait(1, fut, 5.0))[:2] == b"NK"
+    # no reply: DeadlineExceeded, not before the timeout
+    for timeout in (0.02, 0.06):
+        start = loop.time()
+        fut = pending.expect(2)
+        with pytest.raises(DeadlineExceeded, match=f"no reply within {timeout:.3f}s"):
+            await pending.wait(2, fut, timeout)
+        assert loop.time() - start >= timeout
+        assert len(pending) == 0
+    # the caller cancelled: nothing left waiting, in the table or on a timer
+    fut = pending.expect(3)
+    waiter = asyncio.ensure_future(pending.wait(3, fut, 30.0))
+    await asyncio.sleep(0)
+    assert reply_deadlines(loop).waiting == 1
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert len(pending) == 0 and reply_deadlines(loop).waiting == 0
+    # one request failed by its peer
+    fut = pending.expect(4)
+    assert pending.fail(4, Unavailable("gone"))
+    with pytest.raises(Unavailable):
+        await pending.wait(4, fut, 5.0)
+    assert not pending.fail(4, Unavailable("again")) and len(pending) == 0
+
+
+async def test_local_binding_raises_what_a_client_raises() -> None:
+    """In-process calls end with the errors a remote call ends with: TIMEOUT is
+    DeadlineExceeded, UNAVAILABLE is Unavailable (the service's RemoteError is the cause)."""
+    svc = _hanging("hang", [])
+
+    @svc.handler(CalcWork)
+    async def fail(w: CalcWork) -> CalcWork:
+        raise Unavailable("downstream gone") if w.a else ServiceError(Status.NOT_FOUND, "no such thing")
+
+    binding = LocalBinding("hang", svc)
+    with pytest.raises(DeadlineExceeded) as timed_out:
+        await binding.call(Echo(text="x"), timeout=0.02)
+    assert isinstance(timed_out.value.__cause__, RemoteError)
+    with pytest.raises(Unavailable, match="downstream gone"):
+        await binding.call(CalcWork(a=1, b=0, op=WorkType.SUM), timeout=1.0)
+    with pytest.raises(RemoteError) as other:
+        await binding.call(CalcWork(a=0, b=0, op=WorkType.SUM))
+    assert other.value.status is Status.NOT_FOUND

@@ -1,5 +1,6 @@
-"""Services and clients over TCP, the same tests as over ``inproc://`` (one string changes),
-and the check that TCP carries exactly the bytes the in-process transport carries."""
+"""Services and clients over every transport, the same tests over each (one string changes:
+``inproc://``, ``tcp://``, ``zmq+tcp://``, ``zmq+ipc://``, from ``conftest.TRANSPORT_URLS``),
+and the check that each carries exactly the bytes the in-process transport carries."""
 
 from __future__ import annotations
 
@@ -8,22 +9,26 @@ import itertools
 from collections.abc import Callable
 
 import pytest
+from conftest import TRANSPORT_URLS
 
 from contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
 from contracts.services import calc, done_events
 from nanomsg_kernel import Service
 from nanomsg_kernel.client import Client
-from nanomsg_kernel.errors import DeadlineExceeded, RemoteError, Status, Unavailable
+from nanomsg_kernel.errors import DeadlineExceeded, RemoteError, ServiceError, Status, Unavailable
 from nanomsg_kernel.frame import Kind
 from transports.base import FrameHandler, Listener, get_transport
 
 _names = itertools.count()
-URLS: dict[str, Callable[[], str]] = {
-    "inproc": lambda: f"inproc://tcp-service-{next(_names)}",
-    "tcp": lambda: "tcp://127.0.0.1:0",
-}
 
 slow = Service("slow", CalcRoute)
+statuses = Service("statuses", CalcRoute)
+
+
+@statuses.handler(CalcWork)
+async def answer_with_status(work: CalcWork) -> CalcWork:
+    """Answers with the error status numbered ``work.a``."""
+    raise ServiceError(Status(work.a), f"status {Status(work.a).name} from the handler")
 
 
 @slow.handler(Echo)
@@ -33,9 +38,9 @@ async def slow_echo(msg: Echo) -> Echo:
     return msg
 
 
-@pytest.fixture(params=sorted(URLS))
+@pytest.fixture(params=sorted(TRANSPORT_URLS))
 def url(request: pytest.FixtureRequest) -> str:
-    return URLS[request.param]()
+    return TRANSPORT_URLS[request.param]()
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -90,11 +95,7 @@ async def test_nothing_listening_is_unavailable(url: str) -> None:
     await client.close()
 
 
-async def test_pending_calls_fail_unavailable_when_the_server_goes(url: str, request: pytest.FixtureRequest) -> None:
-    if url.startswith("inproc://"):
-        request.applymarker(pytest.mark.xfail(
-            strict=True, raises=TimeoutError,
-            reason="inproc: a request whose handler is cancelled at shutdown gets no answer"))
+async def test_pending_calls_fail_unavailable_when_the_server_goes(url: str) -> None:
     listener = slow.serve(url)
     await listener.start()
     try:
@@ -112,17 +113,60 @@ async def test_pending_calls_fail_unavailable_when_the_server_goes(url: str, req
         await client.close()
 
 
+@pytest.mark.parametrize(("status", "raised"), [
+    (Status.TIMEOUT, DeadlineExceeded),
+    (Status.UNAVAILABLE, Unavailable),
+    (Status.NOT_FOUND, RemoteError),
+])
+async def test_error_statuses_raise_what_the_caller_expects(url: str, status: Status, raised: type) -> None:
+    """TIMEOUT and UNAVAILABLE error frames raise the errors a caller gets when it gives up
+    or cannot connect itself; the error frame is kept as the cause."""
+    async with statuses.serve(url) as listener, CalcRoute.connect(listener.url) as client:
+        with pytest.raises(ServiceError) as info:
+            await client.call(CalcWork(a=int(status), b=0, op=WorkType.SUM), timeout=5.0)
+        assert type(info.value) is raised
+        assert info.value.status is status
+        assert info.value.message == f"status {status.name} from the handler"
+        if raised is not RemoteError:
+            cause = info.value.__cause__
+            assert isinstance(cause, RemoteError) and cause.status is status
+        assert len(client.connection.pending) == 0  # type: ignore[attr-defined]
+
+
+async def test_server_cancels_late_handler_and_answers_timeout(url: str) -> None:
+    """A request whose deadline (in its header) passes while its handler runs gets a TIMEOUT
+    error frame: the server cancelled the handler; the client raises DeadlineExceeded."""
+    def timeouts() -> int:
+        m = slow.metrics.contracts.get("Echo")
+        return 0 if m is None else m.errors.get(Status.TIMEOUT, 0)
+
+    before = timeouts()
+    async with slow.serve(url) as listener, CalcRoute.connect(listener.url) as client:
+        codec = CalcRoute.codec()
+        frame = codec.encode(Echo(text="late"), kind=Kind.REQUEST, correlation_id=7, timeout_ms=60)
+        reply = await client.connection.request(frame, 10.0)  # the caller waits longer than the server
+        assert codec.decode_frame(reply).header.kind is Kind.ERROR
+        with pytest.raises(RemoteError) as info:
+            codec.decode(reply)
+        assert info.value.status is Status.TIMEOUT
+        with pytest.raises(DeadlineExceeded):  # the same, through the client (both sides give up)
+            await client.call(Echo(text="late"), timeout=0.06)
+        assert len(client.connection.pending) == 0  # type: ignore[attr-defined]
+    assert timeouts() >= before + 1
+
+
 async def _served(url: str, handler: FrameHandler) -> tuple[Listener, str]:
     listener = get_transport(url).listen(url, handler)
     await listener.start()
     return listener, listener.url
 
 
-async def test_tcp_carries_the_bytes_inproc_carries() -> None:
-    """The same message and correlation id give the same request and reply bytes over both."""
+@pytest.mark.parametrize("transport", sorted(set(TRANSPORT_URLS) - {"inproc"}))
+async def test_each_transport_carries_the_bytes_inproc_carries(transport: str) -> None:
+    """The same message and correlation id give the same request and reply bytes over each."""
     requests: dict[str, list[bytes]] = {}
     replies: dict[str, list[bytes]] = {}
-    for name in ("inproc", "tcp"):
+    for name in ("inproc", transport):
         seen = requests[name] = []
         got = replies[name] = []
 
@@ -130,7 +174,7 @@ async def test_tcp_carries_the_bytes_inproc_carries() -> None:
             seen.append(frame)
             return await calc.handle_frame(frame)
 
-        listener, address = await _served(URLS[name](), recording)
+        listener, address = await _served(TRANSPORT_URLS[name](), recording)
         try:
             async with Client(CalcRoute, address) as client:  # through the client: cid 1, 2000 ms
                 await client.call(CalcWork(a=2, b=3, op=WorkType.SUM), timeout=2.0)
@@ -139,6 +183,6 @@ async def test_tcp_carries_the_bytes_inproc_carries() -> None:
                 got.append(await conn.request(frame, 2.0))
         finally:
             await listener.close()
-    assert len(requests["tcp"]) == 2
-    assert requests["tcp"] == requests["inproc"]
-    assert replies["tcp"] == replies["inproc"] == [await calc.handle_frame(requests["tcp"][1])]
+    assert len(requests[transport]) == 2
+    assert requests[transport] == requests["inproc"]
+    assert replies[transport] == replies["inproc"] == [await calc.handle_frame(requests[transport][1])]

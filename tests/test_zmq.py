@@ -365,17 +365,20 @@ async def test_close_fails_waiting_requests_with_unavailable(served: tuple[ZmqLi
 
 
 async def test_closing_while_a_request_waits_to_be_sent() -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    conn = ZmqTransport().connect(f"zmq+tcp://127.0.0.1:{port}", connect_timeout=30.0)
-    assert isinstance(conn, ZmqConnection)
-    waiting = asyncio.ensure_future(conn.request(work_frame(1), 30.0))
-    await eventually(lambda: conn.sends_waiting == 1)
-    await conn.close()
-    with pytest.raises(Unavailable, match="closed"):
-        await waiting
-    assert len(conn.pending) == 0
+    # A TCP listener that never answers ZeroMQ's greeting: the connection is made, the
+    # handshake never ends, so (ZMQ_IMMEDIATE) the request waits for room, whatever the timing.
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", 0))
+        mute.listen()
+        port = mute.getsockname()[1]
+        conn = ZmqTransport().connect(f"zmq+tcp://127.0.0.1:{port}", connect_timeout=30.0)
+        assert isinstance(conn, ZmqConnection)
+        waiting = asyncio.ensure_future(conn.request(work_frame(1), 30.0))
+        await eventually(lambda: conn.sends_waiting == 1)
+        await conn.close()
+        with pytest.raises(Unavailable, match="closed"):
+            await waiting
+        assert len(conn.pending) == 0
 
 
 async def test_nothing_listening_is_unavailable_at_once() -> None:
@@ -407,7 +410,7 @@ async def test_a_peer_that_never_completes_the_handshake() -> None:
                 await conn.request(work_frame(1), 5.0)  # bounded by connect_timeout
             assert 0.25 < loop.time() - start < 2.0
             start = loop.time()
-            with pytest.raises(Unavailable, match="within 0.100s"):
+            with pytest.raises(DeadlineExceeded, match="could not send within 0.100s"):
                 await conn.request(work_frame(1), 0.1)  # bounded by the call's own timeout
             assert loop.time() - start < 1.5
             assert len(conn.pending) == 0
@@ -535,3 +538,55 @@ async def test_header_constant_matches_codec() -> None:
     frame = event_frame(CalcDone(work=1, result=1))
     assert frame[:6] == b"NK\x01\x04\x00\x03"
     assert len(frame) > HEADER_SIZE
+
+
+def _big_echo_requests(count: int, size: int) -> list[bytes]:
+    return [CODEC.encode(Echo(text=f"big:{size}"), kind=Kind.REQUEST, correlation_id=next(ids), timeout_ms=30_000)
+            for _ in range(count)]
+
+
+@pytest.mark.parametrize("reads_again", [False, True])
+async def test_replies_held_for_room_then_sent_or_dropped(reads_again: bool) -> None:
+    """A client that stops reading: the service holds the replies it has no room for (they
+    count among ``max_in_flight``, so reading pauses), retries them, and after
+    ``reply_timeout`` drops and counts them; a client that reads again in time gets every one."""
+    handler = CalcHandler()
+    size = 256 * 1024
+    count = 40
+    ctx = zmq.Context()
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.rcvhwm = 1
+    dealer.rcvbuf = 64 * 1024
+    try:
+        async with ZmqTransport().listen("zmq+tcp://127.0.0.1:0", handler, max_in_flight=4, hwm=1,
+                                         reply_timeout=0.3 if not reads_again else 10.0,
+                                         max_body_size=2 * size) as listener:
+            server = listener.server
+            assert server is not None
+            m = re.match(r"zmq\+(tcp://[^?]+)", listener.url)
+            assert m is not None
+            dealer.connect(m.group(1))
+            for frame in _big_echo_requests(count, size):
+                dealer.send(frame)
+            await eventually(lambda: server._held > 0, timeout=20.0)
+            assert server.in_flight + server._held <= server.max_in_flight
+            if not reads_again:
+                await eventually(lambda: server.dropped_replies > 0, timeout=20.0)
+                assert server.in_flight + server._held <= server.max_in_flight
+                assert handler.requests < count  # reading paused while replies were held
+            else:
+                got = 0
+                async with asyncio.timeout(20):
+                    while got < count:
+                        try:
+                            reply = dealer.recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            await asyncio.sleep(0)
+                            continue
+                        assert len(CODEC.decode(reply).reply) == size
+                        got += 1
+                assert server.dropped_replies == 0 and server._held == 0
+                assert handler.requests == count
+    finally:
+        dealer.close(0)
+        ctx.term()

@@ -20,12 +20,14 @@ from __future__ import annotations
 import abc
 import asyncio
 import importlib
+import struct
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
-from nanomsg_kernel.errors import ConfigError, DeadlineExceeded, Unavailable
+from nanomsg_kernel.deadlines import reply_deadlines
+from nanomsg_kernel.errors import ConfigError, Unavailable
 from nanomsg_kernel.frame import HEADER_SIZE, HEADER_STRUCT
 
 __all__ = [
@@ -176,11 +178,16 @@ def split_url(url: str) -> tuple[str, str]:
     return scheme, url.split("://", 1)[1]
 
 
+_CID_OFFSET = struct.calcsize(HEADER_STRUCT.format[:HEADER_STRUCT.format.index("Q")])  # before the correlation id
+_unpack_cid = struct.Struct(">Q").unpack_from
+
+
 def correlation_id_of(frame: bytes | bytearray | memoryview) -> int:
     """The correlation id in a frame's header (-1 when the frame is shorter than a header)."""
     if len(frame) < HEADER_SIZE:
         return -1
-    return int(HEADER_STRUCT.unpack_from(frame)[6])
+    cid: int = _unpack_cid(frame, _CID_OFFSET)[0]
+    return cid
 
 
 class PendingReplies:
@@ -188,7 +195,8 @@ class PendingReplies:
 
     ``expect(cid)`` registers a future before the frame is sent; ``resolve(frame)`` completes
     the matching future (unknown ids are ignored and counted: the caller gave up);
-    ``fail_all(exc)`` fails everything waiting, e.g. when the connection drops.
+    ``fail(cid, exc)`` fails one request (its peer will not answer it); ``fail_all(exc)`` fails
+    everything waiting, e.g. when the connection drops.
     """
 
     __slots__ = ("_waiting", "late_replies")
@@ -218,6 +226,14 @@ class PendingReplies:
         fut.set_result(frame)
         return True
 
+    def fail(self, correlation_id: int, exc: BaseException) -> bool:
+        """Fail the request waiting for ``correlation_id`` with ``exc``; False if none is."""
+        fut = self._waiting.pop(correlation_id, None)
+        if fut is None or fut.done():
+            return False
+        fut.set_exception(exc)
+        return True
+
     def discard(self, correlation_id: int) -> None:
         """Forget a request (its caller gave up)."""
         self._waiting.pop(correlation_id, None)
@@ -230,14 +246,22 @@ class PendingReplies:
                 fut.set_exception(exc)
 
     async def wait(self, correlation_id: int, fut: asyncio.Future[bytes], timeout: float | None) -> bytes:
-        """Await ``fut``; on timeout raise ``DeadlineExceeded``; never leaks the entry."""
+        """Await ``fut``; on timeout raise ``DeadlineExceeded``; never leaks the entry.
+
+        The deadline is enforced by a timer shared with the requests whose deadlines fall
+        in the same few milliseconds (:mod:`nanomsg_kernel.deadlines`): up to
+        :data:`~nanomsg_kernel.deadlines.GRAIN` late, never early.
+        """
         try:
             if timeout is None:
                 return await fut
-            async with asyncio.timeout(timeout):
+            loop = fut.get_loop()
+            bucket = reply_deadlines(loop).bucket(loop.time() + timeout, timeout)
+            bucket[fut] = timeout
+            try:
                 return await fut
-        except TimeoutError:
-            raise DeadlineExceeded(f"no reply within {timeout:.3f}s") from None
+            finally:
+                del bucket[fut]
         finally:
             self._waiting.pop(correlation_id, None)
 

@@ -93,6 +93,12 @@ class InprocListener(Listener):
         try:
             try:
                 reply = await self.handler(frame)
+            except asyncio.CancelledError:
+                # Only close() cancels: the grace period is over and the caller gets no reply.
+                if conn is not None:
+                    conn.abandon(correlation_id_of(frame), Unavailable(
+                        f"inproc://{self.name}: the listener closed before the request was answered"))
+                raise
             except Exception:
                 log.exception("frame handler failed on inproc://%s", self.name)
                 from nanomsg_kernel.codec import encode_error_body
@@ -107,7 +113,11 @@ class InprocListener(Listener):
             self._slot_free.set()
 
     async def close(self, grace: float = 5.0) -> None:
-        """Stop taking frames, finish those in flight within ``grace`` seconds, then stop."""
+        """Stop taking frames, finish those in flight within ``grace`` seconds, then stop.
+
+        Requests still being handled after ``grace`` are cancelled, and their callers get
+        ``Unavailable``.
+        """
         if _LISTENERS.get(self.name) is self:
             del _LISTENERS[self.name]
         self._closing = True
@@ -171,6 +181,10 @@ class InprocConnection(Connection):
     def deliver(self, reply: bytes) -> None:
         """Called by the listener with a reply frame."""
         self.pending.resolve(reply)
+
+    def abandon(self, correlation_id: int, exc: BaseException) -> None:
+        """Called by the listener for a request it will not answer: its caller gets ``exc``."""
+        self.pending.fail(correlation_id, exc)
 
     async def send(self, frame: bytes) -> None:
         """Queue a one-way frame."""

@@ -32,6 +32,7 @@ from typing import Any
 
 import zmq
 
+from nanomsg_kernel.deadlines import reply_deadlines
 from nanomsg_kernel.errors import DeadlineExceeded, EncodeError, Unavailable
 from nanomsg_kernel.frame import HEADER_SIZE, MAGIC, Kind
 from transports.base import Connection, PendingReplies, correlation_id_of
@@ -55,10 +56,11 @@ _FAILED = {
 }
 _EVENT_HEADER = struct.Struct("=hi")
 _EVENTS_LINGER_MS = 1000
-_DEADLINE_GRAIN = 0.005
-"""Requests whose deadlines fall in the same 5 ms share one timer."""
-_SHARED_TIMER_MIN = 0.05
-"""Shorter timeouts get a timer of their own (exact)."""
+_NB = int(zmq.NOBLOCK)
+
+
+class _NotSent(Exception):
+    """A queued request found no room when its burst was sent (it then waits for room)."""
 
 
 class ZmqConnection(Connection):
@@ -87,7 +89,8 @@ class ZmqConnection(Connection):
         self._down_check = False
         self._closed = False
         self._state_changed = asyncio.Event()
-        self._deadlines: dict[int, dict[asyncio.Future[bytes], float]] = {}
+        self._outbox: list[bytes] = []
+        """Requests to send at the next loop iteration, all together (see ``_flush``)."""
         self.sends_waiting = 0
         """Requests waiting for room to be sent (no endpoint connected, or queues full)."""
         # events
@@ -216,6 +219,9 @@ class ZmqConnection(Connection):
     async def request(self, frame: bytes, timeout: float | None = None) -> bytes:
         """Send ``frame`` to one of the endpoints and return the reply with its correlation id.
 
+        The frame goes out at the next loop iteration, together with the other requests made
+        in this one (one wake-up of libzmq's I/O thread per burst, not per request).
+
         Raises:
             DeadlineExceeded: no reply within ``timeout`` seconds.
             Unavailable: no endpoint could take the request, or all connections dropped.
@@ -228,50 +234,73 @@ class ZmqConnection(Connection):
                 f"frame of {len(frame)} bytes exceeds the maximum of {self._max_frame} "
                 f"(max_body_size {self.options.max_body_size} + {HEADER_SIZE}-byte header)"
             )
-        pump = self._pump
-        assert pump is not None and self._sock is not None
+        pending = self.pending
         cid = correlation_id_of(frame)
-        fut = self.pending.expect(cid)  # before sending: a reply cannot come sooner
-        try:
-            raw_send(self._sock, frame, _NOBLOCK)
+        fut = pending.expect(cid)  # before sending: a reply cannot come sooner
+        outbox = self._outbox
+        if outbox or len(pending) > 1:
+            outbox.append(frame)  # others are in flight: join (or start) this iteration's burst
+            if len(outbox) == 1:
+                fut.get_loop().call_soon(self._flush)
+        else:  # alone: no burst to wait for
+            pump = self._pump
+            assert pump is not None and self._sock is not None
+            try:
+                raw_send(self._sock, frame, _NB)
+            except _Again:
+                pending.discard(cid)
+                return await self._request_when_room(frame, cid, timeout)
+            except zmq.ZMQError as exc:
+                pending.discard(cid)
+                raise Unavailable(f"{self.url}: cannot send: {exc}") from None
             pump.kick()
-        except _Again:
-            # Not sent: only requests that were sent are pending (and fail if all connections
-            # drop); this one registers again once it is on its way.
-            self.pending.discard(cid)
-            spent = await self._send_waiting(pump, frame, timeout)
-            fut = self.pending.expect(cid)
-            if timeout is not None:
-                timeout = max(0.0, timeout - spent)
-        except BaseException:
-            self.pending.discard(cid)
-            raise
-        if timeout is None:
+        try:
+            if timeout is None:
+                return await fut
+            # A timer shared by the requests whose deadlines fall in the same few ms (a timer
+            # per request costs as much as the rest of the request).
+            loop = fut.get_loop()
+            bucket = reply_deadlines(loop).bucket(loop.time() + timeout, timeout)
+            bucket[fut] = timeout
             try:
                 return await fut
             finally:
-                self.pending.discard(cid)
-        # One timer per few milliseconds of deadlines: a timer (or asyncio.timeout()) per
-        # request costs as much as the rest of the request. A shared timer fires up to
-        # _DEADLINE_GRAIN early, never late: the service, which gets the same timeout,
-        # must not answer TIMEOUT before the caller gives up.
-        deadline = pump.loop.time() + timeout
-        key = int(deadline / _DEADLINE_GRAIN) if timeout >= _SHARED_TIMER_MIN else -int(deadline * 1e6)
-        expiring = self._deadlines.get(key)
-        if expiring is None:
-            expiring = self._deadlines[key] = {}
-            pump.loop.call_at(key * _DEADLINE_GRAIN if key > 0 else deadline, self._expire, key)
-        expiring[fut] = timeout
-        try:
-            return await fut
+                del bucket[fut]
+        except _NotSent:
+            pending.discard(cid)
+            return await self._request_when_room(frame, cid, timeout)
         finally:
-            del expiring[fut]
-            self.pending.discard(cid)
+            pending.discard(cid)
 
-    def _expire(self, key: int) -> None:
-        for fut, timeout in self._deadlines.pop(key, {}).items():
-            if not fut.done():
-                fut.set_exception(DeadlineExceeded(f"no reply within {timeout:.3f}s"))
+    def _flush(self) -> None:
+        """Send the queued requests; those ZeroMQ has no room for wait for room, each."""
+        outbox, self._outbox = self._outbox, []
+        sock, pump = self._sock, self._pump
+        if sock is None or pump is None:
+            return  # closed: their callers already failed with Unavailable
+        i = 0
+        try:
+            for frame in outbox:
+                raw_send(sock, frame, _NB)
+                i += 1
+        except _Again:
+            # Not sent: only requests that were sent are pending (and fail if all connections
+            # drop); each of these registers again once it is on its way.
+            for frame in outbox[i:]:
+                self.pending.fail(correlation_id_of(frame), _NotSent())
+        except zmq.ZMQError as exc:
+            for frame in outbox[i:]:
+                self.pending.fail(correlation_id_of(frame), Unavailable(f"{self.url}: cannot send: {exc}"))
+        pump.kick()
+
+    async def _request_when_room(self, frame: bytes, cid: int, timeout: float | None) -> bytes:
+        """The request once ZeroMQ had no room for it: wait for room, send, wait for the reply."""
+        pump = self._pump
+        if pump is None:
+            raise Unavailable(f"{self.url}: connection closed")
+        spent = await self._send_waiting(pump, frame, timeout)
+        fut = self.pending.expect(cid)
+        return await self.pending.wait(cid, fut, None if timeout is None else max(0.0, timeout - spent))
 
     async def _send_waiting(self, pump: SocketPump, frame: bytes, timeout: float | None) -> float:
         """Send once an endpoint has room; returns the seconds spent waiting."""
@@ -292,10 +321,10 @@ class ZmqConnection(Connection):
             raise Unavailable(f"{self.url}: connection closed")
         if self._cannot_send():
             raise self._failure()
-        raise Unavailable(
-            f"{self.url}: no endpoint took the request within {limit:.3f}s "
-            f"({'none connected' if not self._up else 'all queues full'})"
-        )
+        why = "none connected" if not self._up else "all queues full"
+        if timeout is not None and timeout < self.options.connect_timeout:  # the call's own deadline
+            raise DeadlineExceeded(f"{self.url}: could not send within {limit:.3f}s ({why})")
+        raise Unavailable(f"{self.url}: no endpoint took the request within {limit:.3f}s ({why})")
 
     # -- events ------------------------------------------------------------------------------
 
@@ -389,6 +418,7 @@ class ZmqConnection(Connection):
         if self._closed:
             return
         self._closed = True
+        self._outbox.clear()
         self.pending.fail_all(Unavailable(f"{self.url}: connection closed"))
         for pump in (self._pump, self._monitor_pump, self._pub_pump):
             if pump is not None:

@@ -7,6 +7,12 @@ unchanged in front of the reply. Each request is handed to the
 once, and while that many do, the socket is not read, so ZeroMQ's queues fill up to their
 high-water marks and senders wait (backpressure rather than unbounded memory).
 
+Replies are not sent one by one as handlers finish: they are queued and sent together at
+the next loop iteration (:class:`ReplyQueue`), so that a burst of replies wakes libzmq's I/O
+thread once and leaves in a few TCP segments. A reply whose client has no room (its queue is
+at the high-water mark) waits, retried with a short back-off, up to ``reply_timeout``
+seconds; while it waits it holds its place among the ``max_in_flight``.
+
 Events arrive on a ``SUB`` (or, in worker processes, a ``PULL``) as ``[frame]`` and get no
 reply. One task hands them to the handler one after the other, so a service sees the events
 of each publisher in the order they were published; while ``max_in_flight`` events wait,
@@ -26,12 +32,19 @@ from nanomsg_kernel.codec import encode_error_body
 from nanomsg_kernel.errors import Status
 from nanomsg_kernel.frame import HEADER_SIZE, HEADER_STRUCT, MAGIC, Kind, pack_header
 from transports.base import FrameHandler
-from transports.zmq_socket import SocketPump
+from transports.zmq_socket import SocketPump, raw_send
 
-__all__ = ["DRAIN_SECONDS", "FrameServer", "error_frame"]
+__all__ = ["DRAIN_SECONDS", "FrameServer", "ReplyQueue", "error_frame"]
 
 log = logging.getLogger("nanomsg_kernel.transports.zmq")
 _current_task = asyncio.current_task
+_NB = int(zmq.NOBLOCK)
+_MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
+_Again = zmq.Again
+_ZMQError = zmq.ZMQError
+_EHOSTUNREACH = zmq.EHOSTUNREACH
+_FIRST_RETRY = 0.0005
+_MAX_RETRY = 0.005
 
 DRAIN_SECONDS = 0.2
 """How long a closing server keeps its connections after its last replies went out."""
@@ -47,6 +60,128 @@ def error_frame(status: Status, message: str, request: bytes) -> bytes | None:
     fields = HEADER_STRUCT.unpack_from(request)
     body = encode_error_body(status, message)
     return pack_header(Kind.ERROR, fields[3], 0, fields[6], 0, len(body)) + body
+
+
+class ReplyQueue:
+    """The replies waiting to go out on one ``ROUTER``: sent in one burst per loop iteration.
+
+    A reply that ZeroMQ refuses for lack of room (``zmq.Again``: that client's queue is full)
+    is *held* and retried with a back-off from 0.5 to 5 ms until its ``reply_timeout``
+    passes, when it is dropped and counted; a reply for a client that went away
+    (``EHOSTUNREACH``) is dropped and counted at once.
+    """
+
+    __slots__ = ("_retry", "_scheduled", "held", "pump", "queued", "server")
+
+    def __init__(self, server: FrameServer, pump: SocketPump) -> None:
+        self.server = server
+        self.pump = pump
+        self.queued: list[list[Any]] = []
+        self.held: list[tuple[list[Any], float]] = []
+        """Replies refused for lack of room, with the loop time at which they are dropped."""
+        self._scheduled = False
+        self._retry: asyncio.TimerHandle | None = None
+
+    def put(self, parts: list[Any], alone: bool) -> None:
+        """Send ``parts`` (``[envelope..., reply]``) at the next loop iteration, or now when
+        ``alone`` (no other request is being handled: there is no burst to wait for)."""
+        if alone and not self.queued and not self.held:
+            done = self._send(parts)
+            if done:
+                self.server._last_reply = self.server._loop.time()
+                self.pump.kick()
+                return
+            if done is None:
+                return
+        self.queued.append(parts)
+        if not self._scheduled:
+            self._scheduled = True
+            self.server._loop.call_soon(self.flush)
+
+    def _send(self, parts: list[Any]) -> bool | None:
+        """Send one reply: True if sent, False if refused for lack of room, None if dropped."""
+        sock = self.pump.sock
+        try:
+            if len(parts) == 2:
+                raw_send(sock, parts[0], _MORE)
+            else:
+                # Only the first part can meet a full queue: a message goes whole or not at all.
+                for part in parts[:-1]:
+                    raw_send(sock, part, _MORE)
+            raw_send(sock, parts[-1], _NB)
+        except _Again:
+            return False
+        except _ZMQError as exc:
+            # EHOSTUNREACH: the client went away; ETERM/ENOTSOCK: closing.
+            self.server.dropped_replies += 1
+            if exc.errno != _EHOSTUNREACH and not self.server._closing:
+                log.warning("could not send a reply: %s", exc)
+            return None
+        return True
+
+    def flush(self) -> None:
+        """Send what is queued (after the held replies that have room now)."""
+        self._scheduled = False
+        server = self.server
+        held_before = len(self.held)
+        if self.held:
+            self._retry_held(reschedule=False)
+        queued, self.queued = self.queued, []
+        sent = False
+        send = self._send
+        for parts in queued:
+            done = send(parts)
+            if done:
+                sent = True
+            elif done is False:
+                self.held.append((parts, server._loop.time() + server.reply_timeout))
+        if sent or len(self.held) < held_before:
+            server._last_reply = server._loop.time()
+            self.pump.kick()  # sending may have consumed the socket's edge
+        if len(self.held) != held_before:
+            server._held_changed(len(self.held) - held_before)
+        if self.held and self._retry is None:
+            self._retry = server._loop.call_later(_FIRST_RETRY, self._on_retry, _FIRST_RETRY)
+
+    def _on_retry(self, delay: float) -> None:
+        self._retry = None
+        before = len(self.held)
+        self._retry_held(reschedule=True, delay=delay)
+        if len(self.held) != before:
+            self.server._held_changed(len(self.held) - before)
+
+    def _retry_held(self, *, reschedule: bool, delay: float = _FIRST_RETRY) -> None:
+        server = self.server
+        now = server._loop.time()
+        still: list[tuple[list[Any], float]] = []
+        progress = False
+        for parts, drop_at in self.held:
+            done = self._send(parts)
+            if done:
+                progress = True
+            elif done is False:
+                if now >= drop_at:
+                    server.dropped_replies += 1
+                    log.warning("dropped a reply: the client did not make room for %.1fs", server.reply_timeout)
+                else:
+                    still.append((parts, drop_at))
+        self.held = still
+        if progress:
+            server._last_reply = now
+            self.pump.kick()
+        if reschedule and still and self._retry is None:
+            delay = _FIRST_RETRY if progress else min(delay * 2, _MAX_RETRY)
+            self._retry = server._loop.call_later(delay, self._on_retry, delay)
+
+    def drop_held(self) -> None:
+        """Give up on every held reply (counted as dropped)."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self.held:
+            self.server.dropped_replies += len(self.held)
+            self.server._held_changed(-len(self.held))
+            self.held = []
 
 
 class FrameServer:
@@ -66,6 +201,8 @@ class FrameServer:
         self.max_frame = max_frame
         self.reply_timeout = reply_timeout
         self.pumps: list[SocketPump] = []
+        self.replies: list[ReplyQueue] = []
+        """The reply queue of each request socket."""
         self._event_pumps: list[SocketPump] = []
         self._event_ready: list[asyncio.Event] = []
         self.tasks: set[asyncio.Task[None]] = set()
@@ -76,6 +213,7 @@ class FrameServer:
         """Messages that were not ``[envelope..., frame]``."""
         self.dropped_replies = 0
         """Replies whose client was gone or did not make room in time."""
+        self._held = 0
         self._paused = False
         self._closing = False
         self._loop = asyncio.get_running_loop()
@@ -84,17 +222,19 @@ class FrameServer:
 
     def serve_requests(self, sock: zmq.Socket[Any]) -> None:
         """Serve a ``ROUTER`` (replies go back along each message's envelope)."""
-        pump: SocketPump
+        replies: ReplyQueue
 
-        def on_message(parts: list[bytes]) -> None:
+        def on_message(parts: list[Any]) -> None:
             if not 2 <= len(parts) <= MAX_ENVELOPE + 1:
                 self.dropped_messages += 1
                 return
-            self._start(parts, pump)
+            self._start(parts, replies)
 
         # ROUTER_MANDATORY makes a full queue an error, yet POLLOUT stays set.
-        pump = SocketPump(sock, on_message, pollout_means_room=False)
+        pump = SocketPump(sock, on_message, pollout_means_room=False, envelope_frames=True)
+        replies = ReplyQueue(self, pump)
         self.pumps.append(pump)
+        self.replies.append(replies)
 
     def serve_events(self, sock: zmq.Socket[Any]) -> None:
         """Serve a ``SUB`` or ``PULL`` of events (no replies), in order."""
@@ -126,20 +266,20 @@ class FrameServer:
                     await handler(queue.popleft())
                 except Exception:
                     log.exception("frame handler failed on an event")
-                if not self._closing and len(queue) < self.max_in_flight // 2:
+                if not self._closing and len(queue) <= self.max_in_flight // 2:
                     pump.resume()
             if self._closing:
                 return
             ready.clear()
             await ready.wait()
 
-    def _start(self, parts: list[bytes], pump: SocketPump) -> None:
+    def _start(self, parts: list[Any], replies: ReplyQueue) -> None:
         # The task removes itself from ``tasks`` when it ends (cheaper than a done callback).
-        self.tasks.add(self._create_task(self._serve(parts, pump)))
+        self.tasks.add(self._create_task(self._serve(parts, replies)))
         self.in_flight += 1
         if self.in_flight > self.peak_in_flight:
             self.peak_in_flight = self.in_flight
-        if self.in_flight >= self.max_in_flight:
+        if self.in_flight + self._held >= self.max_in_flight:
             self._pause()
 
     def _pause(self) -> None:
@@ -147,7 +287,21 @@ class FrameServer:
         for p in self.pumps:
             p.pause()
 
-    async def _serve(self, parts: list[bytes], pump: SocketPump) -> None:
+    def _resume(self) -> None:
+        if self._paused and self.in_flight + self._held < self.max_in_flight and not self._closing:
+            self._paused = False
+            for p in self.pumps:
+                p.resume()
+
+    def _held_changed(self, delta: int) -> None:
+        """Replies held for lack of room count among the ``max_in_flight``."""
+        self._held += delta
+        if delta > 0 and self.in_flight + self._held >= self.max_in_flight:
+            self._pause()
+        elif delta < 0:
+            self._resume()
+
+    async def _serve(self, parts: list[Any], replies: ReplyQueue) -> None:
         try:
             frame = parts[-1]
             try:
@@ -166,26 +320,12 @@ class FrameServer:
                 if reply is None:
                     return
             parts[-1] = reply
-            try:
-                if not pump.try_send(parts) and not await pump.send(
-                    parts, self._loop.time() + self.reply_timeout
-                ):
-                    self.dropped_replies += 1
-                    log.warning("dropped a reply: the client did not make room for %.1fs", self.reply_timeout)
-                    return
-                self._last_reply = self._loop.time()
-            except zmq.ZMQError as exc:
-                # EHOSTUNREACH: the client went away; ETERM/ENOTSOCK: closing.
-                self.dropped_replies += 1
-                if exc.errno != zmq.EHOSTUNREACH and not self._closing:
-                    log.warning("could not send a reply: %s", exc)
+            replies.put(parts, self.in_flight == 1)
         finally:
-            self.tasks.discard(_current_task())
+            self.tasks.discard(_current_task(self._loop))
             self.in_flight -= 1
-            if self._paused and self.in_flight < self.max_in_flight and not self._closing:
-                self._paused = False
-                for p in self.pumps:
-                    p.resume()
+            if self._paused:
+                self._resume()
 
     async def close(self, grace: float) -> None:
         """Stop reading; let frames in flight finish within ``grace`` seconds; cancel the rest.
@@ -208,6 +348,14 @@ class FrameServer:
                 t.cancel()
             if pending:
                 await asyncio.wait(pending)
+        for replies in self.replies:
+            replies.flush()
+        delay = _FIRST_RETRY
+        while self._held and loop.time() < deadline:  # replies waiting for room, within the grace
+            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+            delay = min(delay * 2, _MAX_RETRY)
+        for replies in self.replies:
+            replies.drop_held()
         drained = min(self._last_reply + DRAIN_SECONDS, deadline)
         if drained > loop.time():
             await asyncio.sleep(drained - loop.time())

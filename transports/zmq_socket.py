@@ -13,6 +13,17 @@ changed, and any send, receive or ``EVENTS`` read may consume that signal. So af
 send the owner calls :meth:`SocketPump.kick`, which looks at the socket again on the next
 loop iteration (once, however many sends happened in between), and a batch that stops
 before ``zmq.Again`` (fairness, or a pause) always reschedules itself.
+
+Two costs dominate a small message once the event loop drives the socket, and both are
+avoided here:
+
+* Asking ``RCVMORE`` after each part (``socket.get``) costs several times the receive
+  itself in pyzmq; a part received as a :class:`zmq.Frame` carries the flag already
+  (``frame.more``), so parts are received that way and copied to ``bytes`` once.
+* A message sent while libzmq's I/O thread sleeps wakes it (a system call on each side)
+  and goes out in a TCP segment of its own. Senders that answer many messages per loop
+  iteration queue them with an :class:`Outbox`, which sends the whole queue at once at the
+  next loop iteration: one wake-up and a few segments per burst instead of per message.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from typing import Any
 
 import zmq
 
-__all__ = ["SocketPump", "last_endpoint", "raw_send", "shared_context"]
+__all__ = ["MessageCallback", "SocketPump", "last_endpoint", "raw_send", "shared_context"]
 
 log = logging.getLogger("nanomsg_kernel.transports.zmq")
 
@@ -39,8 +50,7 @@ _MAX_BACKOFF = 0.005
 raw_send = zmq.backend.Socket.send
 """pyzmq's send without the layer for DRAFT routing ids and groups (a third of the cost)."""
 _recv = zmq.backend.Socket.recv
-_get = zmq.backend.Socket.get
-_RCVMORE = zmq.RCVMORE
+_NB = int(zmq.NOBLOCK)
 
 _context: zmq.Context[Any] | None = None
 _context_pid = 0
@@ -60,8 +70,39 @@ def last_endpoint(sock: zmq.Socket[Any]) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-MessageCallback = Callable[[list[bytes]], None]
-"""Called with every multipart message received (a list of byte strings)."""
+MessageCallback = Callable[[list[Any]], None]
+"""Called with every multipart message received: a list whose last part is ``bytes``; the
+parts before it are ``bytes`` too, or :class:`zmq.Frame` objects for a pump made with
+``envelope_frames=True`` (a ``ROUTER``'s routing envelope, sent back as it came)."""
+
+
+def _receiver(sock: zmq.Socket[Any], envelope_frames: bool) -> Callable[[], list[Any]]:
+    """A function receiving one whole message without blocking (``zmq.Again`` if none)."""
+
+    if envelope_frames:
+        def receive() -> list[Any]:
+            f = _recv(sock, _NB, False)
+            if not f.more:
+                return [f.bytes]
+            parts: list[Any] = [f]
+            f = _recv(sock, _NB, False)
+            while f.more:
+                parts.append(f)
+                f = _recv(sock, _NB, False)
+            parts.append(f.bytes)
+            return parts
+    else:
+        def receive() -> list[Any]:
+            f = _recv(sock, _NB, False)
+            if not f.more:
+                return [f.bytes]
+            parts: list[Any] = [f.bytes]
+            while f.more:
+                f = _recv(sock, _NB, False)
+                parts.append(f.bytes)
+            return parts
+
+    return receive
 
 
 class SocketPump:
@@ -74,11 +115,13 @@ class SocketPump:
         pollout_means_room: ``False`` for sockets whose ``POLLOUT`` is always set even when
             a send would fail (``ROUTER`` with ``ROUTER_MANDATORY``, ``XPUB`` with
             ``XPUB_NODROP``): their sends are retried with a short back-off instead.
+        envelope_frames: hand the parts before the last over as :class:`zmq.Frame` objects
+            (not copied to ``bytes``): for a ``ROUTER``, which only sends them back.
     """
 
     __slots__ = (
         "_batch", "_closed", "_fd", "_on_message", "_out_waiters", "_paused", "_pollout",
-        "_scheduled", "loop", "sock",
+        "_receive", "_scheduled", "loop", "sock",
     )
 
     def __init__(
@@ -88,8 +131,10 @@ class SocketPump:
         *,
         batch: int = 256,
         pollout_means_room: bool = True,
+        envelope_frames: bool = False,
     ) -> None:
         self.sock = sock
+        self._receive = _receiver(sock, envelope_frames)
         self.loop = asyncio.get_running_loop()
         self._on_message = on_message
         self._batch = batch
@@ -127,31 +172,26 @@ class SocketPump:
         """Read every message ZeroMQ holds for this socket now (whatever the batch size)."""
         if self._closed or self._paused:
             return
-        sock = self.sock
+        receive, on_message = self._receive, self._on_message
         while True:
             try:
-                parts = [_recv(sock, _NOBLOCK)]
+                parts = receive()
             except _Again:
                 return
-            while _get(sock, _RCVMORE):
-                parts.append(_recv(sock, _NOBLOCK))
-            self._on_message(parts)
+            on_message(parts)
 
     def _run(self) -> None:
         self._scheduled = False
         if self._closed:
             return
         if not self._paused:
-            sock = self.sock
-            on_message = self._on_message
+            receive, on_message = self._receive, self._on_message
             try:
                 for _ in range(self._batch):
                     try:
-                        parts = [_recv(sock, _NOBLOCK)]
+                        parts = receive()
                     except _Again:
                         break
-                    while _get(sock, _RCVMORE):
-                        parts.append(_recv(sock, _NOBLOCK))
                     on_message(parts)
                     if self._paused:
                         break
