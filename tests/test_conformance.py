@@ -1,0 +1,329 @@
+"""The conformance suite every transport must pass (and the in-process binding, for the
+cases that do not need a wire), modelled on gRPC's interop cases.
+
+Transports come from ``TRANSPORT_URLS`` in ``conftest.py``: a transport added there runs
+this suite. The service under test is ``reli`` (``reliability/kernel.py``) with a body limit
+of 64 KiB, served in this process so that the tests can see what its handlers saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from conftest import TRANSPORT_URLS
+from reliability.figures import record
+from reliability.kernel import Blob, Crash, Empty, Fail, Hold, ReliRoute, Sleep, Text, Unhandled, probe, reli
+from reliability.rawpeer import HOW, bad_peer
+
+from nanomsg_kernel.binding import LocalBinding
+from nanomsg_kernel.errors import (
+    DeadlineExceeded,
+    EncodeError,
+    RemoteError,
+    ServiceError,
+    Status,
+    Unavailable,
+)
+from nanomsg_kernel.frame import Kind, pack_header
+from transports.base import Listener, get_transport
+
+LIMIT = reli.codec.max_body_size
+CODEC = ReliRoute.codec(max_body_size=LIMIT)
+UNICODE = [
+    "", "plain ascii", "déjà vu", "日本語のテキスト", "🙂👍🏽🏳️‍🌈", "\u202eright to left\u202c", "a\x00b",
+    "e\u0301 (combining)", "\uffff\ufffe", "\U0001d518\U0001d52b (mathematical letters)", "x" * 10_000 + "✓",
+]
+
+
+class Served:
+    """``reli`` served on one transport, and a client of it."""
+
+    def __init__(self, transport: str) -> None:
+        self.transport = transport
+        self.listener: Listener = reli.serve(TRANSPORT_URLS[transport](), max_body_size=LIMIT)
+        self.client = ReliRoute.connect("inproc://unset")
+
+    async def start(self) -> None:
+        await self.listener.start()
+        self.client = ReliRoute.connect(self.listener.url, max_body_size=LIMIT)
+        await self.client.connect()
+
+    async def restart(self) -> None:
+        """Close the listener and listen again at the very same address."""
+        url = self.listener.url
+        await self.listener.close()
+        self.listener = reli.serve(url, max_body_size=LIMIT)
+        await self.listener.start()
+
+    async def close(self) -> None:
+        await self.client.close()
+        await self.listener.close()
+
+    async def call(self, msg: Any, timeout: float | None = None) -> Any:
+        return await self.client.call(msg, timeout=timeout)
+
+    async def raw(self, frame: bytes, timeout: float = 5.0) -> Any:
+        """Send a hand-made frame on a connection of its own; the decoded reply message."""
+        async with get_transport(self.listener.url).connect(self.listener.url, max_body_size=4 * LIMIT) as conn:
+            reply = await conn.request(frame, timeout)
+        return CODEC.decode_frame(reply).message
+
+
+class Bound:
+    """``reli`` behind an in-process binding (no wire)."""
+
+    transport = "binding"
+
+    def __init__(self) -> None:
+        self.binding = LocalBinding("reli", reli)
+
+    async def call(self, msg: Any, timeout: float | None = None) -> Any:
+        return await self.binding.call(msg, timeout=timeout)
+
+
+@pytest.fixture(params=sorted(TRANSPORT_URLS))
+async def served(request: pytest.FixtureRequest) -> AsyncIterator[Served]:
+    probe.reset()
+    s = Served(request.param)
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+@pytest.fixture(params=[*sorted(TRANSPORT_URLS), "binding"])
+async def peer(request: pytest.FixtureRequest) -> AsyncIterator[Served | Bound]:
+    probe.reset()
+    if request.param == "binding":
+        yield Bound()
+        return
+    s = Served(request.param)
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def until(predicate: Any, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0)
+
+
+# -- messages ---------------------------------------------------------------------------
+
+
+async def test_empty_message(peer: Served | Bound) -> None:
+    assert await peer.call(Empty(), timeout=5) == Empty()
+
+
+async def test_unicode_in_messages(peer: Served | Bound) -> None:
+    for text in UNICODE:
+        reply = await peer.call(Text(text=text), timeout=5)
+        assert reply.reply == text
+
+
+async def test_body_at_the_size_limit_accepted(served: Served) -> None:
+    blob = Blob(data=b"\xab" * (LIMIT - 5))
+    assert len(CODEC.encode_body(blob)) == LIMIT
+    assert await served.call(blob, timeout=10) == blob
+
+
+async def test_one_byte_over_the_limit_refused_by_the_sender(served: Served) -> None:
+    with pytest.raises(EncodeError, match="exceeds the maximum"):
+        await served.call(Blob(data=b"\xab" * (LIMIT - 4)), timeout=5)
+    assert (await served.call(Text(text="next"), timeout=5)).reply == "next"
+
+
+async def test_one_byte_over_the_limit_refused_by_the_receiver(served: Served) -> None:
+    """A sender allowing larger bodies than the service: the service refuses the frame with
+    a clear error (over ZeroMQ, libzmq drops the connection: the call is Unavailable)."""
+    big = ReliRoute.connect(served.listener.url, max_body_size=2 * LIMIT)
+    try:
+        with pytest.raises(ServiceError) as e:
+            await big.call(Blob(data=b"\xab" * (LIMIT - 4)), timeout=5)
+    finally:
+        await big.close()
+    if isinstance(e.value, RemoteError):
+        assert e.value.status in (Status.RESOURCE_EXHAUSTED, Status.DECODE_ERROR)
+        assert f"exceeds the maximum of {LIMIT}" in e.value.message
+    else:
+        assert served.transport.startswith("zmq") and isinstance(e.value, Unavailable), repr(e.value)
+    assert (await served.call(Text(text="next"), timeout=5)).reply == "next"
+
+
+# -- errors -----------------------------------------------------------------------------
+
+
+async def test_status_and_message_of_an_error_reply(peer: Served | Bound) -> None:
+    for status in Status:
+        if status is Status.OK:
+            continue
+        with pytest.raises(ServiceError) as e:  # TIMEOUT and UNAVAILABLE: their own subclasses
+            await peer.call(Fail(status=int(status), message=f"{status.name} — ✓ déjà"), timeout=5)
+        assert e.value.status is status
+        assert e.value.message == f"{status.name} — ✓ déjà"
+
+
+async def test_unknown_contract(peer: Served | Bound) -> None:
+    with pytest.raises(RemoteError) as e:
+        await peer.call(Unhandled(x=1), timeout=5)
+    assert e.value.status is Status.CONTRACT_NOT_SUPPORTED
+    assert "no handler for Unhandled" in e.value.message
+
+
+async def test_unknown_route(served: Served) -> None:
+    reply = await served.raw(pack_header(Kind.REQUEST, 999, 1, 5, 0, 1) + b"\x80")
+    assert isinstance(reply, RemoteError) and reply.status is Status.CONTRACT_NOT_SUPPORTED
+    assert "unknown route 999" in reply.message
+
+
+async def test_handler_exception_is_internal(peer: Served | Bound) -> None:
+    with pytest.raises(RemoteError) as e:
+        await peer.call(Crash(what="kaboom"), timeout=5)
+    assert e.value.status is Status.INTERNAL
+    assert e.value.message == "ValueError: kaboom"
+
+
+@pytest.mark.parametrize("body", [b"\x81\x01\x05", b"\x81\x01\xa5hi", b"\xc1", b"\x91\x01"])
+async def test_bad_body_gets_a_decode_error_reply(served: Served, body: bytes) -> None:
+    reply = await served.raw(pack_header(Kind.REQUEST, int(ReliRoute.TEXT), 1, 9, 0, len(body)) + body)
+    assert isinstance(reply, RemoteError) and reply.status is Status.DECODE_ERROR
+    assert reply.message.startswith("Text")
+
+
+# -- cancellation and deadlines ---------------------------------------------------------
+
+
+async def test_call_cancelled_after_it_began(peer: Served | Bound) -> None:
+    """The caller stops waiting; the connection stays usable. Over a wire the server is not
+    told (there is no cancel frame): it finishes and its late reply is discarded."""
+    call = asyncio.ensure_future(peer.call(Hold(tag="cancelled"), timeout=30))
+    await asyncio.wait_for(probe.started.wait(), 10)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert (await peer.call(Text(text="after"), timeout=5)).reply == "after"
+    probe.gate.set()
+    await until(lambda: probe.running == 0)
+    if isinstance(peer, Served):
+        pending = peer.client.connection.pending  # type: ignore[attr-defined]
+        await until(lambda: pending.late_replies == 1)
+    assert (await peer.call(Text(text="later"), timeout=5)).reply == "later"
+    assert probe.calls["cancelled"] == 1
+
+
+async def test_a_1ms_deadline(peer: Served | Bound) -> None:
+    assert (await peer.call(Text(text="warm"), timeout=5)).reply == "warm"  # connected first
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(ServiceError) as e:
+        await peer.call(Sleep(ms=500, tag="late"), timeout=0.001)
+    assert e.value.status is Status.TIMEOUT
+    assert isinstance(e.value, DeadlineExceeded) or isinstance(peer, Bound)
+    assert loop.time() - started < 1.0
+    # The deadline travels with the request: the service drops the work too.
+    await until(lambda: "Sleep" in reli.metrics.contracts and probe.running == 0)
+    await until(lambda: reli.metrics.contracts["Sleep"].errors.get(Status.TIMEOUT, 0) >= 1)
+    assert probe.calls["late"] <= 1
+    assert (await peer.call(Text(text="after"), timeout=5)).reply == "after"
+
+
+async def test_deadline_spent_connecting_is_deadline_exceeded_on_zmq() -> None:
+    """A ZeroMQ peer that accepts the connection but never completes the handshake: a call
+    with a 50 ms timeout has its deadline pass while waiting to send: DeadlineExceeded, as
+    over TCP ("could not send within...")."""
+    handlers: list[tuple[asyncio.Task[Any], asyncio.StreamWriter]] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append((asyncio.current_task(), writer))  # type: ignore[arg-type]
+        with contextlib.suppress(OSError):
+            await reader.read()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = ReliRoute.connect(f"zmq+tcp://127.0.0.1:{port}?events={port}")
+    try:
+        with pytest.raises(DeadlineExceeded):
+            await client.call(Text(text="x"), timeout=0.05)
+    finally:
+        await client.close()
+        server.close()
+        for _task, writer in handlers:
+            writer.close()
+        for task, writer in handlers:
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            await task
+        await server.wait_closed()
+
+
+# -- volume -----------------------------------------------------------------------------
+
+
+async def test_1000_concurrent_calls(peer: Served | Bound) -> None:
+    texts = [f"concurrent {i} ✓" for i in range(1000)]
+    replies = await asyncio.gather(*(peer.call(Text(text=t), timeout=30) for t in texts))
+    assert [r.reply for r in replies] == texts
+
+
+async def test_soak_of_10000_calls(peer: Served | Bound, request: pytest.FixtureRequest) -> None:
+    total = 100_000 if request.config.getoption("--long") else 10_000
+    workers, done = 50, 0
+    started = time.perf_counter()
+
+    async def worker(w: int) -> None:
+        nonlocal done
+        for i in range(w, total, workers):
+            text = f"soak {i}"
+            assert (await peer.call(Text(text=text), timeout=30)).reply == text
+            done += 1
+
+    await asyncio.gather(*(worker(w) for w in range(workers)))
+    seconds = time.perf_counter() - started
+    assert done == total
+    assert all(probe.calls[f"soak {i}"] == 1 for i in range(total))
+    record(f"soak {peer.transport}", calls=total, concurrent=workers, lost=0, duplicated=0,
+           seconds=round(seconds, 2), calls_per_second=round(total / seconds))
+
+
+# -- faults -----------------------------------------------------------------------------
+
+
+async def test_reconnect_after_a_server_restart(served: Served) -> None:
+    """The same client gets through again once the server is back at its address; calls in
+    between fail with Unavailable or DeadlineExceeded (nothing is retried for them)."""
+    assert (await served.call(Text(text="before"), timeout=5)).reply == "before"
+    loop = asyncio.get_running_loop()
+    await served.restart()
+    back = loop.time()
+    failures: list[str] = []
+    async with asyncio.timeout(15):
+        while True:
+            try:
+                assert (await served.call(Text(text="after"), timeout=2)).reply == "after"
+                break
+            except (Unavailable, DeadlineExceeded) as exc:
+                failures.append(type(exc).__name__)
+                await asyncio.sleep(0)
+    record(f"reconnect {served.transport}", recovery_s=round(loop.time() - back, 3),
+           failed_calls_meanwhile=len(failures), failure_kinds=sorted(set(failures)))
+    assert probe.calls["after"] == 1
+
+
+@pytest.mark.parametrize("how", HOW)
+async def test_bad_peer_does_not_stop_a_good_one(served: Served, how: str) -> None:
+    """Garbage, an oversized frame or a half frame on one connection: a second client still
+    gets its answer within a second, during and after."""
+    async with bad_peer(served.listener.url, how, LIMIT):
+        async with asyncio.timeout(1.0):
+            assert (await served.call(Text(text="during"), timeout=1.0)).reply == "during"
+    async with asyncio.timeout(1.0):
+        assert (await served.call(Text(text="after"), timeout=1.0)).reply == "after"
