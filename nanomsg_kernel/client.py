@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from nanomsg_kernel.errors import (
     DeadlineExceeded,
@@ -36,6 +35,7 @@ from nanomsg_kernel.errors import (
     Unavailable,
 )
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, MAX_U32, Kind
+from nanomsg_kernel.lifecycle import AsyncResource
 
 if TYPE_CHECKING:
     from nanomsg_kernel.codec import Codec
@@ -63,7 +63,7 @@ def caller_error(exc: RemoteError) -> ServiceError:
     return mapped
 
 
-class Client:
+class Client(AsyncResource):
     """A connection to one service URL (or several, where the transport spreads calls).
 
     Args:
@@ -74,6 +74,8 @@ class Client:
         max_body_size: largest body sent or accepted.
         **options: passed to the transport's ``connect``.
     """
+
+    OPEN = "connect"
 
     def __init__(
         self,
@@ -112,15 +114,6 @@ class Client:
         """Close the connection; calls still waiting fail with ``Unavailable``."""
         self._connected = False
         await self._conn.close()
-
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     def _codec_for(self, msg: Any) -> Codec:
         if self._codec is not None:

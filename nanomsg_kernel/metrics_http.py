@@ -17,9 +17,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable
-from types import TracebackType
-from typing import Self
 
+from nanomsg_kernel.lifecycle import AsyncResource
 from nanomsg_kernel.metrics import ServiceMetrics, prometheus_text
 
 __all__ = ["CONTENT_TYPE", "MAX_REQUEST_HEAD", "MetricsServer"]
@@ -51,7 +50,7 @@ async def _discard_unread(reader: asyncio.StreamReader) -> None:
         left -= len(chunk)
 
 
-class MetricsServer:
+class MetricsServer(AsyncResource):
     """Serves ``GET /metrics`` for the metrics ``source()`` returns at each request.
 
     Args:
@@ -91,15 +90,6 @@ class MetricsServer:
             await asyncio.wait(set(self._conns))
         await self._server.wait_closed()
         self._server = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -16,11 +16,11 @@ service up by name (workerd's capability model).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 from nanomsg_kernel.binding import Binding, Bindings, LocalBinding, RemoteBinding
 from nanomsg_kernel.errors import ConfigError
+from nanomsg_kernel.lifecycle import AsyncResource
 from nanomsg_kernel.service import Service
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ __all__ = ["Node"]
 BindingTarget = Service | str | Binding
 
 
-class Node:
+class Node(AsyncResource):
     """Services of one process, their bindings and their listeners."""
 
     def __init__(self, name: str = "node") -> None:
@@ -109,12 +109,3 @@ class Node:
         for service in self.services.values():
             await service.bindings.close()
         self._started = False
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()

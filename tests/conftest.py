@@ -12,7 +12,7 @@ import itertools
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -53,6 +53,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def inproc_url() -> str:
     """A fresh ``inproc://`` name."""
     return TRANSPORT_URLS["inproc"]()
+
+
+@pytest.fixture
+def ipc_dir() -> Iterator[str]:
+    """A short temporary directory for ipc socket files (paths are limited to ~100 bytes)."""
+    with tempfile.TemporaryDirectory(prefix="nk-") as d:
+        yield d
 
 
 @pytest.fixture(params=sorted(TRANSPORT_URLS))

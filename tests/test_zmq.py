@@ -7,8 +7,7 @@ import asyncio
 import itertools
 import re
 import socket
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +96,6 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
     async with asyncio.timeout(timeout):
         while not predicate():
             await asyncio.sleep(0)
-
-
-@pytest.fixture
-def ipc_dir() -> Iterator[str]:
-    """A short temporary directory for ipc socket files (paths are limited to ~100 bytes)."""
-    with tempfile.TemporaryDirectory(prefix="nk-") as d:
-        yield d
 
 
 @pytest.fixture(params=["tcp", "ipc"])

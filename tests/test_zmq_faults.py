@@ -10,8 +10,7 @@ import asyncio
 import os
 import signal
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -22,12 +21,6 @@ from nanomsg_kernel.errors import DeadlineExceeded, ServiceError, Unavailable
 from transports.zmq import ZmqConnection
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def ipc_dir() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="nk-") as d:
-        yield d
 
 
 class Server:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -13,12 +12,6 @@ from contracts.bench_services import burn, sum_of_squares
 from contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel import Context, DeadlineExceeded, RemoteError, Service, Status
 from transports.zmq import ZmqConnection
-
-
-@pytest.fixture
-def ipc_dir() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="nk-") as d:
-        yield d
 
 
 @pytest.fixture(params=["tcp", "ipc"])

@@ -6,8 +6,7 @@ import asyncio
 import os
 import signal
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,12 +19,6 @@ from nanomsg_kernel.errors import ConfigError, DeadlineExceeded, ServiceError, U
 from transports.zmq import ZmqListener
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def ipc_dir() -> Iterator[str]:
-    with tempfile.TemporaryDirectory(prefix="nk-") as d:
-        yield d
 
 
 @pytest.fixture(params=["tcp", "ipc"])

@@ -22,13 +22,13 @@ import asyncio
 import importlib
 import struct
 from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from nanomsg_kernel.deadlines import reply_deadlines
 from nanomsg_kernel.errors import ConfigError, Unavailable
 from nanomsg_kernel.frame import HEADER_SIZE, HEADER_STRUCT
+from nanomsg_kernel.lifecycle import AsyncResource
 
 __all__ = [
     "Connection",
@@ -46,7 +46,7 @@ FrameHandler = Callable[[bytes], Awaitable[bytes | None]]
 """Server callback: receives one frame, returns the reply frame, or ``None`` (no reply)."""
 
 
-class Listener(abc.ABC):
+class Listener(AsyncResource, abc.ABC):
     """A listening endpoint. ``async with`` starts it and closes it."""
 
     url: str
@@ -62,22 +62,15 @@ class Listener(abc.ABC):
         """Stop accepting; let requests in flight finish within ``grace`` seconds; close."""
         raise NotImplementedError("The 'close' method must be implemented.")
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-
-class Connection(abc.ABC):
+class Connection(AsyncResource, abc.ABC):
     """The client side of a transport. ``async with`` connects and closes it."""
+
+    OPEN = "connect"
 
     url: str
 
-    async def connect(self) -> None:  # noqa: B027 - optional hook
+    async def connect(self) -> None:
         """Connect eagerly (transports may also connect lazily on first use)."""
 
     @abc.abstractmethod
@@ -99,15 +92,6 @@ class Connection(abc.ABC):
     async def close(self) -> None:
         """Close; every request still waiting fails with ``Unavailable``."""
         raise NotImplementedError("The 'close' method must be implemented.")
-
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
 
 class Transport(abc.ABC):
