@@ -19,6 +19,8 @@ explicitly. Tags listed in ``reserved=[...]`` (retired fields) can never be used
 
 from __future__ import annotations
 
+import keyword
+import linecache
 import sys
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, dataclass_transform, o
 import attrs
 
 from nanomsg_kernel.errors import ContractError
-from nanomsg_kernel.layout import UNKNOWN_SLOT, Layout, build_layout
+from nanomsg_kernel.layout import UNKNOWN_SLOT, Layout, build_layout, plain_construction, slot_setter
 from nanomsg_kernel.types import TypeSpec, resolve
 
 if TYPE_CHECKING:
@@ -126,17 +128,106 @@ class Message:
     route: ClassVar[Any]
 
     def evolve(self: M, **changes: Any) -> M:
-        """Return a copy with ``changes`` applied (validators run; unknown fields are kept)."""
-        return evolve(self, **changes)
+        """Return a copy with ``changes`` applied (validators run; unknown fields are kept).
+
+        Every ``@contract``/``@record`` class replaces this with its own generated version
+        (see :func:`evolve`)."""
+        return _attrs_evolve(self, changes)
 
 
 def evolve(msg: M, **changes: Any) -> M:
-    """Typed ``attrs.evolve`` for contracts and records that also keeps unknown fields."""
+    """Typed ``attrs.evolve`` for contracts and records that also keeps unknown fields.
+
+    The same as ``attrs.evolve`` (validators and converters run, an unknown keyword is a
+    ``TypeError``) through a function generated once per class, which builds the copy
+    without looking the class's fields up on each call.
+    """
+    fast = getattr(type(msg), "__nk_evolve__", None)
+    if fast is None:
+        return _attrs_evolve(msg, changes)
+    new: M = fast(msg, **changes)
+    return new
+
+
+def _attrs_evolve(msg: M, changes: dict[str, Any]) -> M:
+    """The general path: ``attrs.evolve``, then the unknown fields copied over."""
     new = attrs.evolve(msg, **changes)  # type: ignore[misc]
     extra = getattr(msg, UNKNOWN_SLOT, None)
     if extra:
         object.__setattr__(new, UNKNOWN_SLOT, extra)
     return new
+
+
+class _Unchanged:
+    """Default of each keyword of a generated ``evolve``: the field keeps its value."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+_UNCHANGED = _Unchanged()
+
+
+def _build_evolve(cls: type, plain: bool, seen_unknown: list[bool]) -> Callable[..., Any] | None:
+    """Generate ``evolve(self, /, *, <field>=UNCHANGED, ...)`` for the attrs class ``cls``.
+
+    The source is made from the class's own field names and aliases only (each a checked
+    identifier), when the class is defined. ``plain`` (no validator, converter, pre/post
+    init or own ``__init__``) sets the slots directly, as ``__init__`` would; otherwise the
+    copy is made by calling the class with every field by keyword, as ``attrs.evolve`` does. Unknown
+    fields are copied when ``seen_unknown[0]`` says objects of the class may carry them.
+    Returns ``None`` when a name does not allow generating (the general path is used).
+    """
+    fs = attrs.fields(cls)
+    aliases = [a.alias or a.name for a in fs]
+    if any(
+        not n.isidentifier() or keyword.iskeyword(n) or n.startswith("_nk") for n in (*aliases, *(a.name for a in fs))
+    ):
+        return None
+    ns: dict[str, Any] = {
+        "_nk_cls": cls,
+        "_nk_U": _UNCHANGED,
+        "_nk_general": _attrs_evolve,
+        "_nk_new": object.__new__,
+        "_nk_getattr": getattr,
+        "_nk_SLOT": UNKNOWN_SLOT,
+        "_nk_seen": seen_unknown,
+        "_nk_set_unknown": slot_setter(cls, UNKNOWN_SLOT),
+    }
+    values = [f"_nk_self.{a.name} if {al} is _nk_U else {al}" for a, al in zip(fs, aliases, strict=True)]
+    params = ", ".join(f"{al}=_nk_U" for al in aliases)
+    changed = ", ".join(f"({al!r}, {al})" for al in aliases)
+    lines = [
+        f"def evolve(_nk_self, /{', *, ' + params if params else ''}):",
+        "    if type(_nk_self) is not _nk_cls:",
+        f"        return _nk_general(_nk_self, {{k: v for k, v in ({changed}{',' if len(aliases) == 1 else ''}) "
+        "if v is not _nk_U})",
+    ]
+    if plain:
+        lines.append("    _nk_obj = _nk_new(_nk_cls)")
+        for i, (a, value) in enumerate(zip(fs, values, strict=True)):
+            ns[f"_nk_set{i}"] = slot_setter(cls, a.name)
+            lines.append(f"    _nk_set{i}(_nk_obj, {value})")
+    else:
+        args = ", ".join(f"{al}=({v})" for al, v in zip(aliases, values, strict=True))
+        lines.append(f"    _nk_obj = _nk_cls({args})")
+    lines += [
+        "    if _nk_seen[0]:",
+        "        _nk_extra = _nk_getattr(_nk_self, _nk_SLOT, None)",
+        "        if _nk_extra:",
+        "            _nk_set_unknown(_nk_obj, _nk_extra)",
+        "    return _nk_obj",
+    ]
+    source = "\n".join(lines) + "\n"
+    filename = f"<nanomsg_kernel evolve {cls.__module__}.{cls.__qualname__}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), ns)  # noqa: S102 - generated from the class's field names
+    fn: Callable[..., Any] = ns["evolve"]
+    fn.__qualname__ = f"{cls.__qualname__}.evolve"
+    fn.__doc__ = Message.evolve.__doc__
+    return fn
 
 
 def unknown_fields(msg: Any) -> Mapping[int, Any]:
@@ -255,6 +346,10 @@ def _make(
     fields = tuple(infos)
     info = ContractInfo(made, route, version, fields, reserved_set, build_layout(made, fields))
     made.__nk_info__ = info  # type: ignore[attr-defined]
+    plain = "__init__" not in cls.__dict__ and plain_construction(made, fields)
+    fast = _build_evolve(made, plain, info.layout.seen_unknown)
+    if fast is not None:
+        made.__nk_evolve__ = made.evolve = fast  # type: ignore[attr-defined]
     return made
 
 

@@ -37,7 +37,7 @@ from nanomsg_kernel.types import INT_MAX, INT_MIN, Mismatch, TypeSpec
 if TYPE_CHECKING:
     from nanomsg_kernel.contract import FieldInfo
 
-__all__ = ["UNKNOWN_SLOT", "Layout", "build_layout"]
+__all__ = ["UNKNOWN_SLOT", "Layout", "build_layout", "plain_construction", "slot_setter"]
 
 UNKNOWN_SLOT = "_nk_unknown"
 """Slot holding fields a decoder did not know (tag -> raw msgpack value), kept for re-encode."""
@@ -55,7 +55,7 @@ class Layout:
     """The generated functions for one class: fast ``to_map``/``from_map`` and the general
     field-by-field versions they fall back to."""
 
-    __slots__ = ("from_map", "general_from_map", "general_to_map", "source", "to_map")
+    __slots__ = ("from_map", "general_from_map", "general_to_map", "seen_unknown", "source", "to_map")
 
     def __init__(
         self,
@@ -64,6 +64,7 @@ class Layout:
         source: str,
         general_to_map: Callable[[Any], dict[int, Any]] | None = None,
         general_from_map: Callable[[dict[Any, Any]], Any] | None = None,
+        seen_unknown: list[bool] | None = None,
     ) -> None:
         self.to_map = to_map
         """Object -> map: the fast path, falling back to ``general_to_map`` on any doubt."""
@@ -74,6 +75,9 @@ class Layout:
         """The field-by-field encoder: defaults, unknown fields, precise errors."""
         self.general_from_map = general_from_map or from_map
         """The field-by-field decoder: defaults, unknown fields, precise errors."""
+        self.seen_unknown = [True] if seen_unknown is None else seen_unknown
+        """``[True]`` once the decoder kept unknown fields on any object of the class (until
+        then, copying an object need not look for them)."""
 
 
 def _fast_check(spec: TypeSpec, var: str) -> str | None:
@@ -98,7 +102,7 @@ def _missing(cls_name: str, field: str, tag: int) -> DecodeError:
     return _located(cls_name, field, Mismatch("", None, "", f"missing required field (tag {tag})"), DecodeError)  # type: ignore[return-value]
 
 
-def _plain_construction(cls: type, fields: tuple[FieldInfo, ...]) -> bool:
+def plain_construction(cls: type, fields: tuple[FieldInfo, ...]) -> bool:
     """True when building an object needs none of attrs' ``__init__`` logic."""
     if hasattr(cls, "__attrs_post_init__") or hasattr(cls, "__attrs_pre_init__"):
         return False
@@ -108,7 +112,8 @@ def _plain_construction(cls: type, fields: tuple[FieldInfo, ...]) -> bool:
     return [a.name for a in fs] == [f.name for f in fields]
 
 
-def _slot_setter(cls: type, name: str) -> Any:
+def slot_setter(cls: type, name: str) -> Any:
+    """The ``__set__`` of slot ``name`` of ``cls`` (stores into a frozen object, no checks)."""
     for klass in cls.__mro__:
         if name in klass.__dict__:
             return klass.__dict__[name].__set__
@@ -228,7 +233,7 @@ def build_layout(cls: type, fields: tuple[FieldInfo, ...]) -> Layout:
         "_SLOT": UNKNOWN_SLOT,
         "_seen_unknown": seen_unknown,
         "_new": object.__new__,
-        "_set_unknown": _slot_setter(cls, UNKNOWN_SLOT),
+        "_set_unknown": slot_setter(cls, UNKNOWN_SLOT),
     }
 
     known = frozenset(f.tag for f in fields)
@@ -260,10 +265,10 @@ def build_layout(cls: type, fields: tuple[FieldInfo, ...]) -> Layout:
         "    return d",
     ]
     enc += [f"    d = {{{pairs}}}", *unknown]
-    if _plain_construction(cls, fields):
+    if plain_construction(cls, fields):
         build = ["    obj = _new(_cls)"]
         for i, f in enumerate(fields):
-            ns[f"_set{i}"] = _slot_setter(cls, f.name)
+            ns[f"_set{i}"] = slot_setter(cls, f.name)
             build.append(f"    _set{i}(obj, v{i})")
     else:
         args = [f"v{i}" for i, f in enumerate(fields) if not f.kw_only]
@@ -308,7 +313,9 @@ def build_layout(cls: type, fields: tuple[FieldInfo, ...]) -> Layout:
     filename = f"<nanomsg_kernel layout {cls.__module__}.{cls.__qualname__}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     exec(compile(source, filename, "exec"), ns)  # noqa: S102 - our own generated source
-    return Layout(ns["to_map"], ns["from_map"], source, ns["_general_to_map"], ns["_general_from_map"])
+    return Layout(
+        ns["to_map"], ns["from_map"], source, ns["_general_to_map"], ns["_general_from_map"], seen_unknown
+    )
 
 
 class _Missing:

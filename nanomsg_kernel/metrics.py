@@ -13,6 +13,8 @@ from nanomsg_kernel.errors import Status
 
 __all__ = ["LATENCY_BUCKETS", "ContractMetrics", "ServiceMetrics", "prometheus_text"]
 
+_bisect_left = bisect.bisect_left
+
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
     0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -64,6 +66,16 @@ class ServiceMetrics:
         if m is None:
             m = self.contracts[contract] = ContractMetrics()
         m.observe(status, seconds)
+
+    def observe_ok(self, contract: str, seconds: float) -> None:
+        """Record one successful call of ``contract`` (:meth:`observe` with ``Status.OK``, in
+        one step: the per-call path of a service)."""
+        m = self.contracts.get(contract)
+        if m is None:
+            m = self.contracts[contract] = ContractMetrics()
+        m.calls += 1
+        m.buckets[_bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        m.total_seconds += seconds
 
     def snapshot(self) -> dict[str, dict[str, object]]:
         """A plain-data copy: per contract, calls, errors by status name, p50/p99 bounds, mean."""

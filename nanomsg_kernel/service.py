@@ -56,6 +56,7 @@ __all__ = ["Handler", "Service"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _RESPONSE, _EVENT, _REQUEST = int(Kind.RESPONSE), int(Kind.EVENT), int(Kind.REQUEST)
+_KIND_RESPONSE = Kind.RESPONSE
 _clock = time.perf_counter
 _current_task = asyncio.current_task
 _get_running_loop = asyncio.get_running_loop
@@ -109,6 +110,7 @@ class Service:
         self._subscribers: dict[type, list[Handler]] = {}
         self._module = _caller_module()
         self._event_tasks: set[asyncio.Task[None]] = set()
+        self._reply_types = self.codec._by_class
 
     def __repr__(self) -> str:
         return f"<Service {self.name!r} of {self.routes.__name__}: {len(self._handlers)} handlers>"
@@ -193,17 +195,29 @@ class Service:
         Raises:
             RemoteError: with the status the call ended with (the same as over a network).
         """
+        if deadline is None:
+            return await self._call(msg, correlation_id, None, 0.0, None)
+        loop = _get_running_loop()
+        return await self._call(msg, correlation_id, deadline, deadline - loop.time(), loop)
+
+    async def _call(
+        self, msg: Any, correlation_id: int, deadline: float | None, left: float,
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> Any:
+        """:meth:`dispatch`, given the time ``left`` until ``deadline`` on ``loop`` (both
+        ``None`` without a deadline): what :meth:`handle_frame` calls directly."""
         started = _clock()
         h = self._handlers.get(type(msg))
         try:
             if h is None:
                 raise ServiceError(Status.CONTRACT_NOT_SUPPORTED, f"{self.name} has no handler for {type(msg).__name__}")
+            if h.takes_ctx:
+                args: tuple[Any, ...] = (
+                    msg, Context(self.name, h.name, correlation_id, deadline, self.bindings, self.logger)
+                )
+            else:
+                args = (msg,)
             if deadline is None:
-                if h.takes_ctx:
-                    args: tuple[Any, ...] = (msg, Context(self.name, h.name, correlation_id, None, self.bindings,
-                                                          self.logger))
-                else:
-                    args = (msg,)
                 if h.is_async:
                     reply = await h.fn(*args)
                 elif h.inline:
@@ -211,14 +225,9 @@ class Service:
                 else:
                     reply = await asyncio.to_thread(h.fn, *args)
             else:
-                loop = _get_running_loop()
-                left = deadline - loop.time()
+                assert loop is not None
                 if left <= 0:
                     raise ServiceError(Status.TIMEOUT, "deadline passed before the call started")
-                if h.takes_ctx:
-                    args = (msg, Context(self.name, h.name, correlation_id, deadline, self.bindings, self.logger))
-                else:
-                    args = (msg,)
                 if h.is_async:
                     work = h.fn(*args)
                 elif h.inline:
@@ -246,7 +255,7 @@ class Service:
                             task.uncancel()  # the handler absorbed the deadline's cancellation
                     finally:
                         del bucket[work]
-            if type(reply) not in self.codec._by_class:
+            if type(reply) not in self._reply_types:
                 raise ServiceError(
                     Status.INTERNAL, f"handler for {type(msg).__name__} returned {type(reply).__name__}, not a contract"
                 )
@@ -260,7 +269,7 @@ class Service:
                                           "correlation_id": correlation_id},
             )
             raise RemoteError(Status.INTERNAL, f"{type(exc).__name__}: {exc}"[:1000]) from exc
-        self.metrics.observe(h.name, Status.OK, _clock() - started)
+        self.metrics.observe_ok(h.name, _clock() - started)
         return reply
 
     async def publish_local(self, event: Any) -> None:
@@ -313,10 +322,14 @@ class Service:
         except DecodeError as exc:
             self.metrics.observe("<bad body>", Status.DECODE_ERROR, 0.0)
             return codec.encode_error(Status.DECODE_ERROR, str(exc), correlation_id=corr, route=route)
-        deadline = asyncio.get_running_loop().time() + timeout_ms / 1000 if timeout_ms else None
         try:
-            reply = await self.dispatch(msg, deadline=deadline, correlation_id=corr)
-            return codec.encode(reply, kind=Kind.RESPONSE, correlation_id=corr)
+            if timeout_ms:
+                loop = _get_running_loop()
+                left = timeout_ms / 1000
+                reply = await self._call(msg, corr, loop.time() + left, left, loop)
+            else:
+                reply = await self._call(msg, corr, None, 0.0, None)
+            return codec.encode(reply, kind=_KIND_RESPONSE, correlation_id=corr)
         except RemoteError as exc:
             return codec.encode_error(exc.status, exc.message, correlation_id=corr, route=route, details=exc.details)
         except EncodeError as exc:

@@ -20,6 +20,7 @@ from nanomsg_kernel import (
     RoutingEnum,
     contract,
     contract_info,
+    evolve,
     field,
     is_contract,
     record,
@@ -314,3 +315,118 @@ def test_validators_converters_and_post_init_run_on_both_decode_paths() -> None:
     for m in ({1: -1, 2: "ab"}, {1: -1}):
         with pytest.raises(ValueError, match="must be >= 0"):
             layout.from_map(m)
+
+
+# -- evolve: generated per class, the same results and errors as attrs.evolve ------------
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_evolve_matches_attrs_evolve(data: st.DataObject) -> None:
+    w = data.draw(strategy_for(CalcWork))
+    names = data.draw(st.sets(st.sampled_from(["a", "b", "op", "result", "precision"])))
+    changes = {n: getattr(data.draw(strategy_for(CalcWork)), n) for n in names}
+    expected = attrs.evolve(w, **changes)
+    for got in (evolve(w, **changes), w.evolve(**changes)):
+        assert type(got) is CalcWork and got == expected and got is not w
+    assert w == attrs.evolve(w)  # the original is untouched
+
+
+def test_evolve_is_generated_per_class() -> None:
+    assert CalcWork.evolve is CalcWork.__nk_evolve__  # type: ignore[attr-defined]
+    assert CalcWork.evolve is not Echo.evolve
+    assert CalcWork.evolve.__qualname__ == "CalcWork.evolve"
+    assert Item.evolve.__qualname__ == "Item.evolve" and Price.evolve.__qualname__ == "Price.evolve"
+
+
+def test_evolve_refuses_unknown_and_positional_arguments() -> None:
+    w = CalcWork(a=1, b=2, op=WorkType.SUM)
+    with pytest.raises(TypeError):
+        attrs.evolve(w, nope=1)
+    for call in (lambda: evolve(w, nope=1), lambda: w.evolve(nope=1), lambda: w.evolve(3),  # type: ignore[misc]
+                 lambda: evolve(w, route=CalcRoute.ECHO), lambda: evolve(w, _nk_unknown={9: 1})):
+        with pytest.raises(TypeError, match="unexpected keyword argument|positional argument"):
+            call()
+
+
+def test_evolve_runs_validators_converters_and_post_init() -> None:
+    class R(RoutingEnum):
+        ONE = 1
+
+    seen: list[int] = []
+
+    @contract(R.ONE)
+    class Checked:
+        n: int = field(validator=attrs.validators.ge(0))
+        label: str = field(default="x", converter=str.upper)
+        size: int = field(default=0, kw_only=True)
+
+        def __attrs_post_init__(self) -> None:
+            seen.append(self.n)
+
+    c = Checked(n=1, label="ab")
+    seen.clear()
+    first, second = evolve(c, label="cd"), c.evolve(n=4, size=2)
+    assert seen == [1, 4]  # post-init ran for both copies
+    assert first == Checked(n=1, label="CD") == attrs.evolve(c, label="cd")
+    assert second == Checked(n=4, label="AB", size=2)
+    for call in (lambda: evolve(c, n=-1), lambda: c.evolve(n=-1), lambda: attrs.evolve(c, n=-1)):
+        with pytest.raises(ValueError, match="must be >= 0"):
+            call()
+
+
+def test_evolve_takes_aliases_like_attrs() -> None:
+    @record
+    class Private:
+        _secret: int
+        shown: int = field(default=0, alias="visible")
+
+    p = Private(secret=1, visible=2)
+    assert evolve(p, secret=5) == attrs.evolve(p, secret=5) == Private(secret=5, visible=2)
+    assert p.evolve(visible=7).shown == 7
+    with pytest.raises(TypeError):
+        attrs.evolve(p, _secret=5)
+    with pytest.raises(TypeError):
+        evolve(p, _secret=5)
+    with pytest.raises(TypeError):
+        p.evolve(shown=5)
+
+
+def test_evolve_keeps_unknown_fields_once_any_were_decoded() -> None:
+    class R(RoutingEnum):
+        ONE = 1
+
+    @contract(R.ONE)
+    class Relay:
+        a: int
+        b: str = ""
+
+    plain = Relay(a=1)
+    assert unknown_fields(evolve(plain, a=2)) == {}  # before any unknown field was seen
+    layout = contract_info(Relay).layout
+    newer = layout.from_map({1: 1, 2: "x", 7: [1, 2]})
+    assert unknown_fields(newer) == {7: [1, 2]}
+    for copy in (evolve(newer, a=2), newer.evolve(b="y"), newer.evolve().evolve(a=3)):
+        assert unknown_fields(copy) == {7: [1, 2]}
+        assert layout.to_map(copy)[7] == [1, 2]
+    assert evolve(newer, a=2) == Relay(a=2, b="x")
+    assert unknown_fields(evolve(plain, a=2)) == {}  # an object without extras stays without
+
+
+def test_evolve_of_a_subclass_keeps_the_subclass() -> None:
+    class Sub(CalcWork):
+        pass
+
+    s = Sub(a=1, b=2, op=WorkType.SUM)
+    for got in (evolve(s, a=5), s.evolve(a=5), attrs.evolve(s, a=5)):
+        assert type(got) is Sub and got.a == 5 and got.b == 2
+
+
+def test_evolve_of_a_plain_attrs_class_is_attrs_evolve() -> None:
+    @attrs.frozen
+    class Plain:
+        x: int
+
+    assert evolve(Plain(1), x=2) == Plain(2)
+    with pytest.raises(TypeError):
+        evolve(Plain(1), y=2)

@@ -532,3 +532,52 @@ async def test_local_binding_raises_what_a_client_raises() -> None:
     with pytest.raises(RemoteError) as other:
         await binding.call(CalcWork(a=0, b=0, op=WorkType.SUM))
     assert other.value.status is Status.NOT_FOUND
+
+
+async def test_handle_frame_gives_the_frames_deadline_to_the_handler() -> None:
+    svc = Service("deadlines", CalcRoute)
+    seen: list[tuple[float | None, float | None]] = []
+
+    @svc.handler(Echo, inline=True)
+    def echo(msg: Echo, ctx: Context) -> Echo:
+        seen.append((ctx.deadline, ctx.time_left()))
+        return msg.evolve(reply=msg.text)
+
+    @svc.handler(CalcWork)
+    async def work(w: CalcWork, ctx: Context) -> CalcWork:
+        seen.append((ctx.deadline, ctx.time_left()))
+        return w.evolve(result=ctx.correlation_id)
+
+    codec = CalcRoute.codec()
+    loop = asyncio.get_running_loop()
+    before = loop.time()
+    reply = codec.decode(await svc.handle_frame(codec.encode(Echo(text="t"), correlation_id=4, timeout_ms=5000))
+                         or b"")
+    assert reply == Echo(text="t", reply="t")
+    done = codec.decode(await svc.handle_frame(codec.encode(CalcWork(a=1, b=2, op=WorkType.SUM), correlation_id=77,
+                                                            timeout_ms=2500)) or b"")
+    assert done.result == 77
+    after = loop.time()
+    (d1, left1), (d2, left2) = seen
+    assert d1 is not None and before + 5.0 <= d1 <= after + 5.0 and left1 is not None and 0 < left1 <= 5.0
+    assert d2 is not None and before + 2.5 <= d2 <= after + 2.5 and left2 is not None and 0 < left2 <= 2.5
+    await svc.handle_frame(codec.encode(Echo(text="none"), correlation_id=5))
+    assert seen[-1] == (None, None)
+    assert task_deadlines(loop).waiting == 0  # every call left its deadline bucket
+
+
+async def test_handle_frame_counts_every_call_in_the_metrics() -> None:
+    svc = make_calc("counted")
+    codec = CalcRoute.codec()
+    ok = codec.encode(CalcWork(a=1, b=2, op=WorkType.SUM), correlation_id=1, timeout_ms=1000)
+    bad = codec.encode(CalcWork(a=1, b=0, op=WorkType.DIV), correlation_id=2)
+    for _ in range(25):
+        assert codec.decode(await svc.handle_frame(ok) or b"").result == 3
+    for _ in range(3):
+        with pytest.raises(RemoteError):
+            codec.decode(await svc.handle_frame(bad) or b"")
+    m = svc.metrics.contracts["CalcWork"]
+    assert m.calls == 28 and sum(m.buckets) == 28 and m.total_seconds > 0
+    assert m.errors == {Status.BAD_REQUEST: 3}
+    assert list(svc.metrics.contracts) == ["CalcWork"]
+    assert svc.metrics.snapshot()["CalcWork"]["calls"] == 28
