@@ -35,6 +35,7 @@ __all__ = [
     "print_table",
     "ratio",
     "spawn",
+    "spawn_all",
     "stop",
     "summarize_latencies",
 ]
@@ -87,9 +88,11 @@ async def closed_loop(call: Call, *, seconds: float, warmup: float = 0.2) -> dic
     return summarize_latencies(*await latency_samples(call, seconds=seconds))
 
 
-async def count_calls(call: Call, *, concurrency: int, seconds: float, warmup: float = 0.2) -> tuple[int, float]:
+async def count_calls(call: Call, *, concurrency: int, seconds: float, warmup: float = 0.2,
+                      samples: list[float] | None = None) -> tuple[int, float]:
     """Run ``concurrency`` tasks that each call ``call`` in a loop; return the calls completed
-    in a window of ``seconds`` that opens after ``warmup``, and the window's exact length."""
+    in a window of ``seconds`` that opens after ``warmup``, and the window's exact length.
+    With ``samples``, also append the duration of each call completed in the window."""
     clock = time.perf_counter
     counting = False
     stop_at = clock() + warmup + seconds
@@ -102,6 +105,17 @@ async def count_calls(call: Call, *, concurrency: int, seconds: float, warmup: f
             if counting:
                 done += 1
 
+    async def timed_worker() -> None:
+        nonlocal done
+        assert samples is not None
+        append = samples.append
+        while clock() < stop_at:
+            t = clock()
+            await call()
+            if counting:
+                done += 1
+                append(clock() - t)
+
     async def window() -> tuple[int, float]:
         nonlocal counting
         await asyncio.sleep(warmup)
@@ -111,7 +125,8 @@ async def count_calls(call: Call, *, concurrency: int, seconds: float, warmup: f
         counting = False
         return done - first, clock() - started
 
-    workers = [asyncio.ensure_future(worker()) for _ in range(concurrency)]
+    each = worker if samples is None else timed_worker
+    workers = [asyncio.ensure_future(each()) for _ in range(concurrency)]
     result = await window()
     await asyncio.gather(*workers)
     return result
@@ -124,14 +139,16 @@ async def pipelined(call: Call, *, concurrency: int, seconds: float, warmup: flo
 
 
 async def interleaved(
-    calls: dict[str, Call], *, seconds: float, rounds: int = 5, concurrency: int = 64, warmup: float = 0.2
+    calls: dict[str, Call], *, seconds: float, rounds: int = 5, concurrency: int = 64, warmup: float = 0.2,
+    pipelined_latency: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Measure several targets closed-loop and pipelined, taking turns.
 
     Each target gets ``seconds`` of each kind of load, cut into ``rounds`` slices that
     alternate with the other targets' (in a rotating order), so that a change of machine
     conditions during the run touches every target alike. Returns, per target, the fields
-    of :func:`closed_loop` plus ``pipelined_calls_per_s``.
+    of :func:`closed_loop` plus ``pipelined_calls_per_s`` (and, with ``pipelined_latency``,
+    ``pipelined_p50_us`` and ``pipelined_p99_us``: each call's duration under that load).
     """
     names = list(calls)
     for name in names:
@@ -140,6 +157,7 @@ async def interleaved(
     spent = dict.fromkeys(names, 0.0)
     counts = dict.fromkeys(names, 0)
     windows = dict.fromkeys(names, 0.0)
+    piped: dict[str, list[float]] | None = {n: [] for n in names} if pipelined_latency else None
     for r in range(rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
@@ -148,13 +166,18 @@ async def interleaved(
             spent[name] += elapsed
         for name in order:
             n, elapsed = await count_calls(calls[name], concurrency=concurrency, seconds=seconds / rounds,
-                                           warmup=min(warmup, 0.05))
+                                           warmup=min(warmup, 0.05), samples=None if piped is None else piped[name])
             counts[name] += n
             windows[name] += elapsed
-    return {
+    out = {
         n: {**summarize_latencies(samples[n], spent[n]), "pipelined_calls_per_s": counts[n] / windows[n]}
         for n in names
     }
+    for name, durations in (piped or {}).items():
+        durations.sort()
+        out[name]["pipelined_p50_us"] = percentile(durations, 50) * 1e6
+        out[name]["pipelined_p99_us"] = percentile(durations, 99) * 1e6
+    return out
 
 
 def ratio(ours: float, baseline: float) -> float:
@@ -178,21 +201,41 @@ def print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+def _start(module: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *args], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def _first_line(proc: subprocess.Popen[str], what: str, deadline: float) -> str:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+    line = proc.stdout.readline().strip() if ready else ""
+    if not line:
+        raise RuntimeError(f"{what} did not start in time (exit status {proc.poll()})")
+    return line
+
+
 def spawn(module: str, *args: str, ready_timeout: float = 30.0) -> tuple[subprocess.Popen[str], str]:
     """Start ``python -m module args`` in the project root; return the process and the
     first line it prints (e.g. the address it listens on). The child should exit when its
     standard input closes (see :func:`stop`)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", module, *args], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], ready_timeout)
-    line = proc.stdout.readline().strip() if ready else ""
-    if not line:
-        stop(proc)
-        raise RuntimeError(f"{module} {' '.join(args)} did not start within {ready_timeout:g}s")
-    return proc, line
+    return spawn_all({"": (module, *args)}, ready_timeout=ready_timeout)[""]
+
+
+def spawn_all(commands: dict[str, tuple[str, ...]], ready_timeout: float = 30.0
+              ) -> dict[str, tuple[subprocess.Popen[str], str]]:
+    """Like :func:`spawn` for several ``(module, *args)`` at once: all start together (their
+    imports overlap), then each one's first line is read. If one fails, all are stopped."""
+    procs = {name: _start(*command) for name, command in commands.items()}
+    deadline = time.monotonic() + ready_timeout
+    try:
+        return {name: (proc, _first_line(proc, " ".join(commands[name]), deadline)) for name, proc in procs.items()}
+    except BaseException:
+        for proc in procs.values():
+            stop(proc)
+        raise
 
 
 def stop(proc: subprocess.Popen[str], timeout: float = 5.0) -> None:

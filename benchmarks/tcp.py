@@ -28,7 +28,7 @@ import itertools
 import struct
 from typing import Any
 
-from benchmarks._util import interleaved, print_table, ratio, spawn, stop
+from benchmarks._util import interleaved, print_table, ratio, spawn_all, stop
 from contracts.calc import CalcRoute, Echo
 from nanomsg_kernel.frame import HEADER_SIZE, Kind, pack_header
 from transports.loop import loop_name, uvloop_available
@@ -71,7 +71,7 @@ class EchoClient:
     async def call(self, payload: bytes) -> bytes:
         """Send ``payload`` and wait for it to come back."""
         assert self._writer is not None
-        fut = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._waiting.append(fut)
         self._writer.write(_PREFIX.pack(len(payload)) + payload)
         return await fut
@@ -86,7 +86,7 @@ class EchoClient:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
-async def _measure_all(urls: dict[str, str], quick: bool) -> dict[str, Any]:
+async def _measure_all(urls: dict[str, str], quick: bool, seconds: float | None) -> dict[str, Any]:
     from nanomsg_kernel.client import Client
     from transports.tcp import TcpTransport
 
@@ -96,6 +96,8 @@ async def _measure_all(urls: dict[str, str], quick: bool) -> dict[str, Any]:
     def frame() -> bytes:
         return pack_header(Kind.REQUEST, int(CalcRoute.ECHO), 1, next(ids), 5000, len(body)) + body
 
+    if seconds is None:
+        seconds = 0.6 if quick else 1.5
     msg = Echo(text=TEXT)
     echo = EchoClient()
     await echo.open(urls["echo"])
@@ -107,7 +109,7 @@ async def _measure_all(urls: dict[str, str], quick: bool) -> dict[str, Any]:
                     "frames": lambda: conn.request(frame(), 5.0),
                     "service": lambda: client.call(msg, timeout=5.0),
                 },
-                seconds=0.6 if quick else 1.5, rounds=6 if quick else 15, concurrency=CONCURRENCY,
+                seconds=seconds, rounds=6 if quick or seconds < 1 else 15, concurrency=CONCURRENCY,
                 warmup=0.1 if quick else 0.3,
             )
     finally:
@@ -125,18 +127,20 @@ async def _measure_all(urls: dict[str, str], quick: bool) -> dict[str, Any]:
     return results
 
 
-def _one_loop(loop: str, quick: bool) -> dict[str, Any]:
-    procs = {target: spawn("benchmarks._tcp_server", target, "--loop", loop) for target in TARGETS}
+def _one_loop(loop: str, quick: bool, seconds: float | None) -> dict[str, Any]:
+    procs = spawn_all({target: ("benchmarks._tcp_server", target, "--loop", loop) for target in TARGETS})
     try:
         urls = {target: line for target, (_proc, line) in procs.items()}
-        return run_loop(_measure_all(urls, quick), prefer_uvloop=loop == "uvloop")
+        return run_loop(_measure_all(urls, quick, seconds), prefer_uvloop=loop == "uvloop")
     finally:
         for proc, _line in procs.values():
             stop(proc)
 
 
-def run(quick: bool = False, loops: tuple[str, ...] = ("asyncio", "uvloop")) -> dict[str, Any]:
-    """Measure every target on each of ``loops`` (uvloop is left out when not installed).
+def run(quick: bool = False, loops: tuple[str, ...] = ("asyncio", "uvloop"),
+        seconds: float | None = None) -> dict[str, Any]:
+    """Measure every target on each of ``loops`` (uvloop is left out when not installed);
+    ``seconds`` of each kind of load per target (default 0.6 quick, 1.5 full).
 
     Returns ``{loop: {"echo"|"frames"|"service": {p50_us, p99_us, mean_us, calls_per_s,
     pipelined_calls_per_s}, "ratios": {"frames"|"service": {pipelined_throughput,
@@ -147,7 +151,7 @@ def run(quick: bool = False, loops: tuple[str, ...] = ("asyncio", "uvloop")) -> 
         if loop == "uvloop" and not uvloop_available():
             out[loop] = {"skipped": "uvloop is not installed (pip install nanomsg-kernel[uvloop])"}
             continue
-        out[loop] = _one_loop(loop, quick)
+        out[loop] = _one_loop(loop, quick, seconds)
     return out
 
 
