@@ -11,10 +11,12 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import ssl
 import tempfile
 from collections.abc import Callable, Iterator
 
 import pytest
+import trustme
 
 _names = itertools.count()
 _ipc_dir: str | None = None
@@ -60,6 +62,23 @@ def ipc_dir() -> Iterator[str]:
     """A short temporary directory for ipc socket files (paths are limited to ~100 bytes)."""
     with tempfile.TemporaryDirectory(prefix="nk-") as d:
         yield d
+
+
+@pytest.fixture(scope="session")
+def tls_authority() -> trustme.CA:
+    """A certificate authority made for this test session."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_contexts(tls_authority: trustme.CA) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a certificate for 127.0.0.1 and localhost issued by
+    ``tls_authority``, and a client context that trusts that authority only."""
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_authority.issue_cert("127.0.0.1", "localhost").configure_cert(server)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the certificate and the host name
+    tls_authority.configure_trust(client)
+    return server, client
 
 
 @pytest.fixture(params=sorted(TRANSPORT_URLS))

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import shutil
 import ssl
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -110,28 +108,10 @@ async def test_curve_refuses_unauthenticated_peers() -> None:
     assert probe.calls["friend"] == 1
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, timeout=60,
-    )
-    return cert, key
-
-
-async def test_tls_on_tcp(certificate: tuple[Path, Path]) -> None:
+async def test_tls_on_tcp(tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]) -> None:
     """TLS carries calls; a plain client, a client not trusting the certificate and a raw
     frame sent in clear all fail with the library's errors, and the server keeps serving."""
-    cert, key = certificate
-    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_ctx.load_cert_chain(cert, key)
-    client_ctx = ssl.create_default_context(cafile=str(cert))
+    server_ctx, client_ctx = tls_contexts
     probe.reset()
     async with (
         reli.serve("tcp://127.0.0.1:0", ssl=server_ctx, read_timeout=2.0) as listener,

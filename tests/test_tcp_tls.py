@@ -1,13 +1,10 @@
-"""TLS over the TCP transport, with a self-signed certificate made for the test by the
-``openssl`` command line tool."""
+"""TLS over the TCP transport, with a certificate issued for the test by a certificate
+authority made for the session (``tls_contexts`` in conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -20,30 +17,9 @@ from transports.tcp_stream import parse_address
 
 CODEC = CalcRoute.codec()
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and localhost, and its key."""
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True, timeout=60,
-    )
-    return cert, key
-
-
 @pytest.fixture
-def contexts(certificate: tuple[Path, Path]) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    cert, key = certificate
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server.load_cert_chain(cert, key)
-    client = ssl.create_default_context(cafile=str(cert))
-    return server, client
+def contexts(tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    return tls_contexts
 
 
 async def echo(frame: bytes) -> bytes:
