@@ -185,6 +185,22 @@ def ratio(ours: float, baseline: float) -> float:
     return ours / baseline if baseline else float("nan")
 
 
+def closed_and_pipelined_ratios(
+    results: dict[str, Any], baseline: str, targets: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """For each of ``targets``: its closed-loop calls/s, pipelined calls/s and closed-loop p50
+    divided by those of ``results[baseline]`` (as measured by :func:`interleaved`)."""
+    base = results[baseline]
+    return {
+        target: {
+            "closed_throughput": ratio(results[target]["calls_per_s"], base["calls_per_s"]),
+            "pipelined_throughput": ratio(results[target]["pipelined_calls_per_s"], base["pipelined_calls_per_s"]),
+            "closed_p50": ratio(results[target]["p50_us"], base["p50_us"]),
+        }
+        for target in targets
+    }
+
+
 def print_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> None:
     """Print rows as an aligned text table (floats with thousands separators)."""
 

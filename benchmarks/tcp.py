@@ -28,7 +28,7 @@ import itertools
 import struct
 from typing import Any
 
-from benchmarks._util import interleaved, print_table, ratio, spawn_all, stop
+from benchmarks._util import closed_and_pipelined_ratios, interleaved, print_table, spawn_all, stop
 from contracts.calc import CalcRoute, Echo
 from nanomsg_kernel.frame import HEADER_SIZE, Kind, pack_header
 from transports.loop import loop_name, uvloop_available
@@ -115,15 +115,7 @@ async def _measure_all(urls: dict[str, str], quick: bool, seconds: float | None)
     finally:
         await echo.close()
     results["loop"] = loop_name()
-    base = results["echo"]
-    results["ratios"] = {
-        target: {
-            "pipelined_throughput": ratio(results[target]["pipelined_calls_per_s"], base["pipelined_calls_per_s"]),
-            "closed_p50": ratio(results[target]["p50_us"], base["p50_us"]),
-            "closed_throughput": ratio(results[target]["calls_per_s"], base["calls_per_s"]),
-        }
-        for target in ("frames", "service")
-    }
+    results["ratios"] = closed_and_pipelined_ratios(results, "echo", ("frames", "service"))
     return results
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from benchmarks._util import interleaved, print_table, ratio, spawn_all, stop
+from benchmarks._util import closed_and_pipelined_ratios, interleaved, print_table, spawn_all, stop
 from benchmarks.grpc_stubs import load, missing
 from contracts.calc import CalcRoute, Echo
 from transports.loop import loop_name, uvloop_available
@@ -63,15 +63,7 @@ async def _measure(urls: dict[str, str], seconds: float, rounds: int, warmup: fl
             seconds=seconds, rounds=rounds, concurrency=CONCURRENCY, warmup=warmup, pipelined_latency=True,
         )
     results["loop"] = loop_name()
-    base = results["grpc"]
-    results["ratios"] = {
-        target: {
-            "closed_throughput": ratio(results[target]["calls_per_s"], base["calls_per_s"]),
-            "pipelined_throughput": ratio(results[target]["pipelined_calls_per_s"], base["pipelined_calls_per_s"]),
-            "closed_p50": ratio(results[target]["p50_us"], base["p50_us"]),
-        }
-        for target in ("tcp", "zmq")
-    }
+    results["ratios"] = closed_and_pipelined_ratios(results, "grpc", ("tcp", "zmq"))
     return results
 
 

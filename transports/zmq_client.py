@@ -32,7 +32,6 @@ from typing import Any
 
 import zmq
 
-from nanomsg_kernel.deadlines import reply_deadlines
 from nanomsg_kernel.errors import DeadlineExceeded, EncodeError, Unavailable
 from nanomsg_kernel.frame import HEADER_SIZE, MAGIC, Kind
 from transports.base import Connection, PendingReplies, correlation_id_of
@@ -255,22 +254,9 @@ class ZmqConnection(Connection):
                 raise Unavailable(f"{self.url}: cannot send: {exc}") from None
             pump.kick()
         try:
-            if timeout is None:
-                return await fut
-            # A timer shared by the requests whose deadlines fall in the same few ms (a timer
-            # per request costs as much as the rest of the request).
-            loop = fut.get_loop()
-            bucket = reply_deadlines(loop).bucket(loop.time() + timeout, timeout)
-            bucket[fut] = timeout
-            try:
-                return await fut
-            finally:
-                del bucket[fut]
+            return await pending.wait(cid, fut, timeout)  # forgets ``cid`` however it ends
         except _NotSent:
-            pending.discard(cid)
             return await self._request_when_room(frame, cid, timeout)
-        finally:
-            pending.discard(cid)
 
     def _flush(self) -> None:
         """Send the queued requests; those ZeroMQ has no room for wait for room, each."""
