@@ -36,6 +36,7 @@ from nanomsg_kernel.codec import Codec
 from nanomsg_kernel.context import Context
 from nanomsg_kernel.contract import contract_info
 from nanomsg_kernel.deadlines import task_deadlines
+from nanomsg_kernel.eager import StartingTask, continuation
 from nanomsg_kernel.errors import (
     ConfigError,
     ContractError,
@@ -59,6 +60,7 @@ _RESPONSE, _EVENT, _REQUEST = int(Kind.RESPONSE), int(Kind.EVENT), int(Kind.REQU
 _KIND_RESPONSE = Kind.RESPONSE
 _clock = time.perf_counter
 _current_task = asyncio.current_task
+_current: Callable[[asyncio.AbstractEventLoop], object] = asyncio.current_task
 _get_running_loop = asyncio.get_running_loop
 
 
@@ -230,6 +232,15 @@ class Service:
                     raise ServiceError(Status.TIMEOUT, "deadline passed before the call started")
                 if h.is_async:
                     work = h.fn(*args)
+                    if type(_current(loop)) is StartingTask:
+                        # Started eagerly by a transport: the handler's first step runs now,
+                        # and a handler that finishes in it needs no deadline at all.
+                        try:
+                            step = work.send(None)
+                        except StopIteration as stop:
+                            reply, work = stop.value, None
+                        else:
+                            work = continuation(work, step)
                 elif h.inline:
                     work = None  # runs to completion on the loop: nothing to cancel
                     reply = h.fn(*args)

@@ -258,7 +258,7 @@ class TcpConnection(Connection):
         if out is None or out.congested:
             out, timeout = await self._writable(timeout)
         pending = self.pending
-        fut = pending.expect(cid)
+        fut = pending.expect(cid, out.loop)
         out.write(frame, len(pending) > 1)
         if timeout is None:
             try:

@@ -118,14 +118,15 @@ class FrameWriter:
     sent most of them.
     """
 
-    __slots__ = ("_corked", "_held", "_held_bytes", "_loop", "high_water", "transport", "writer")
+    __slots__ = ("_corked", "_held", "_held_bytes", "high_water", "loop", "transport", "writer")
 
     def __init__(self, writer: asyncio.StreamWriter, high_water: int) -> None:
         self.writer = writer
         self.transport = writer.transport
         self.high_water = high_water
         self.transport.set_write_buffer_limits(high=high_water)
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
+        """The event loop the writer runs on."""
         self._held: list[bytes] = []
         self._held_bytes = 0
         self._corked = False
@@ -145,7 +146,7 @@ class FrameWriter:
             self.transport.write(frame)
             if more:
                 self._corked = True
-                self._loop.call_soon(self.flush)
+                self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Hand every held frame to the transport now."""

@@ -226,8 +226,11 @@ class ZmqConnection(Connection):
             Unavailable: no endpoint could take the request, or all connections dropped.
             EncodeError: the frame is larger than ``max_body_size`` allows.
         """
-        if self._pump is None:
+        pump = self._pump
+        if pump is None:
             await self.connect()
+            pump = self._pump
+            assert pump is not None
         if len(frame) > self._max_frame:
             raise EncodeError(
                 f"frame of {len(frame)} bytes exceeds the maximum of {self._max_frame} "
@@ -235,15 +238,14 @@ class ZmqConnection(Connection):
             )
         pending = self.pending
         cid = correlation_id_of(frame)
-        fut = pending.expect(cid)  # before sending: a reply cannot come sooner
+        fut = pending.expect(cid, pump.loop)  # before sending: a reply cannot come sooner
         outbox = self._outbox
         if outbox or len(pending) > 1:
             outbox.append(frame)  # others are in flight: join (or start) this iteration's burst
             if len(outbox) == 1:
-                fut.get_loop().call_soon(self._flush)
+                pump.loop.call_soon(self._flush)
         else:  # alone: no burst to wait for
-            pump = self._pump
-            assert pump is not None and self._sock is not None
+            assert self._sock is not None
             try:
                 raw_send(self._sock, frame, _NB)
             except _Again:

@@ -3,15 +3,20 @@
 Requests arrive on a ``ROUTER`` as ``[routing envelope..., frame]``: the envelope is one
 identity from a client's ``DEALER``, or more when a proxy sits in between, and it goes back
 unchanged in front of the reply. Each request is handed to the
-:data:`~transports.base.FrameHandler` in its own task; at most ``max_in_flight`` run at
-once, and while that many do, the socket is not read, so ZeroMQ's queues fill up to their
-high-water marks and senders wait (backpressure rather than unbounded memory).
+:data:`~transports.base.FrameHandler` as soon as it is read, started eagerly
+(:func:`~nanomsg_kernel.eager.start_eagerly`): a handler that finishes without waiting never
+gets a task, and one that waits continues in a task of its own. At most ``max_in_flight``
+run at once, and while that many do, the socket is not read, so ZeroMQ's queues fill up to
+their high-water marks and senders wait (backpressure rather than unbounded memory).
 
-Replies are not sent one by one as handlers finish: they are queued and sent together at
-the next loop iteration (:class:`ReplyQueue`), so that a burst of replies wakes libzmq's I/O
-thread once and leaves in a few TCP segments. A reply whose client has no room (its queue is
-at the high-water mark) waits, retried with a short back-off, up to ``reply_timeout``
-seconds; while it waits it holds its place among the ``max_in_flight``.
+Replies are not sent one by one as handlers finish: they leave in bursts
+(:class:`ReplyQueue`), so that a burst wakes libzmq's I/O thread once and leaves in a few
+TCP segments. Replies of the requests read in one batch go out every
+:data:`REPLY_BURST` replies and at the end of the batch (the client starts on the first
+ones while the server computes the rest); replies of handlers that waited go out together
+at the next loop iteration. A reply whose client has no room (its queue is at the
+high-water mark) waits, retried with a short back-off, up to ``reply_timeout`` seconds;
+while it waits it holds its place among the ``max_in_flight``.
 
 Events arrive on a ``SUB`` (or, in worker processes, a ``PULL``) as ``[frame]`` and get no
 reply. One task hands them to the handler one after the other, so a service sees the events
@@ -29,12 +34,13 @@ from typing import Any
 import zmq
 
 from nanomsg_kernel.codec import encode_error_body
+from nanomsg_kernel.eager import start_eagerly
 from nanomsg_kernel.errors import Status
 from nanomsg_kernel.frame import HEADER_SIZE, HEADER_STRUCT, MAGIC, Kind, pack_header
 from transports.base import FrameHandler
 from transports.zmq_socket import SocketPump, raw_send
 
-__all__ = ["DRAIN_SECONDS", "FrameServer", "ReplyQueue", "error_frame"]
+__all__ = ["DRAIN_SECONDS", "REPLY_BURST", "REQUEST_BATCH", "FrameServer", "ReplyQueue", "error_frame"]
 
 log = logging.getLogger("nanomsg_kernel.transports.zmq")
 _current_task = asyncio.current_task
@@ -48,6 +54,14 @@ _MAX_RETRY = 0.005
 
 DRAIN_SECONDS = 0.2
 """How long a closing server keeps its connections after its last replies went out."""
+
+REQUEST_BATCH = 32
+"""Requests read from a ``ROUTER`` before other callbacks get a turn (and the replies so far
+leave). Measured with ``python -m benchmarks.zmq``: smaller batches keep client and server
+busy at once on two cores; much smaller ones cost a loop iteration for too few requests."""
+
+REPLY_BURST = 16
+"""Replies of one batch that are sent together as soon as there are that many."""
 
 MAX_ENVELOPE = 16
 """Most routing-envelope parts accepted in front of a frame (more: the message is dropped)."""
@@ -76,15 +90,30 @@ class ReplyQueue:
     def __init__(self, server: FrameServer, pump: SocketPump) -> None:
         self.server = server
         self.pump = pump
-        self.queued: list[list[Any]] = []
-        self.held: list[tuple[list[Any], float]] = []
+        self.queued: list[list[bytes]] = []
+        self.held: list[tuple[list[bytes], float]] = []
         """Replies refused for lack of room, with the loop time at which they are dropped."""
         self._scheduled = False
         self._retry: asyncio.TimerHandle | None = None
 
-    def put(self, parts: list[Any], alone: bool) -> None:
+    def put(self, parts: list[bytes], alone: bool, in_batch: bool = False) -> None:
         """Send ``parts`` (``[envelope..., reply]``) at the next loop iteration, or now when
-        ``alone`` (no other request is being handled: there is no burst to wait for)."""
+        ``alone`` (no other request is being handled: there is no burst to wait for).
+
+        ``in_batch``: the reply of a request of the batch being read; it leaves with the
+        next :data:`REPLY_BURST` replies or when the batch ends (the caller then calls
+        :meth:`flush`).
+        """
+        if in_batch:
+            queued = self.queued
+            queued.append(parts)
+            server = self.server
+            n = len(queued)
+            # A queued reply holds its place among the max_in_flight, like a held one: sent
+            # now, one refused for lack of room is held (and counted) at once.
+            if n >= REPLY_BURST or n + server.in_flight + server._held >= server.max_in_flight:
+                self.flush()
+            return
         if alone and not self.queued and not self.held:
             done = self._send(parts)
             if done:
@@ -98,7 +127,7 @@ class ReplyQueue:
             self._scheduled = True
             self.server._loop.call_soon(self.flush)
 
-    def _send(self, parts: list[Any]) -> bool | None:
+    def _send(self, parts: list[bytes]) -> bool | None:
         """Send one reply: True if sent, False if refused for lack of room, None if dropped."""
         sock = self.pump.sock
         try:
@@ -153,7 +182,7 @@ class ReplyQueue:
     def _retry_held(self, *, reschedule: bool, delay: float = _FIRST_RETRY) -> None:
         server = self.server
         now = server._loop.time()
-        still: list[tuple[list[Any], float]] = []
+        still: list[tuple[list[bytes], float]] = []
         progress = False
         for parts, drop_at in self.held:
             done = self._send(parts)
@@ -214,6 +243,8 @@ class FrameServer:
         self.dropped_replies = 0
         """Replies whose client was gone or did not make room in time."""
         self._held = 0
+        self._starting = False
+        """True while a request's handler runs its first step (from the socket's callback)."""
         self._paused = False
         self._closing = False
         self._loop = asyncio.get_running_loop()
@@ -224,14 +255,19 @@ class FrameServer:
         """Serve a ``ROUTER`` (replies go back along each message's envelope)."""
         replies: ReplyQueue
 
-        def on_message(parts: list[Any]) -> None:
+        def on_message(parts: list[bytes]) -> None:
             if not 2 <= len(parts) <= MAX_ENVELOPE + 1:
                 self.dropped_messages += 1
                 return
             self._start(parts, replies)
 
+        def after_batch() -> None:
+            if replies.queued:
+                replies.flush()
+
         # ROUTER_MANDATORY makes a full queue an error, yet POLLOUT stays set.
-        pump = SocketPump(sock, on_message, pollout_means_room=False, envelope_frames=True)
+        pump = SocketPump(sock, on_message, pollout_means_room=False, router=True,
+                          batch=REQUEST_BATCH, after_batch=after_batch)
         replies = ReplyQueue(self, pump)
         self.pumps.append(pump)
         self.replies.append(replies)
@@ -273,12 +309,17 @@ class FrameServer:
             ready.clear()
             await ready.wait()
 
-    def _start(self, parts: list[Any], replies: ReplyQueue) -> None:
-        # The task removes itself from ``tasks`` when it ends (cheaper than a done callback).
-        self.tasks.add(self._create_task(self._serve(parts, replies)))
+    def _start(self, parts: list[bytes], replies: ReplyQueue) -> None:
         self.in_flight += 1
         if self.in_flight > self.peak_in_flight:
             self.peak_in_flight = self.in_flight
+        self._starting = True
+        try:
+            # A task, if the handler waits, removes itself from ``tasks`` when it ends
+            # (cheaper than a done callback).
+            start_eagerly(self._loop, self._serve(parts, replies), on_task=self.tasks.add)
+        finally:
+            self._starting = False
         if self.in_flight + self._held >= self.max_in_flight:
             self._pause()
 
@@ -301,7 +342,7 @@ class FrameServer:
         elif delta < 0:
             self._resume()
 
-    async def _serve(self, parts: list[Any], replies: ReplyQueue) -> None:
+    async def _serve(self, parts: list[bytes], replies: ReplyQueue) -> None:
         try:
             frame = parts[-1]
             try:
@@ -320,7 +361,10 @@ class FrameServer:
                 if reply is None:
                     return
             parts[-1] = reply
-            replies.put(parts, self.in_flight == 1)
+            if self._starting:
+                replies.put(parts, False, in_batch=True)
+            else:
+                replies.put(parts, self.in_flight == 1)
         finally:
             self.tasks.discard(_current_task(self._loop))
             self.in_flight -= 1

@@ -19,11 +19,14 @@ avoided here:
 
 * Asking ``RCVMORE`` after each part (``socket.get``) costs several times the receive
   itself in pyzmq; a part received as a :class:`zmq.Frame` carries the flag already
-  (``frame.more``), so parts are received that way and copied to ``bytes`` once.
+  (``frame.more``), so parts are received that way and copied to ``bytes`` once. Where
+  more parts must follow (a ``ROUTER``'s routing id), the part is received straight as
+  ``bytes``, which is cheaper still.
 * A message sent while libzmq's I/O thread sleeps wakes it (a system call on each side)
   and goes out in a TCP segment of its own. Senders that answer many messages per loop
-  iteration queue them with an :class:`Outbox`, which sends the whole queue at once at the
-  next loop iteration: one wake-up and a few segments per burst instead of per message.
+  iteration queue them and send them in bursts (the client's outbox, the server's
+  :class:`~transports.zmq_server.ReplyQueue`): one wake-up and a few segments per burst
+  instead of per message.
 """
 
 from __future__ import annotations
@@ -70,33 +73,30 @@ def last_endpoint(sock: zmq.Socket[Any]) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-MessageCallback = Callable[[list[Any]], None]
-"""Called with every multipart message received: a list whose last part is ``bytes``; the
-parts before it are ``bytes`` too, or :class:`zmq.Frame` objects for a pump made with
-``envelope_frames=True`` (a ``ROUTER``'s routing envelope, sent back as it came)."""
+MessageCallback = Callable[[list[bytes]], None]
+"""Called with every multipart message received, as a list of ``bytes`` parts."""
 
 
-def _receiver(sock: zmq.Socket[Any], envelope_frames: bool) -> Callable[[], list[Any]]:
+def _receiver(sock: zmq.Socket[Any], router: bool) -> Callable[[], list[bytes]]:
     """A function receiving one whole message without blocking (``zmq.Again`` if none)."""
 
-    if envelope_frames:
-        def receive() -> list[Any]:
-            f = _recv(sock, _NB, False)
-            if not f.more:
-                return [f.bytes]
-            parts: list[Any] = [f]
+    if router:
+        def receive() -> list[bytes]:
+            # A ROUTER puts the sender's routing id in front of every message, so more parts
+            # always follow the first: it is taken as bytes, the cheapest receive.
+            parts: list[bytes] = [_recv(sock, _NB, True)]
             f = _recv(sock, _NB, False)
             while f.more:
-                parts.append(f)
+                parts.append(f.bytes)
                 f = _recv(sock, _NB, False)
             parts.append(f.bytes)
             return parts
     else:
-        def receive() -> list[Any]:
+        def receive() -> list[bytes]:
             f = _recv(sock, _NB, False)
             if not f.more:
                 return [f.bytes]
-            parts: list[Any] = [f.bytes]
+            parts: list[bytes] = [f.bytes]
             while f.more:
                 f = _recv(sock, _NB, False)
                 parts.append(f.bytes)
@@ -115,12 +115,14 @@ class SocketPump:
         pollout_means_room: ``False`` for sockets whose ``POLLOUT`` is always set even when
             a send would fail (``ROUTER`` with ``ROUTER_MANDATORY``, ``XPUB`` with
             ``XPUB_NODROP``): their sends are retried with a short back-off instead.
-        envelope_frames: hand the parts before the last over as :class:`zmq.Frame` objects
-            (not copied to ``bytes``): for a ``ROUTER``, which only sends them back.
+        router: the socket is a ``ROUTER`` (every message it receives starts with a routing
+            id, which is received without asking whether more parts follow).
+        after_batch: called after each batch of messages handed to ``on_message`` (not
+            after a look at the socket that found none).
     """
 
     __slots__ = (
-        "_batch", "_closed", "_fd", "_on_message", "_out_waiters", "_paused", "_pollout",
+        "_after_batch", "_batch", "_closed", "_fd", "_on_message", "_out_waiters", "_paused", "_pollout",
         "_receive", "_scheduled", "loop", "sock",
     )
 
@@ -131,13 +133,15 @@ class SocketPump:
         *,
         batch: int = 256,
         pollout_means_room: bool = True,
-        envelope_frames: bool = False,
+        router: bool = False,
+        after_batch: Callable[[], None] | None = None,
     ) -> None:
         self.sock = sock
-        self._receive = _receiver(sock, envelope_frames)
+        self._receive = _receiver(sock, router)
         self.loop = asyncio.get_running_loop()
         self._on_message = on_message
         self._batch = batch
+        self._after_batch = after_batch
         self._pollout = pollout_means_room
         self._scheduled = False
         self._paused = False
@@ -177,8 +181,10 @@ class SocketPump:
             try:
                 parts = receive()
             except _Again:
-                return
+                break
             on_message(parts)
+        if self._after_batch is not None:
+            self._after_batch()
 
     def _run(self) -> None:
         self._scheduled = False
@@ -205,6 +211,8 @@ class SocketPump:
             except Exception:
                 log.exception("a ZeroMQ message callback failed")
                 self.kick()
+            if self._after_batch is not None:
+                self._after_batch()
         if self._out_waiters and int(self.sock.getsockopt(_EVENTS)) & _POLLOUT:
             waiters, self._out_waiters = self._out_waiters, []
             for fut in waiters:

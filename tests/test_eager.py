@@ -1,0 +1,272 @@
+"""Eager start: a coroutine's first step runs at once, a task takes over only if it waits, and
+what the coroutine sees (current task, cancellation, timeouts, context variables) is what a
+task would give it. Then the same over a ZeroMQ service, whose handlers start this way."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from typing import Any
+
+import pytest
+
+from contracts.calc import CalcRoute, Echo
+from nanomsg_kernel import Service
+from nanomsg_kernel.client import Client
+from nanomsg_kernel.deadlines import task_deadlines
+from nanomsg_kernel.eager import StartingTask, start_eagerly
+from nanomsg_kernel.errors import DeadlineExceeded
+
+var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+
+
+async def from_callback(fn: Any) -> Any:
+    """Run ``fn()`` from a plain loop callback (outside any task), as a transport does."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[Any] = loop.create_future()
+
+    def run() -> None:
+        try:
+            fut.set_result(fn())
+        except BaseException as exc:  # handed to the test
+            fut.set_exception(exc)
+
+    loop.call_soon(run)
+    return await fut
+
+
+async def test_a_coroutine_that_does_not_wait_gets_no_task() -> None:
+    seen: list[object] = []
+
+    async def quick() -> None:
+        seen.append(asyncio.current_task())
+
+    loop = asyncio.get_running_loop()
+    task = await from_callback(lambda: start_eagerly(loop, quick()))
+    assert task is None
+    assert len(seen) == 1 and isinstance(seen[0], StartingTask)
+    assert seen[0].done() and not seen[0].cancelled()
+
+
+async def test_runs_at_once_and_a_task_takes_over_when_it_waits() -> None:
+    loop = asyncio.get_running_loop()
+    order: list[str] = []
+    gate = asyncio.Event()
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def waits() -> str:
+        first = asyncio.current_task()
+        order.append("first step")
+        await gate.wait()
+        order.append("rest")
+        assert isinstance(first, StartingTask) and first.task is asyncio.current_task()
+        return "result"
+
+    def start() -> asyncio.Task[Any] | None:
+        task = start_eagerly(loop, waits(), name="waiter", on_task=tasks.append)
+        order.append("returned")
+        return task
+
+    task = await from_callback(start)
+    assert order == ["first step", "returned"]
+    assert task is not None and tasks == [task] and task.get_name() == "waiter"
+    gate.set()
+    assert await asyncio.wait_for(task, 5) == "result"
+    assert order == ["first step", "returned", "rest"]
+
+
+async def test_asyncio_timeout_entered_in_the_first_step_cancels_the_right_task() -> None:
+    loop = asyncio.get_running_loop()
+    outcome: list[str] = []
+
+    async def handler() -> None:
+        try:
+            async with asyncio.timeout(0.05):
+                await asyncio.sleep(30)
+        except TimeoutError:
+            outcome.append("timed out")
+        async with asyncio.timeout(5):  # entered and left without waiting: no effect
+            pass
+        outcome.append("went on")
+
+    task = await from_callback(lambda: start_eagerly(loop, handler()))
+    assert task is not None
+    done, _ = await asyncio.wait({task}, timeout=5)  # (wait_for would cancel it: a false pass)
+    if not done:
+        task.cancel()
+    assert outcome == ["timed out", "went on"]
+    assert not task.cancelled() and task.cancelling() == 0
+
+
+async def test_a_task_group_in_the_first_step_works() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def child(n: int) -> int:
+        await asyncio.sleep(0)
+        return n * 2
+
+    async def handler() -> list[int]:
+        async with asyncio.TaskGroup() as tg:
+            ts = [tg.create_task(child(n)) for n in range(3)]
+        return [t.result() for t in ts]
+
+    results: list[list[int]] = []
+
+    async def keep() -> None:
+        results.append(await handler())
+
+    task = await from_callback(lambda: start_eagerly(loop, keep()))
+    assert task is not None
+    await asyncio.wait_for(task, 5)
+    assert results == [[0, 2, 4]]
+
+
+async def test_context_variables_stay_with_the_coroutine() -> None:
+    loop = asyncio.get_running_loop()
+    seen: list[str] = []
+    gate = asyncio.Event()
+
+    async def handler(value: str) -> None:
+        seen.append(var.get())
+        var.set(value)
+        await gate.wait()
+        seen.append(var.get())
+
+    var.set("caller")
+    t1 = await from_callback(lambda: start_eagerly(loop, handler("one")))
+    t2 = await from_callback(lambda: start_eagerly(loop, handler("two")))
+    assert var.get() == "caller"  # nothing leaked back
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(t1, t2), 5)
+    assert seen == ["caller", "caller", "one", "two"]
+
+
+async def test_cancel_asked_in_the_first_step_lands_at_the_first_wait() -> None:
+    loop = asyncio.get_running_loop()
+    outcome: list[str] = []
+
+    async def handler() -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        assert me.cancel("stop") and me.cancelling() == 1
+        outcome.append("still running")
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError as exc:
+            outcome.append(f"cancelled: {exc.args[0] if exc.args else ''}")
+            raise
+
+    task = await from_callback(lambda: start_eagerly(loop, handler()))
+    assert task is not None
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert outcome == ["still running", "cancelled: stop"]
+
+
+async def test_cancelling_the_task_reaches_the_coroutine() -> None:
+    loop = asyncio.get_running_loop()
+    cleaned = asyncio.Event()
+    started = asyncio.Event()
+
+    async def handler() -> None:
+        try:
+            started.set()
+            await asyncio.sleep(30)
+        finally:
+            cleaned.set()
+
+    task = await from_callback(lambda: start_eagerly(loop, handler()))
+    assert task is not None and started.is_set()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cleaned.is_set()
+
+
+async def test_an_error_in_the_first_step_reaches_the_caller() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def broken() -> None:
+        raise ValueError("bad")
+
+    with pytest.raises(ValueError, match="bad"):
+        await from_callback(lambda: start_eagerly(loop, broken()))
+    assert asyncio.current_task() is not None  # the caller's own task is current again
+
+
+async def test_a_starting_task_refuses_what_it_cannot_know_yet() -> None:
+    loop = asyncio.get_running_loop()
+    errors: list[str] = []
+
+    async def handler() -> None:
+        me = asyncio.current_task()
+        try:
+            me.add_done_callback(lambda _: None)  # type: ignore[union-attr]
+        except AttributeError as exc:
+            errors.append(str(exc))
+
+    await from_callback(lambda: start_eagerly(loop, handler()))
+    assert errors and "before its first suspension" in errors[0]
+
+
+# -- through a ZeroMQ service ------------------------------------------------------------------
+
+eager_svc = Service("eager", CalcRoute)
+cancelled_handlers: list[str] = []
+
+
+@eager_svc.handler(Echo)
+async def eager_echo(msg: Echo) -> Echo:
+    """Behaviours picked by ``msg.text``."""
+    if msg.text == "task":
+        task = asyncio.current_task()
+        return msg.evolve(reply=type(task).__name__)
+    if msg.text == "scope":
+        try:
+            async with asyncio.timeout(0.05):
+                await asyncio.sleep(30)
+        except TimeoutError:
+            return msg.evolve(reply="scope expired")
+        return msg.evolve(reply="scope did not expire")
+    if msg.text.startswith("ctx:"):
+        before = var.get()
+        var.set(msg.text)
+        await asyncio.sleep(0)
+        return msg.evolve(reply=f"{before}|{var.get()}")
+    if msg.text == "slow":
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled_handlers.append("slow")
+            raise
+    return msg.evolve(reply=msg.text.upper())
+
+
+@pytest.mark.parametrize("scheme", ["zmq+tcp", "inproc"])
+async def test_service_handlers_see_a_task_timeouts_and_their_own_context(scheme: str, inproc_url: str) -> None:
+    url = "zmq+tcp://127.0.0.1:0" if scheme == "zmq+tcp" else inproc_url
+    cancelled_handlers.clear()
+    async with eager_svc.serve(url) as listener, Client(CalcRoute, listener.url) as client:
+        task_kind = (await client.call(Echo(text="task"), timeout=5)).reply
+        assert task_kind in {"StartingTask", "Task"}
+        if scheme == "zmq+tcp":
+            assert task_kind == "StartingTask"  # started eagerly: no task was made for it
+        assert (await client.call(Echo(text="scope"), timeout=5)).reply == "scope expired"
+        replies = await asyncio.gather(*(client.call(Echo(text=f"ctx:{i}"), timeout=5) for i in range(20)))
+        assert [r.reply for r in replies] == [f"unset|ctx:{i}" for i in range(20)]
+        with pytest.raises(DeadlineExceeded):
+            await client.call(Echo(text="slow"), timeout=0.2)
+        async with asyncio.timeout(5):
+            while not cancelled_handlers:  # the handler was cancelled at its deadline
+                await asyncio.sleep(0.01)
+        assert (await client.call(Echo(text="after"), timeout=5)).reply == "AFTER"
+
+
+async def test_a_handler_that_finishes_at_once_leaves_no_deadline_behind() -> None:
+    loop = asyncio.get_running_loop()
+    async with eager_svc.serve("zmq+tcp://127.0.0.1:0") as listener, Client(CalcRoute, listener.url) as client:
+        replies = await asyncio.gather(*(client.call(Echo(text=f"n{i}"), timeout=5) for i in range(200)))
+        assert [r.reply for r in replies] == [f"N{i}" for i in range(200)]
+        assert len(task_deadlines(loop)) == 0  # no deadline timer was ever armed for them
+        with pytest.raises(DeadlineExceeded):
+            await client.call(Echo(text="slow"), timeout=0.2)  # one that waits gets its timer
