@@ -9,6 +9,10 @@ closed loop = one call at a time), all carrying the same encoded ``CalcWork`` fr
 * ``zmq.asyncio`` — a ``zmq.asyncio`` ``DEALER`` against the same echo (the event-loop
   integration this transport does *not* use; shown for the record);
 * ``zmq transport`` — :class:`~transports.zmq_client.ZmqConnection` against the same echo;
+* ``transport -> service`` — the same ``ZmqConnection`` sending ready-made ``CalcWork``
+  frames to the ``calc`` service: the server's whole path (decode, dispatch, handler,
+  encode), the client's without its codec. Set beside the next row, it shows how much of
+  the gap is the client's encoding and decoding;
 * ``service+client`` — :class:`~nanomsg_kernel.client.Client` calling the ``calc``
   service over ``zmq+tcp://`` (encode, decode, dispatch, reply).
 
@@ -52,9 +56,9 @@ BURN_CONCURRENCY = 8
 WORK = CalcWork(a=6, b=7, op=WorkType.MULT)
 PAYLOAD = CalcRoute.codec().encode(WORK, correlation_id=1, timeout_ms=5000)
 EVENT = BenchRoute.codec().encode(Tick(seq=1), kind=Kind.EVENT)
-TARGETS = ("raw", "zmq.asyncio", "transport", "service")
+TARGETS = ("raw", "zmq.asyncio", "transport", "frames->service", "service")
 LABELS = {"raw": "raw pyzmq (blocking)", "zmq.asyncio": "zmq.asyncio DEALER", "transport": "zmq transport",
-          "service": "service+client"}
+          "frames->service": "transport -> service", "service": "service+client"}
 
 
 # -- server processes --------------------------------------------------------------------------
@@ -213,8 +217,8 @@ async def _request_reply(raw_url: str, service_url: str, quick: bool) -> dict[st
     from nanomsg_kernel.client import Client
     from transports.zmq import ZmqTransport
 
-    seconds = 0.5 if quick else 1.5
-    rounds = 2 if quick else 3
+    seconds = 0.5 if quick else 3.0
+    rounds = 2 if quick else 6
     body = PAYLOAD[HEADER_SIZE:]
     ids = itertools.count(2)
 
@@ -233,11 +237,13 @@ async def _request_reply(raw_url: str, service_url: str, quick: bool) -> dict[st
     try:
         async with (
             ZmqTransport().connect(f"zmq+{raw_url}") as conn,
+            ZmqTransport().connect(service_url) as to_service,
             Client(CalcRoute, service_url) as client,
         ):
             calls = {
                 "zmq.asyncio": aio.call,
                 "transport": lambda: conn.request(frame(), 5.0),
+                "frames->service": lambda: to_service.request(frame(), 5.0),
                 "service": lambda: client.call(WORK, timeout=5.0),
             }
             for call in calls.values():
@@ -386,7 +392,7 @@ def _one_loop(loop: str, quick: bool) -> dict[str, Any]:
 def run(quick: bool = False, loops: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Measure on each of ``loops`` (default: uvloop when installed, else asyncio).
 
-    Returns ``{loop: {"raw"|"zmq.asyncio"|"transport"|"service": {pipelined_calls_per_s,
+    Returns ``{loop: {"raw"|"zmq.asyncio"|"transport"|"frames->service"|"service": {pipelined_calls_per_s,
     p50_us, p99_us}, "ratios": {target: {pipelined_throughput, closed_p50}}, "events":
     {raw_events_per_s, events_per_s, ratio}, "workers": {"workers=1", "workers=2", ratio}}}``.
     """

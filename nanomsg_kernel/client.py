@@ -96,6 +96,8 @@ class Client(AsyncResource):
         self._conn: Connection = get_transport(url).connect(url, max_body_size=max_body_size, **options)
         self._ids = itertools.count(1)
         self._connected = False
+        self._last_timeout_ms: tuple[float, int] = (0.0, 0)
+        """The last timeout in seconds and its header value in ms (callers reuse one)."""
 
     def __repr__(self) -> str:
         return f"<Client {self.url!r}>"
@@ -145,7 +147,10 @@ class Client(AsyncResource):
         else:
             if timeout <= 0:
                 raise DeadlineExceeded("timeout must be positive (the deadline has passed)")
-            ms = min(MAX_U32, max(1, math.ceil(timeout * 1000)))
+            last_timeout, ms = self._last_timeout_ms
+            if timeout != last_timeout:
+                ms = min(MAX_U32, max(1, math.ceil(timeout * 1000)))
+                self._last_timeout_ms = (timeout, ms)
             frame = codec.encode(msg, kind=_REQUEST, correlation_id=next(self._ids), timeout_ms=ms)
             reply = await self._conn.request(frame, timeout)
         try:
