@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 from typing import Any
 
 import pytest
 
-from contracts.calc import CalcRoute, Echo
-from nanomsg_kernel import Service
+from contracts.calc import CalcRoute, CalcWork, Echo, WorkType
+from nanomsg_kernel import Bindings, Context, LocalBinding, Service
 from nanomsg_kernel.client import Client
 from nanomsg_kernel.deadlines import task_deadlines
 from nanomsg_kernel.eager import StartingTask, start_eagerly
@@ -270,3 +271,50 @@ async def test_a_handler_that_finishes_at_once_leaves_no_deadline_behind() -> No
         assert len(task_deadlines(loop)) == 0  # no deadline timer was ever armed for them
         with pytest.raises(DeadlineExceeded):
             await client.call(Echo(text="slow"), timeout=0.2)  # one that waits gets its timer
+
+
+inner_svc = Service("eager-inner", CalcRoute)
+outer_svc = Service("eager-outer", CalcRoute)
+
+
+@inner_svc.handler(Echo)
+async def inner_echo(msg: Echo) -> Echo:
+    """``wait``: waits past any deadline; anything else: answers at once."""
+    if msg.text == "wait":
+        await asyncio.sleep(30)
+    return msg.evolve(reply=f"inner:{msg.text}")
+
+
+@outer_svc.handler(Echo)
+async def outer_echo(msg: Echo, ctx: Context) -> Echo:
+    """Calls ``inner`` through its binding (within this call's deadline, or a shorter one)."""
+    if msg.text.startswith("thread:"):
+        return await asyncio.to_thread(lambda: msg.evolve(reply=msg.text.upper()))
+    try:
+        reply: Echo = await ctx.bindings.inner.call(msg.evolve(text=msg.text), timeout=0.2)
+    except DeadlineExceeded:
+        return msg.evolve(reply="inner timed out")
+    return msg.evolve(reply=f"outer:{reply.reply}")
+
+
+@inner_svc.handler(CalcWork)
+def slow_work(work: CalcWork) -> CalcWork:
+    """A handler run in a thread (not inline): sleeps ``a`` ms, then answers."""
+    time.sleep(work.a / 1000)
+    return work.evolve(result=work.a)
+
+
+async def test_nested_binding_calls_and_thread_handlers_started_eagerly() -> None:
+    """A handler started eagerly calls another service through a binding: a callee that
+    answers at once stays in the first step; one that waits past the binding's deadline is
+    cancelled and the caller gets DeadlineExceeded; thread handlers keep their deadline."""
+    outer_svc.bindings = Bindings({"inner": LocalBinding("inner", inner_svc)})
+    async with outer_svc.serve("zmq+tcp://127.0.0.1:0") as outer_l, \
+            inner_svc.serve("zmq+tcp://127.0.0.1:0") as inner_l, \
+            Client(CalcRoute, outer_l.url) as outer, Client(CalcRoute, inner_l.url) as inner:
+        assert (await outer.call(Echo(text="now"), timeout=5)).reply == "outer:inner:now"
+        assert (await outer.call(Echo(text="wait"), timeout=5)).reply == "inner timed out"
+        assert (await outer.call(Echo(text="thread:x"), timeout=5)).reply == "THREAD:X"
+        assert (await inner.call(CalcWork(a=1, b=0, op=WorkType.SUM), timeout=5)).result == 1
+        with pytest.raises(DeadlineExceeded):
+            await inner.call(CalcWork(a=400, b=0, op=WorkType.SUM), timeout=0.1)

@@ -24,7 +24,7 @@ from nanomsg_kernel.errors import (
     Unavailable,
 )
 from nanomsg_kernel.frame import HEADER_SIZE, Kind
-from transports.base import get_transport
+from transports.base import correlation_id_of, get_transport
 from transports.zmq import ZmqConnection, ZmqListener, ZmqTransport
 
 CODEC = CalcRoute.codec()
@@ -581,4 +581,30 @@ async def test_replies_held_for_room_then_sent_or_dropped(reads_again: bool) -> 
                 assert handler.requests == count
     finally:
         dealer.close(0)
+        ctx.term()
+
+
+async def test_a_multipart_reply_is_matched_part_by_part() -> None:
+    """A service answers with one-part messages. A peer that sends more parts gets each part
+    matched on its own: the part that answers a waiting request completes it, the other is
+    counted as a late reply; nothing hangs or crashes."""
+    import zmq.asyncio
+
+    ctx = zmq.asyncio.Context()
+    router = ctx.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    try:
+        async with ZmqTransport().connect(f"zmq+tcp://127.0.0.1:{port}") as conn:
+            request = echo_frame("x")
+            call = asyncio.ensure_future(conn.request(request, 5.0))
+            async with asyncio.timeout(5):
+                ident, frame = await router.recv_multipart()
+            assert frame == request
+            reply = CODEC.encode(Echo(text="x", reply="X"), kind=Kind.RESPONSE,
+                                 correlation_id=correlation_id_of(frame))
+            await router.send_multipart([ident, b"not a frame", reply])
+            assert CODEC.decode(await asyncio.wait_for(call, 5)).reply == "X"
+            assert conn.pending.late_replies == 1
+    finally:
+        router.close(0)
         ctx.term()

@@ -158,7 +158,10 @@ class ZmqConnection(Connection):
             raise
         self._sock, self._monitor = sock, monitor
         self._monitor_pump = SocketPump(monitor, self._on_monitor)
-        self._pump = SocketPump(sock, self._on_reply)
+        # A service answers with one-part messages: each part is a reply frame. (Parts of a
+        # non-conforming peer's multipart message are matched one by one, like any reply:
+        # one that answers no waiting request is counted in ``pending.late_replies``.)
+        self._pump = SocketPump(sock, self._on_reply, single_part=True)
 
     def _ipv6(self) -> bool:
         return any(ep.requests.startswith("tcp://[") for ep in self.endpoints)

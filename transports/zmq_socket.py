@@ -19,9 +19,10 @@ avoided here:
 
 * Asking ``RCVMORE`` after each part (``socket.get``) costs several times the receive
   itself in pyzmq; a part received as a :class:`zmq.Frame` carries the flag already
-  (``frame.more``), so parts are received that way and copied to ``bytes`` once. Where
-  more parts must follow (a ``ROUTER``'s routing id), the part is received straight as
-  ``bytes``, which is cheaper still.
+  (``frame.more``), so parts are received that way and copied to ``bytes`` once. Where the
+  answer is known (a ``ROUTER``'s routing id always has more parts behind it; a client's
+  replies are one part each), the part is received straight as ``bytes``, which is cheaper
+  still (0.3 µs against 0.75 µs, and 1.4 µs more for asking ``RCVMORE``).
 * A message sent while libzmq's I/O thread sleeps wakes it (a system call on each side)
   and goes out in a TCP segment of its own. Senders that answer many messages per loop
   iteration queue them and send them in bursts (the client's outbox, the server's
@@ -77,10 +78,13 @@ MessageCallback = Callable[[list[bytes]], None]
 """Called with every multipart message received, as a list of ``bytes`` parts."""
 
 
-def _receiver(sock: zmq.Socket[Any], router: bool) -> Callable[[], list[bytes]]:
+def _receiver(sock: zmq.Socket[Any], router: bool, single_part: bool) -> Callable[[], list[bytes]]:
     """A function receiving one whole message without blocking (``zmq.Again`` if none)."""
 
-    if router:
+    if single_part:
+        def receive() -> list[bytes]:
+            return [_recv(sock, _NB, True)]
+    elif router:
         def receive() -> list[bytes]:
             # A ROUTER puts the sender's routing id in front of every message, so more parts
             # always follow the first: it is taken as bytes, the cheapest receive.
@@ -117,6 +121,10 @@ class SocketPump:
             ``XPUB_NODROP``): their sends are retried with a short back-off instead.
         router: the socket is a ``ROUTER`` (every message it receives starts with a routing
             id, which is received without asking whether more parts follow).
+        single_part: the peer sends one-part messages only (a ``DEALER`` reading a service's
+            replies): each part is received straight as ``bytes`` without asking whether
+            more follow, and a peer that sends more parts has each handed over as a message
+            of its own.
         after_batch: called after each batch of messages handed to ``on_message`` (not
             after a look at the socket that found none).
     """
@@ -134,10 +142,11 @@ class SocketPump:
         batch: int = 256,
         pollout_means_room: bool = True,
         router: bool = False,
+        single_part: bool = False,
         after_batch: Callable[[], None] | None = None,
     ) -> None:
         self.sock = sock
-        self._receive = _receiver(sock, router)
+        self._receive = _receiver(sock, router, single_part)
         self.loop = asyncio.get_running_loop()
         self._on_message = on_message
         self._batch = batch
