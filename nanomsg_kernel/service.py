@@ -60,7 +60,7 @@ _RESPONSE, _EVENT, _REQUEST = int(Kind.RESPONSE), int(Kind.EVENT), int(Kind.REQU
 _KIND_RESPONSE = Kind.RESPONSE
 _clock = time.perf_counter
 _current_task = asyncio.current_task
-_current: Callable[[asyncio.AbstractEventLoop], object] = asyncio.current_task
+_current: Callable[[asyncio.AbstractEventLoop], object] = asyncio.current_task  # may be a StartingTask
 _get_running_loop = asyncio.get_running_loop
 
 

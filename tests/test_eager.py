@@ -83,7 +83,7 @@ async def test_asyncio_timeout_entered_in_the_first_step_cancels_the_right_task(
     async def handler() -> None:
         try:
             async with asyncio.timeout(0.05):
-                await asyncio.sleep(30)
+                await asyncio.Event().wait()  # until cancelled
         except TimeoutError:
             outcome.append("timed out")
         async with asyncio.timeout(5):  # entered and left without waiting: no effect
@@ -152,7 +152,7 @@ async def test_cancel_asked_in_the_first_step_lands_at_the_first_wait() -> None:
         assert me.cancel("stop") and me.cancelling() == 1
         outcome.append("still running")
         try:
-            await asyncio.sleep(30)
+            await asyncio.Event().wait()  # until cancelled
         except asyncio.CancelledError as exc:
             outcome.append(f"cancelled: {exc.args[0] if exc.args else ''}")
             raise
@@ -172,7 +172,7 @@ async def test_cancelling_the_task_reaches_the_coroutine() -> None:
     async def handler() -> None:
         try:
             started.set()
-            await asyncio.sleep(30)
+            await asyncio.Event().wait()  # until cancelled
         finally:
             cleaned.set()
 
@@ -225,7 +225,7 @@ async def eager_echo(msg: Echo) -> Echo:
     if msg.text == "scope":
         try:
             async with asyncio.timeout(0.05):
-                await asyncio.sleep(30)
+                await asyncio.Event().wait()  # until cancelled
         except TimeoutError:
             return msg.evolve(reply="scope expired")
         return msg.evolve(reply="scope did not expire")
@@ -236,7 +236,7 @@ async def eager_echo(msg: Echo) -> Echo:
         return msg.evolve(reply=f"{before}|{var.get()}")
     if msg.text == "slow":
         try:
-            await asyncio.sleep(30)
+            await asyncio.Event().wait()  # until cancelled
         except asyncio.CancelledError:
             cancelled_handlers.append("slow")
             raise
@@ -281,7 +281,7 @@ outer_svc = Service("eager-outer", CalcRoute)
 async def inner_echo(msg: Echo) -> Echo:
     """``wait``: waits past any deadline; anything else: answers at once."""
     if msg.text == "wait":
-        await asyncio.sleep(30)
+        await asyncio.Event().wait()  # until cancelled
     return msg.evolve(reply=f"inner:{msg.text}")
 
 
