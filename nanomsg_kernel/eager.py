@@ -29,6 +29,7 @@ __all__ = ["StartingTask", "continuation", "start_eagerly"]
 
 _enter_task: Callable[[asyncio.AbstractEventLoop, Any], None] = asyncio.tasks._enter_task
 _leave_task: Callable[[asyncio.AbstractEventLoop, Any], None] = asyncio.tasks._leave_task
+_current_task: Callable[[asyncio.AbstractEventLoop], Any] = asyncio.current_task
 _copy_context = contextvars.copy_context
 
 
@@ -171,13 +172,18 @@ def start_eagerly(
 ) -> asyncio.Task[Any] | None:
     """Run ``coro``'s first step now; return ``None`` if it finished, else its new task.
 
-    Must be called from a callback of ``loop``, not from inside a task (``current_task()``
-    is taken for the duration of the step). An exception the first step raises propagates
-    to the caller; the coroutine's return value is dropped (wrap the coroutine to keep it).
-    ``on_task`` is called with the task, if one is made, before anything else can run.
+    Called from a callback of ``loop`` or from inside one of its tasks: for the duration of
+    the step, ``current_task()`` is the coroutine's :class:`StartingTask`, and the caller's
+    task (if any) is current again afterwards, as with a task of its own. An exception the
+    first step raises propagates to the caller; the coroutine's return value is dropped
+    (wrap the coroutine to keep it). ``on_task`` is called with the task, if one is made,
+    before anything else can run.
     """
     starting = StartingTask(loop, coro)
     context = _copy_context()
+    caller = _current_task(loop)
+    if caller is not None:
+        _leave_task(loop, caller)
     _enter_task(loop, starting)
     try:
         step = context.run(coro.send, None)
@@ -189,6 +195,8 @@ def start_eagerly(
         raise
     finally:
         _leave_task(loop, starting)
+        if caller is not None:
+            _enter_task(loop, caller)
     task = loop.create_task(continuation(coro, step), name=name, context=context)
     starting._task = task
     if on_task is not None:

@@ -184,6 +184,25 @@ async def test_cancelling_the_task_reaches_the_coroutine() -> None:
     assert cleaned.is_set()
 
 
+async def test_started_from_inside_a_task_the_caller_is_current_again_after() -> None:
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    seen: list[object] = []
+    gate = asyncio.Event()
+
+    async def handler() -> None:
+        seen.append(asyncio.current_task())
+        await gate.wait()
+        seen.append(asyncio.current_task())
+
+    task = start_eagerly(loop, handler())  # from this test's own task
+    assert asyncio.current_task() is me
+    assert task is not None and isinstance(seen[0], StartingTask) and seen[0] is not me
+    gate.set()
+    await asyncio.wait_for(task, 5)
+    assert seen[1] is task
+
+
 async def test_an_error_in_the_first_step_reaches_the_caller() -> None:
     loop = asyncio.get_running_loop()
 
@@ -250,8 +269,7 @@ async def test_service_handlers_see_a_task_timeouts_and_their_own_context(scheme
     async with eager_svc.serve(url) as listener, Client(CalcRoute, listener.url) as client:
         task_kind = (await client.call(Echo(text="task"), timeout=5)).reply
         assert task_kind in {"StartingTask", "Task"}
-        if scheme == "zmq+tcp":
-            assert task_kind == "StartingTask"  # started eagerly: no task was made for it
+        assert task_kind == "StartingTask"  # started eagerly: no task was made for it
         assert (await client.call(Echo(text="scope"), timeout=5)).reply == "scope expired"
         replies = await asyncio.gather(*(client.call(Echo(text=f"ctx:{i}"), timeout=5) for i in range(20)))
         assert [r.reply for r in replies] == [f"unset|ctx:{i}" for i in range(20)]
@@ -318,3 +336,35 @@ async def test_nested_binding_calls_and_thread_handlers_started_eagerly() -> Non
         assert (await inner.call(CalcWork(a=1, b=0, op=WorkType.SUM), timeout=5)).result == 1
         with pytest.raises(DeadlineExceeded):
             await inner.call(CalcWork(a=400, b=0, op=WorkType.SUM), timeout=0.1)
+
+
+async def test_inproc_calls_nest_and_answer_without_a_task(inproc_url: str) -> None:
+    """Over ``inproc://`` a handler that does not wait answers inside the caller's own step;
+    a handler that calls another service over ``inproc://`` nests, and every caller's task
+    is current again when its call returns."""
+    calls: list[object] = []
+    front = Service("eager-front", CalcRoute)
+    back_url = inproc_url + "-back"
+
+    @front.handler(Echo)
+    async def front_echo(msg: Echo) -> Echo:
+        before = asyncio.current_task()
+        async with Client(CalcRoute, back_url) as back:
+            reply: Echo = await back.call(msg.evolve(text=msg.text), timeout=1.0)
+        calls.append((before, asyncio.current_task()))
+        return msg.evolve(reply=f"front:{reply.reply}")
+
+    me = asyncio.current_task()
+    async with inner_svc.serve(back_url), front.serve(inproc_url) as listener, \
+            Client(CalcRoute, listener.url) as client:
+        assert (await client.call(Echo(text="now"), timeout=5)).reply == "front:inner:now"
+        assert asyncio.current_task() is me
+        replies = await asyncio.gather(*(client.call(Echo(text=f"n{i}"), timeout=5) for i in range(20)))
+        assert [r.reply for r in replies] == [f"front:inner:n{i}" for i in range(20)]
+        with pytest.raises(DeadlineExceeded):
+            await client.call(Echo(text="wait"), timeout=0.3)  # inner waits; front is cancelled
+        assert asyncio.current_task() is me
+    assert len(calls) == 21
+    for before, after in calls:  # the handler's own task, whether or not it had to wait
+        assert isinstance(before, StartingTask)
+        assert after is before or after is before.task

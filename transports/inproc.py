@@ -13,6 +13,7 @@ import contextlib
 import logging
 from typing import Any
 
+from nanomsg_kernel.eager import start_eagerly
 from nanomsg_kernel.errors import ConfigError, EncodeError, Status, Unavailable
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE
 from transports.base import (
@@ -74,7 +75,11 @@ class InprocListener(Listener):
 
     def _start(self, frame: bytes, conn: InprocConnection | None) -> None:
         self._in_flight += 1
-        task = asyncio.create_task(self._serve(frame, conn))
+        # Started eagerly: a handler that does not wait answers before the caller's
+        # ``submit`` returns (no task, no loop iteration); one that waits gets a task.
+        start_eagerly(asyncio.get_running_loop(), self._serve(frame, conn), on_task=self._track)
+
+    def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
