@@ -368,3 +368,16 @@ async def test_inproc_calls_nest_and_answer_without_a_task(inproc_url: str) -> N
     for before, after in calls:  # the handler's own task, whether or not it had to wait
         assert isinstance(before, StartingTask)
         assert after is before or after is before.task
+
+
+async def test_an_inproc_call_answered_at_once_still_gives_the_loop_a_turn(inproc_url: str) -> None:
+    """The handler answers inside the caller's step, yet the call yields once, as over a
+    wire: a caller's loop of calls cannot starve the other tasks and callbacks."""
+    loop = asyncio.get_running_loop()
+    async with eager_svc.serve(inproc_url) as listener, Client(CalcRoute, listener.url) as client:
+        await client.call(Echo(text="warm"), timeout=5)
+        for i in range(3):
+            ran = asyncio.Event()
+            loop.call_soon(ran.set)
+            assert (await client.call(Echo(text=f"t{i}"), timeout=5)).reply == f"T{i}"
+            assert ran.is_set()
