@@ -59,8 +59,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _RESPONSE, _EVENT, _REQUEST = int(Kind.RESPONSE), int(Kind.EVENT), int(Kind.REQUEST)
 _KIND_RESPONSE = Kind.RESPONSE
 _clock = time.perf_counter
-_current_task = asyncio.current_task
-_current: Callable[[asyncio.AbstractEventLoop], object] = asyncio.current_task  # may be a StartingTask
+_current_task: Callable[[asyncio.AbstractEventLoop], Any] = asyncio.current_task  # may be a StartingTask
 _get_running_loop = asyncio.get_running_loop
 
 
@@ -232,7 +231,7 @@ class Service:
                     raise ServiceError(Status.TIMEOUT, "deadline passed before the call started")
                 if h.is_async:
                     work = h.fn(*args)
-                    if type(_current(loop)) is StartingTask:
+                    if type(_current_task(loop)) is StartingTask:
                         # Started eagerly by a transport: the handler's first step runs now,
                         # and a handler that finishes in it needs no deadline at all.
                         try:
@@ -251,7 +250,7 @@ class Service:
                     # cancels the task of each still running then (an asyncio.timeout() scope
                     # per call costs far more); as with asyncio.timeout(), the task's
                     # cancellation count tells the deadline's cancellation from any other.
-                    task: asyncio.Task[Any] = _current_task(loop)  # type: ignore[assignment]
+                    task: asyncio.Task[Any] = _current_task(loop)
                     cancelling = task.cancelling()
                     bucket = task_deadlines(loop).bucket(deadline, left)
                     bucket[work] = task

@@ -366,7 +366,8 @@ class FrameServer:
             else:
                 replies.put(parts, self.in_flight == 1)
         finally:
-            self.tasks.discard(_current_task(self._loop))
+            if not self._starting:  # finished in a task of its own (none was made otherwise)
+                self.tasks.discard(_current_task(self._loop))
             self.in_flight -= 1
             if self._paused:
                 self._resume()
