@@ -192,7 +192,8 @@ def rows(results: dict[str, Any]) -> list[Row]:
             continue
         raw = z["raw"]
         zmq_rows: tuple[tuple[str, str, float | None], ...] = (
-            ("transport", "zmq transport", 0.6), ("frames->service", "transport -> service", None),
+            ("raw->service", "raw pyzmq -> service", None), ("transport", "zmq transport", 0.6),
+            ("frames->service", "transport -> service", None),
             ("service", "service+client", 0.5),
         )
         for target, label, aim in zmq_rows:

@@ -6,6 +6,9 @@ Request-reply (one DEALER connection to a server process; pipelined = 64 calls i
 closed loop = one call at a time), all carrying the same encoded ``CalcWork`` frame:
 
 * ``raw pyzmq`` — blocking ``DEALER`` against a blocking ``ROUTER`` echo: the baseline;
+* ``raw pyzmq -> service`` — the same blocking ``DEALER`` sending the same frame to the
+  ``calc`` service: the server's whole path (read, decode, dispatch, handler, encode, reply)
+  against the raw echo's, with a client that costs next to nothing;
 * ``zmq.asyncio`` — a ``zmq.asyncio`` ``DEALER`` against the same echo (the event-loop
   integration this transport does *not* use; shown for the record);
 * ``zmq transport`` — :class:`~transports.zmq_client.ZmqConnection` against the same echo;
@@ -56,8 +59,9 @@ BURN_CONCURRENCY = 8
 WORK = CalcWork(a=6, b=7, op=WorkType.MULT)
 PAYLOAD = CalcRoute.codec().encode(WORK, correlation_id=1, timeout_ms=5000)
 EVENT = BenchRoute.codec().encode(Tick(seq=1), kind=Kind.EVENT)
-TARGETS = ("raw", "zmq.asyncio", "transport", "frames->service", "service")
-LABELS = {"raw": "raw pyzmq (blocking)", "zmq.asyncio": "zmq.asyncio DEALER", "transport": "zmq transport",
+TARGETS = ("raw", "raw->service", "zmq.asyncio", "transport", "frames->service", "service")
+LABELS = {"raw": "raw pyzmq (blocking)", "raw->service": "raw pyzmq -> service", "zmq.asyncio": "zmq.asyncio DEALER",
+          "transport": "zmq transport",
           "frames->service": "transport -> service", "service": "service+client"}
 
 
@@ -231,6 +235,11 @@ async def _request_reply(raw_url: str, service_url: str, quick: bool) -> dict[st
     raw.connect(raw_url)
     raw.send(PAYLOAD)
     raw.recv()
+    raw_to_service = ctx.socket(zmq.DEALER)
+    raw_to_service.sndhwm = raw_to_service.rcvhwm = 100_000
+    raw_to_service.connect(service_url.removeprefix("zmq+").split("?")[0])
+    raw_to_service.send(PAYLOAD)
+    raw_to_service.recv()
     aio = _AsyncioDealer(raw_url)
     pipelined_rates: dict[str, list[float]] = {t: [] for t in TARGETS}
     closed_samples: dict[str, list[float]] = {t: [] for t in TARGETS}
@@ -249,8 +258,9 @@ async def _request_reply(raw_url: str, service_url: str, quick: bool) -> dict[st
             for call in calls.values():
                 await closed_loop(call, seconds=0.1, warmup=0.1)
             for _ in range(rounds):
-                pipelined_rates["raw"].append(_raw_pipelined(raw, seconds / rounds))
-                closed_samples["raw"] += _raw_closed(raw, seconds / rounds)
+                for name, sock in (("raw", raw), ("raw->service", raw_to_service)):
+                    pipelined_rates[name].append(_raw_pipelined(sock, seconds / rounds))
+                    closed_samples[name] += _raw_closed(sock, seconds / rounds)
                 for name, call in calls.items():
                     r = await pipelined(call, concurrency=CONCURRENCY, seconds=seconds / rounds, warmup=0.05)
                     pipelined_rates[name].append(r["calls_per_s"])
@@ -263,6 +273,7 @@ async def _request_reply(raw_url: str, service_url: str, quick: bool) -> dict[st
     finally:
         await aio.close()
         raw.close(0)
+        raw_to_service.close(0)
         ctx.term()
     results: dict[str, Any] = {}
     for name in TARGETS:
@@ -392,7 +403,7 @@ def _one_loop(loop: str, quick: bool) -> dict[str, Any]:
 def run(quick: bool = False, loops: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Measure on each of ``loops`` (default: uvloop when installed, else asyncio).
 
-    Returns ``{loop: {"raw"|"zmq.asyncio"|"transport"|"frames->service"|"service": {pipelined_calls_per_s,
+    Returns ``{loop: {"raw"|"raw->service"|"zmq.asyncio"|"transport"|"frames->service"|"service": {pipelined_calls_per_s,
     p50_us, p99_us}, "ratios": {target: {pipelined_throughput, closed_p50}}, "events":
     {raw_events_per_s, events_per_s, ratio}, "workers": {"workers=1", "workers=2", ratio}}}``.
     """

@@ -73,6 +73,9 @@ _pack_tail = struct.Struct(f">{_PREFIX.size}sQII").pack
 _KEY = struct.Struct(">6s16xI")
 _unpack_key = _KEY.unpack_from
 _key_of = struct.Struct(">2sBBH").pack
+# A request is served with its correlation id and timeout too (the contract version and the
+# flags are not needed to serve it).
+_unpack_request = struct.Struct(">6s4xQII").unpack_from
 if not _PREFIX.size + 16 == _KEY.size == HEADER_SIZE:  # pragma: no cover - a layout edit
     raise ImportError("codec header structs disagree with frame.HEADER_STRUCT")
 
@@ -126,6 +129,23 @@ def decode_error_body(body: bytes | memoryview) -> RemoteError:
     return RemoteError(Status.from_wire(status), message, m.get(_ERROR_DETAILS))
 
 
+def _message(entry: _Entry, frame: bytes | bytearray | memoryview, length: int) -> Any:
+    """The contract object in ``frame``'s body (``length`` bytes after the header, checked)."""
+    try:
+        m = _unpackb(frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
+                     else memoryview(frame)[HEADER_SIZE:], strict_map_key=False, timestamp=3)
+    except Exception as exc:
+        raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
+    if type(m) is not dict:
+        raise DecodeError(f"{entry.name}: body is not a map")
+    try:
+        return entry.from_map(m)
+    except DecodeError:
+        raise
+    except Exception as exc:  # attrs validators and converters
+        raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
+
+
 class Codec:
     """Encodes and decodes the frames of one kernel. Thread-safe; build once, reuse.
 
@@ -143,6 +163,7 @@ class Codec:
         self._by_class: dict[type, _Entry] = {}
         self._by_route: dict[int, _Entry] = {}
         self._by_key: dict[bytes, _Entry] = {}
+        self._requests: dict[bytes, _Entry] = {}
         for member, cls in routes.contracts().items():
             info = contract_info(cls)
             prefixes = tuple(
@@ -153,6 +174,7 @@ class Codec:
             self._by_route[int(member)] = entry
             for kind in (Kind.REQUEST, Kind.RESPONSE, Kind.EVENT):
                 self._by_key[_key_of(MAGIC, WIRE_VERSION, kind, int(member))] = entry
+            self._requests[_key_of(MAGIC, WIRE_VERSION, Kind.REQUEST, int(member))] = entry
         self._tls = threading.local()
 
     def __repr__(self) -> str:
@@ -315,19 +337,24 @@ class Codec:
         entry = self._by_key.get(key)
         if entry is None or length != len(frame) - HEADER_SIZE or length > self.max_body_size:
             return self._decode_other(frame)
+        return _message(entry, frame, length)
+
+    def decode_request(self, frame: bytes | bytearray | memoryview) -> tuple[Any, int, int, int] | None:
+        """A request's ``(message, correlation_id, timeout_ms, route)``, the way a service
+        reads it: ``None`` for any frame that is not a well-formed request of a route of
+        this kernel (:meth:`decode_frame` says what is wrong with it).
+
+        Raises:
+            DecodeError: the header is a good request's, the body is not.
+        """
         try:
-            m = _unpackb(frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
-                         else memoryview(frame)[HEADER_SIZE:], strict_map_key=False, timestamp=3)
-        except Exception as exc:
-            raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
-        if type(m) is not dict:
-            raise DecodeError(f"{entry.name}: body is not a map")
-        try:
-            return entry.from_map(m)
-        except DecodeError:
-            raise
-        except Exception as exc:  # attrs validators and converters
-            raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
+            key, correlation_id, timeout_ms, length = _unpack_request(frame)
+        except (struct.error, TypeError):
+            return None
+        entry = self._requests.get(key)
+        if entry is None or length != len(frame) - HEADER_SIZE or length > self.max_body_size:
+            return None
+        return _message(entry, frame, length), correlation_id, timeout_ms, entry.route
 
     def _refuse(self, frame: Any) -> NoReturn:
         """Raise the precise error for a frame whose header the fast check refused."""

@@ -25,7 +25,7 @@ import contextvars
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
-__all__ = ["StartingTask", "continuation", "start_eagerly"]
+__all__ = ["StartingTask", "adopt", "continuation", "first_step", "start_eagerly"]
 
 _enter_task: Callable[[asyncio.AbstractEventLoop, Any], None] = asyncio.tasks._enter_task
 _leave_task: Callable[[asyncio.AbstractEventLoop, Any], None] = asyncio.tasks._leave_task
@@ -164,6 +164,41 @@ def continuation(coro: Coroutine[Any, Any, Any], step: Any) -> Coroutine[Any, An
     return _Rest(coro, step)
 
 
+def first_step(
+    loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any], context: contextvars.Context,
+) -> tuple[StartingTask, Any]:
+    """Run ``coro``'s first step in ``context`` as :func:`start_eagerly` does, and return
+    its :class:`StartingTask` and what the step yielded; the coroutine suspended there, and
+    its task must be made (``continuation(coro, step)`` in ``context``) and given to
+    :func:`adopt`.
+
+    Raises:
+        StopIteration: the coroutine finished in its first step (``.value`` is its result).
+        BaseException: whatever else the first step raised.
+    """
+    starting = StartingTask(loop, coro)
+    caller = _current_task(loop)
+    if caller is not None:
+        _leave_task(loop, caller)
+    _enter_task(loop, starting)
+    try:
+        return starting, context.run(coro.send, None)
+    except BaseException:
+        starting._done = True
+        raise
+    finally:
+        _leave_task(loop, starting)
+        if caller is not None:
+            _enter_task(loop, caller)
+
+
+def adopt(starting: StartingTask, task: asyncio.Task[Any]) -> None:
+    """Make ``task`` the one ``starting`` stood for (cancellations asked for already reach it)."""
+    starting._task = task
+    for _ in range(starting._cancels):
+        task.cancel(starting._cancel_msg)
+
+
 def start_eagerly(
     loop: asyncio.AbstractEventLoop,
     coro: Coroutine[Any, Any, Any],
@@ -179,29 +214,13 @@ def start_eagerly(
     (wrap the coroutine to keep it). ``on_task`` is called with the task, if one is made,
     before anything else can run.
     """
-    starting = StartingTask(loop, coro)
     context = _copy_context()
-    caller = _current_task(loop)
-    if caller is not None:
-        _leave_task(loop, caller)
-    _enter_task(loop, starting)
     try:
-        step = context.run(coro.send, None)
+        starting, step = first_step(loop, coro, context)
     except StopIteration:
-        starting._done = True
         return None
-    except BaseException:
-        starting._done = True
-        raise
-    finally:
-        _leave_task(loop, starting)
-        if caller is not None:
-            _enter_task(loop, caller)
     task = loop.create_task(continuation(coro, step), name=name, context=context)
-    starting._task = task
     if on_task is not None:
         on_task(task)
-    for _ in range(starting._cancels):
-        task.cancel(starting._cancel_msg)
+    adopt(starting, task)
     return task
-

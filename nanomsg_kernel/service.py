@@ -24,6 +24,7 @@ a contract without handler is ``CONTRACT_NOT_SUPPORTED``. Callers receive them a
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 import sys
@@ -36,7 +37,7 @@ from nanomsg_kernel.codec import Codec
 from nanomsg_kernel.context import Context
 from nanomsg_kernel.contract import contract_info
 from nanomsg_kernel.deadlines import task_deadlines
-from nanomsg_kernel.eager import StartingTask, continuation
+from nanomsg_kernel.eager import StartingTask, adopt, continuation, first_step
 from nanomsg_kernel.errors import (
     ConfigError,
     ContractError,
@@ -61,6 +62,7 @@ _KIND_RESPONSE = Kind.RESPONSE
 _clock = time.perf_counter
 _current_task: Callable[[asyncio.AbstractEventLoop], Any] = asyncio.current_task  # may be a StartingTask
 _get_running_loop = asyncio.get_running_loop
+_copy_context = contextvars.copy_context
 
 
 class Handler:
@@ -203,53 +205,64 @@ class Service:
 
     async def _call(
         self, msg: Any, correlation_id: int, deadline: float | None, left: float,
-        loop: asyncio.AbstractEventLoop | None,
+        loop: asyncio.AbstractEventLoop | None, work: Any = None, started: float = 0.0,
     ) -> Any:
         """:meth:`dispatch`, given the time ``left`` until ``deadline`` on ``loop`` (both
-        ``None`` without a deadline): what :meth:`handle_frame` calls directly."""
-        started = _clock()
+        ``None`` without a deadline): what :meth:`handle_frame` calls directly.
+
+        ``work``: the handler's coroutine, already past its first step (:meth:`start_frame`,
+        which took the time the call ``started``), to finish under the deadline.
+        """
+        if work is None:
+            started = _clock()
         h = self._handlers.get(type(msg))
         try:
-            if h is None:
+            if work is not None:
+                pass
+            elif h is None:
                 raise ServiceError(Status.CONTRACT_NOT_SUPPORTED, f"{self.name} has no handler for {type(msg).__name__}")
-            if h.takes_ctx:
-                args: tuple[Any, ...] = (
-                    msg, Context(self.name, h.name, correlation_id, deadline, self.bindings, self.logger)
-                )
             else:
-                args = (msg,)
-            if deadline is None:
-                if h.is_async:
-                    reply = await h.fn(*args)
-                elif h.inline:
-                    reply = h.fn(*args)
+                if h.takes_ctx:
+                    args: tuple[Any, ...] = (
+                        msg, Context(self.name, h.name, correlation_id, deadline, self.bindings, self.logger)
+                    )
                 else:
-                    reply = await asyncio.to_thread(h.fn, *args)
-            else:
-                assert loop is not None
-                if left <= 0:
-                    raise ServiceError(Status.TIMEOUT, "deadline passed before the call started")
-                if h.is_async:
-                    work = h.fn(*args)
-                    if type(_current_task(loop)) is StartingTask:
-                        # Started eagerly by a transport: the handler's first step runs now,
-                        # and a handler that finishes in it needs no deadline at all.
-                        try:
-                            step = work.send(None)
-                        except StopIteration as stop:
-                            reply, work = stop.value, None
-                        else:
-                            work = continuation(work, step)
-                elif h.inline:
-                    work = None  # runs to completion on the loop: nothing to cancel
-                    reply = h.fn(*args)
+                    args = (msg,)
+                if deadline is None:
+                    if h.is_async:
+                        reply = await h.fn(*args)
+                    elif h.inline:
+                        reply = h.fn(*args)
+                    else:
+                        reply = await asyncio.to_thread(h.fn, *args)
                 else:
-                    work = asyncio.to_thread(h.fn, *args)
-                if work is not None:
+                    assert loop is not None
+                    if left <= 0:
+                        raise ServiceError(Status.TIMEOUT, "deadline passed before the call started")
+                    if h.is_async:
+                        work = h.fn(*args)
+                        if type(_current_task(loop)) is StartingTask:
+                            # Started eagerly: the handler's first step runs now, and a
+                            # handler that finishes in it needs no deadline at all.
+                            try:
+                                step = work.send(None)
+                            except StopIteration as stop:
+                                reply, work = stop.value, None
+                            else:
+                                work = continuation(work, step)
+                    elif h.inline:
+                        reply = h.fn(*args)
+                    else:
+                        work = asyncio.to_thread(h.fn, *args)
+            if work is not None:
+                if deadline is None:
+                    reply = await work
+                else:
                     # One timer shared by the calls whose deadlines fall in the same few ms
                     # cancels the task of each still running then (an asyncio.timeout() scope
                     # per call costs far more); as with asyncio.timeout(), the task's
                     # cancellation count tells the deadline's cancellation from any other.
+                    assert loop is not None
                     task: asyncio.Task[Any] = _current_task(loop)
                     cancelling = task.cancelling()
                     bucket = task_deadlines(loop).bucket(deadline, left)
@@ -269,18 +282,23 @@ class Service:
                 raise ServiceError(
                     Status.INTERNAL, f"handler for {type(msg).__name__} returned {type(reply).__name__}, not a contract"
                 )
-        except ServiceError as exc:
-            self.metrics.observe(type(msg).__name__, exc.status, _clock() - started)
-            raise RemoteError(exc.status, exc.message, exc.details) from exc
         except Exception as exc:
-            self.metrics.observe(type(msg).__name__, Status.INTERNAL, _clock() - started)
-            self.logger.exception(
-                "handler failed", extra={"service": self.name, "contract": type(msg).__name__,
-                                          "correlation_id": correlation_id},
-            )
-            raise RemoteError(Status.INTERNAL, f"{type(exc).__name__}: {exc}"[:1000]) from exc
-        self.metrics.observe_ok(h.name, _clock() - started)
+            raise self._failure(msg, correlation_id, exc, started) from exc
+        self.metrics.observe_ok(type(msg).__name__, _clock() - started)
         return reply
+
+    def _failure(self, msg: Any, correlation_id: int, exc: Exception, started: float) -> RemoteError:
+        """The :class:`RemoteError` a handler's exception becomes (counted; logged unless it is
+        a :class:`ServiceError`). Called from the ``except`` block that caught ``exc``."""
+        name = type(msg).__name__
+        if isinstance(exc, ServiceError):
+            self.metrics.observe(name, exc.status, _clock() - started)
+            return RemoteError(exc.status, exc.message, exc.details)
+        self.metrics.observe(name, Status.INTERNAL, _clock() - started)
+        self.logger.exception(
+            "handler failed", extra={"service": self.name, "contract": name, "correlation_id": correlation_id},
+        )
+        return RemoteError(Status.INTERNAL, f"{type(exc).__name__}: {exc}"[:1000])
 
     async def publish_local(self, event: Any) -> None:
         """Deliver an event to this service's subscribers (in-process); errors are logged."""
@@ -339,12 +357,95 @@ class Service:
                 reply = await self._call(msg, corr, loop.time() + left, left, loop)
             else:
                 reply = await self._call(msg, corr, None, 0.0, None)
-            return codec.encode(reply, kind=_KIND_RESPONSE, correlation_id=corr)
         except RemoteError as exc:
             return codec.encode_error(exc.status, exc.message, correlation_id=corr, route=route, details=exc.details)
+        return self._response(reply, corr, route)
+
+    def start_frame(
+        self, frame: bytes, loop: asyncio.AbstractEventLoop,
+    ) -> bytes | asyncio.Task[bytes | None] | None:
+        """Serve ``frame`` as far as it goes without waiting: :meth:`handle_frame` for a
+        transport that reads frames in a callback of ``loop`` (or in one of its tasks).
+
+        Returns the reply frame, or ``None`` for a frame without one, when the call ended
+        without suspending: a handler that does not wait (most do not) costs no task and no
+        loop iteration. Otherwise returns the task that finishes the call; its result is the
+        reply (or ``None``). What a handler sees is what :meth:`handle_frame` gives it: during
+        its first step ``asyncio.current_task()`` is a
+        :class:`~nanomsg_kernel.eager.StartingTask` standing for that task, it runs in a copy
+        of the caller's context, and the request's deadline applies from the first
+        suspension on. Never raises for a bad frame (it is answered, as by
+        :meth:`handle_frame`).
+        """
+        codec = self.codec
+        try:
+            request = codec.decode_request(frame)
+        except DecodeError:
+            request = None  # handle_frame answers it
+        if request is None:
+            return loop.create_task(self.handle_frame(frame))
+        msg, corr, timeout_ms, route = request
+        h = self._handlers.get(type(msg))
+        if h is None or not (h.is_async or h.inline):
+            return loop.create_task(self.handle_frame(frame))  # no handler, or one in a thread
+        started = _clock()
+        if timeout_ms:
+            left = timeout_ms / 1000
+            deadline: float | None = loop.time() + left
+        else:
+            left, deadline = 0.0, None
+        if h.takes_ctx:
+            args: tuple[Any, ...] = (msg, Context(self.name, h.name, corr, deadline, self.bindings, self.logger))
+        else:
+            args = (msg,)
+        context = _copy_context()
+        try:
+            if h.inline:
+                reply = context.run(h.fn, *args)
+            else:
+                work = h.fn(*args)
+                try:
+                    starting, step = first_step(loop, work, context)
+                except StopIteration as stop:
+                    reply = stop.value
+                else:
+                    task = loop.create_task(
+                        self._finish(msg, continuation(work, step), corr, route, deadline, left, loop, started),
+                        context=context,
+                    )
+                    adopt(starting, task)
+                    return task
+            if type(reply) not in self._reply_types:
+                raise ServiceError(
+                    Status.INTERNAL, f"handler for {type(msg).__name__} returned {type(reply).__name__}, not a contract"
+                )
+        except Exception as exc:
+            error = self._failure(msg, corr, exc, started)
+            return codec.encode_error(error.status, error.message, correlation_id=corr, route=route,
+                                      details=error.details)
+        self.metrics.observe_ok(h.name, _clock() - started)
+        return self._response(reply, corr, route)
+
+    async def _finish(
+        self, msg: Any, work: Any, corr: int, route: int, deadline: float | None, left: float,
+        loop: asyncio.AbstractEventLoop, started: float,
+    ) -> bytes:
+        """The rest of a call :meth:`start_frame` began, whose handler suspended."""
+        try:
+            reply = await self._call(msg, corr, deadline, left, loop, work, started)
+        except RemoteError as exc:
+            return self.codec.encode_error(exc.status, exc.message, correlation_id=corr, route=route,
+                                           details=exc.details)
+        return self._response(reply, corr, route)
+
+    def _response(self, reply: Any, corr: int, route: int) -> bytes:
+        """The response frame of ``reply`` (an ``INTERNAL`` error frame if it cannot be encoded)."""
+        try:
+            return self.codec.encode(reply, kind=_KIND_RESPONSE, correlation_id=corr)
         except EncodeError as exc:
             self.logger.error("reply could not be encoded: %s", exc)
-            return codec.encode_error(Status.INTERNAL, f"reply could not be encoded: {exc}", correlation_id=corr, route=route)
+            return self.codec.encode_error(Status.INTERNAL, f"reply could not be encoded: {exc}",
+                                           correlation_id=corr, route=route)
 
     # -- serving ---------------------------------------------------------------------------
 

@@ -33,10 +33,12 @@ from nanomsg_kernel.lifecycle import AsyncResource
 __all__ = [
     "Connection",
     "FrameHandler",
+    "FrameStarter",
     "Listener",
     "PendingReplies",
     "Transport",
     "correlation_id_of",
+    "frame_starter",
     "get_transport",
     "register_transport",
     "split_url",
@@ -44,6 +46,26 @@ __all__ = [
 
 FrameHandler = Callable[[bytes], Awaitable[bytes | None]]
 """Server callback: receives one frame, returns the reply frame, or ``None`` (no reply)."""
+
+FrameStarter = Callable[[bytes, asyncio.AbstractEventLoop], "bytes | asyncio.Task[bytes | None] | None"]
+"""The synchronous start of a :data:`FrameHandler` (a service's
+:meth:`~nanomsg_kernel.service.Service.start_frame`): called with a frame on the loop's
+thread, it returns the reply (or ``None``) if the call ended without waiting, else the task
+whose result is the reply."""
+
+
+def frame_starter(handler: FrameHandler) -> FrameStarter | None:
+    """The synchronous start of ``handler``, if it has one, else ``None``.
+
+    A service's ``handle_frame`` has one (its service's ``start_frame``). A transport that
+    reads frames in a loop callback serves a frame through it with no task and no loop
+    iteration when the handler does not wait, and awaits ``handler`` for handlers without one.
+    """
+    owner = getattr(handler, "__self__", None)
+    start: FrameStarter | None = getattr(owner, "start_frame", None)
+    if start is None or getattr(owner, "handle_frame", None) != handler:
+        return None
+    return start
 
 
 class Listener(AsyncResource, abc.ABC):

@@ -6,7 +6,8 @@ bounded queue: a sender waits while it is full (backpressure, never a drop). Nam
 one process-wide table; binding a name twice is an error.
 
 A request (up to :data:`EAGER_MAX_FRAME` bytes) starts its handler eagerly, in the caller's
-step (:func:`~nanomsg_kernel.eager.start_eagerly`): a handler that does not wait has
+step (through the handler's :data:`~transports.base.FrameStarter`, a service's
+``start_frame``, or else :func:`~nanomsg_kernel.eager.start_eagerly`): a handler that does not wait has
 answered when ``submit`` returns, and the caller then yields to the loop once, as a reply
 over a wire would arrive. A handler that waits continues in a task of its own.
 """
@@ -15,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Any
 
+from nanomsg_kernel.codec import encode_error_body
 from nanomsg_kernel.eager import start_eagerly
 from nanomsg_kernel.errors import ConfigError, EncodeError, Status, Unavailable
-from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE
+from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Kind, pack_header
 from transports.base import (
     Connection,
     FrameHandler,
@@ -28,6 +31,7 @@ from transports.base import (
     PendingReplies,
     Transport,
     correlation_id_of,
+    frame_starter,
     split_url,
 )
 
@@ -50,6 +54,12 @@ def _name(url: str) -> str:
     return name
 
 
+def _internal_error(frame: bytes) -> bytes:
+    """The ``INTERNAL`` error frame answering ``frame`` when its handler failed."""
+    body = encode_error_body(Status.INTERNAL, "frame handler failed")
+    return pack_header(Kind.ERROR, 0, 0, max(0, correlation_id_of(frame)), 0, len(body)) + body
+
+
 class InprocListener(Listener):
     """Serves frames put on its queue by :class:`InprocConnection` objects."""
 
@@ -58,12 +68,13 @@ class InprocListener(Listener):
         self.url = url
         self.name = _name(url)
         self.handler = handler
+        self._starter = frame_starter(handler)
         self.max_body_size = max_body_size
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(queue_size)
         self.max_in_flight = max_in_flight
         self._in_flight = 0
         self._slot_free = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._pump: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -95,11 +106,53 @@ class InprocListener(Listener):
             return
         # A request starts eagerly: a handler that does not wait has answered when the
         # caller's ``submit`` returns (no task); one that waits gets a task.
-        start_eagerly(asyncio.get_running_loop(), self._serve(frame, conn), on_task=self._track)
+        loop = asyncio.get_running_loop()
+        starter = self._starter
+        if starter is None:
+            start_eagerly(loop, self._serve(frame, conn), on_task=self._track)
+            return
+        try:
+            result = starter(frame, loop)
+        except Exception:
+            log.exception("frame handler failed on inproc://%s", self.name)
+            result = _internal_error(frame)
+        if result is None or isinstance(result, bytes):
+            self._answer(conn, result)
+        else:
+            self._track(result)
+            result.add_done_callback(functools.partial(self._finished, frame, conn))
 
-    def _track(self, task: asyncio.Task[None]) -> None:
+    def _track(self, task: asyncio.Task[Any]) -> None:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _finished(self, frame: bytes, conn: InprocConnection | None, task: asyncio.Task[bytes | None]) -> None:
+        """A task the starter made ended: its result is the reply."""
+        if task.cancelled():
+            self._abandon(frame, conn)
+            self._answer(conn, None)
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("frame handler failed on inproc://%s", self.name, exc_info=exc)
+            self._answer(conn, _internal_error(frame))
+        else:
+            self._answer(conn, task.result())
+
+    def _abandon(self, frame: bytes, conn: InprocConnection | None) -> None:
+        """Only close() cancels: the grace period is over and the caller gets no reply."""
+        if conn is not None:
+            conn.abandon(correlation_id_of(frame), Unavailable(
+                f"inproc://{self.name}: the listener closed before the request was answered"))
+
+    def _answer(self, conn: InprocConnection | None, reply: bytes | None) -> None:
+        """Deliver ``reply`` (if any, and if there is a caller); the frame is done."""
+        try:
+            if reply is not None and conn is not None:
+                conn.deliver(reply)
+        finally:
+            self._in_flight -= 1
+            self._slot_free.set()
 
     async def _slot(self) -> None:
         while self._in_flight >= self.max_in_flight:
@@ -113,27 +166,18 @@ class InprocListener(Listener):
             self._start(frame, conn)
 
     async def _serve(self, frame: bytes, conn: InprocConnection | None) -> None:
+        """Serve one frame through a handler without a starter (and every event)."""
+        reply = None
         try:
-            try:
-                reply = await self.handler(frame)
-            except asyncio.CancelledError:
-                # Only close() cancels: the grace period is over and the caller gets no reply.
-                if conn is not None:
-                    conn.abandon(correlation_id_of(frame), Unavailable(
-                        f"inproc://{self.name}: the listener closed before the request was answered"))
-                raise
-            except Exception:
-                log.exception("frame handler failed on inproc://%s", self.name)
-                from nanomsg_kernel.codec import encode_error_body
-                from nanomsg_kernel.frame import Kind, pack_header
-
-                body = encode_error_body(Status.INTERNAL, "frame handler failed")
-                reply = pack_header(Kind.ERROR, 0, 0, max(0, correlation_id_of(frame)), 0, len(body)) + body
-            if reply is not None and conn is not None:
-                conn.deliver(reply)
+            reply = await self.handler(frame)
+        except asyncio.CancelledError:
+            self._abandon(frame, conn)
+            raise
+        except Exception:
+            log.exception("frame handler failed on inproc://%s", self.name)
+            reply = _internal_error(frame)
         finally:
-            self._in_flight -= 1
-            self._slot_free.set()
+            self._answer(conn, reply)
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop taking frames, finish those in flight within ``grace`` seconds, then stop.

@@ -3,9 +3,10 @@
 Requests arrive on a ``ROUTER`` as ``[routing envelope..., frame]``: the envelope is one
 identity from a client's ``DEALER``, or more when a proxy sits in between, and it goes back
 unchanged in front of the reply. Each request is handed to the
-:data:`~transports.base.FrameHandler` as soon as it is read, started eagerly
-(:func:`~nanomsg_kernel.eager.start_eagerly`): a handler that finishes without waiting never
-gets a task, and one that waits continues in a task of its own. At most ``max_in_flight``
+:data:`~transports.base.FrameHandler` as soon as it is read, started eagerly: through its
+:data:`~transports.base.FrameStarter` when it has one (a service's ``start_frame``), else
+with :func:`~nanomsg_kernel.eager.start_eagerly`. A handler that finishes without waiting
+never gets a task, and one that waits continues in a task of its own. At most ``max_in_flight``
 run at once, and while that many do, the socket is not read, so ZeroMQ's queues fill up to
 their high-water marks and senders wait (backpressure rather than unbounded memory).
 
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 from typing import Any
 
@@ -37,7 +39,7 @@ from nanomsg_kernel.codec import encode_error_body
 from nanomsg_kernel.eager import start_eagerly
 from nanomsg_kernel.errors import Status
 from nanomsg_kernel.frame import HEADER_SIZE, HEADER_STRUCT, MAGIC, Kind, pack_header
-from transports.base import FrameHandler
+from transports.base import FrameHandler, frame_starter
 from transports.zmq_socket import SocketPump, raw_send
 
 __all__ = ["DRAIN_SECONDS", "REPLY_BURST", "REQUEST_BATCH", "FrameServer", "ReplyQueue", "error_frame"]
@@ -226,6 +228,7 @@ class FrameServer:
 
     def __init__(self, handler: FrameHandler, *, max_in_flight: int, max_frame: int, reply_timeout: float) -> None:
         self.handler = handler
+        self._starter = frame_starter(handler)
         self.max_in_flight = max_in_flight
         self.max_frame = max_frame
         self.reply_timeout = reply_timeout
@@ -234,7 +237,7 @@ class FrameServer:
         """The reply queue of each request socket."""
         self._event_pumps: list[SocketPump] = []
         self._event_ready: list[asyncio.Event] = []
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
         self.in_flight = 0
         self.peak_in_flight = 0
         """The most frames ever handled at once."""
@@ -313,15 +316,66 @@ class FrameServer:
         self.in_flight += 1
         if self.in_flight > self.peak_in_flight:
             self.peak_in_flight = self.in_flight
-        self._starting = True
-        try:
-            # A task, if the handler waits, removes itself from ``tasks`` when it ends
-            # (cheaper than a done callback).
-            start_eagerly(self._loop, self._serve(parts, replies), on_task=self.tasks.add)
-        finally:
-            self._starting = False
+        starter = self._starter
+        if starter is not None:
+            try:
+                result = starter(parts[-1], self._loop)
+            except Exception:
+                log.exception("frame handler failed")
+                result = error_frame(Status.INTERNAL, "frame handler failed", parts[-1])
+            if result is None or isinstance(result, bytes):
+                self._answer(parts, result, replies, True)
+            else:
+                self.tasks.add(result)
+                result.add_done_callback(functools.partial(self._finished, parts, replies))
+        else:
+            self._starting = True
+            try:
+                # A task, if the handler waits, removes itself from ``tasks`` when it ends
+                # (cheaper than a done callback).
+                start_eagerly(self._loop, self._serve(parts, replies), on_task=self.tasks.add)
+            finally:
+                self._starting = False
         if self.in_flight + self._held >= self.max_in_flight:
             self._pause()
+
+    def _finished(self, parts: list[bytes], replies: ReplyQueue, task: asyncio.Task[bytes | None]) -> None:
+        """A task the starter made ended: its result is the reply."""
+        self.tasks.discard(task)
+        reply = None
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is None:
+                reply = task.result()
+            else:
+                log.error("frame handler failed", exc_info=exc)
+                reply = error_frame(Status.INTERNAL, "frame handler failed", parts[-1])
+        self._answer(parts, reply, replies, False)
+
+    def _answer(self, parts: list[bytes], reply: bytes | None, replies: ReplyQueue, in_batch: bool) -> None:
+        """Queue ``reply`` (if any) for the client; the request is no longer in flight.
+
+        ``in_batch``: answered while the batch it came in is being read."""
+        try:
+            if reply is None:
+                return
+            if len(reply) > self.max_frame:
+                reply = error_frame(
+                    Status.RESOURCE_EXHAUSTED,
+                    f"reply of {len(reply)} bytes exceeds the maximum frame of {self.max_frame} bytes",
+                    parts[-1],
+                )
+                if reply is None:
+                    return
+            parts[-1] = reply
+            if in_batch:
+                replies.put(parts, False, in_batch=True)
+            else:
+                replies.put(parts, self.in_flight == 1)
+        finally:
+            self.in_flight -= 1
+            if self._paused:
+                self._resume()
 
     def _pause(self) -> None:
         self._paused = True
@@ -343,34 +397,18 @@ class FrameServer:
             self._resume()
 
     async def _serve(self, parts: list[bytes], replies: ReplyQueue) -> None:
+        """Serve one request through a handler without a starter (started eagerly)."""
+        reply = None
         try:
-            frame = parts[-1]
-            try:
-                reply = await self.handler(frame)
-            except Exception:
-                log.exception("frame handler failed")
-                reply = error_frame(Status.INTERNAL, "frame handler failed", frame)
-            if reply is None:
-                return
-            if len(reply) > self.max_frame:
-                reply = error_frame(
-                    Status.RESOURCE_EXHAUSTED,
-                    f"reply of {len(reply)} bytes exceeds the maximum frame of {self.max_frame} bytes",
-                    frame,
-                )
-                if reply is None:
-                    return
-            parts[-1] = reply
-            if self._starting:
-                replies.put(parts, False, in_batch=True)
-            else:
-                replies.put(parts, self.in_flight == 1)
-        finally:
-            if not self._starting:  # finished in a task of its own (none was made otherwise)
+            reply = await self.handler(parts[-1])
+        except Exception:
+            log.exception("frame handler failed")
+            reply = error_frame(Status.INTERNAL, "frame handler failed", parts[-1])
+        finally:  # also when cancelled (no reply then)
+            in_batch = self._starting
+            if not in_batch:  # finished in a task of its own (none was made otherwise)
                 self.tasks.discard(_current_task(self._loop))
-            self.in_flight -= 1
-            if self._paused:
-                self._resume()
+            self._answer(parts, reply, replies, in_batch)
 
     async def close(self, grace: float) -> None:
         """Stop reading; let frames in flight finish within ``grace`` seconds; cancel the rest.
