@@ -41,12 +41,28 @@ SHARED_MIN = 0.05
 class Bucket(dict[Any, Any]):
     """The calls that share one deadline timer: item (task or future) -> value."""
 
-    __slots__ = ("fired",)
+    __slots__ = ("fired", "shared", "when")
 
-    def __init__(self) -> None:
+    def __init__(self, when: float = 0.0, shared: bool = True) -> None:
         super().__init__()
         self.fired = False
         """True once the timer fired (every item still in the bucket then was expired)."""
+        self.when = when
+        """The loop time at which the timer fires."""
+        self.shared = shared
+        """True for the bucket of a :data:`GRAIN` of deadlines (False: one exact deadline)."""
+
+    def takes(self, deadline: float, timeout: float) -> bool:
+        """True if a call due at ``deadline``, ``timeout`` seconds away, may join this bucket:
+        the same as :meth:`DeadlineWheel.bucket` would give it (a shared bucket whose timer
+        fires within :data:`GRAIN` after ``deadline``, never before). A caller that keeps the
+        last bucket it used skips the wheel while its deadlines stay in the same grain.
+
+        (A timer that already ran fired at or after ``when``, and a deadline at least
+        :data:`SHARED_MIN` away from a time after that is past ``when``: such a bucket is
+        never taken, even when it was empty and so never marked :attr:`fired`.)"""
+        return (self.shared and timeout >= SHARED_MIN and not self.fired
+                and self.when - GRAIN < deadline <= self.when)
 
 
 Expire = Callable[[Bucket], None]
@@ -78,7 +94,8 @@ class DeadlineWheel:
 
     def bucket(self, deadline: float, timeout: float) -> Bucket:
         """The bucket that expires ``deadline`` (a ``loop.time()``, ``timeout`` seconds away)."""
-        if timeout >= SHARED_MIN:
+        shared = timeout >= SHARED_MIN
+        if shared:
             key = math.ceil(deadline / GRAIN)
             when = key * GRAIN
         else:
@@ -89,7 +106,7 @@ class DeadlineWheel:
             loop = self._loop()
             if loop is None:
                 raise RuntimeError("the event loop of these deadlines is gone")
-            found = self._buckets[key] = Bucket()
+            found = self._buckets[key] = Bucket(when, shared)
             loop.call_at(when, self._fire, key)
         return found
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ from nanomsg_kernel import (
     Status,
     Unavailable,
 )
-from nanomsg_kernel.deadlines import reply_deadlines, task_deadlines
+from nanomsg_kernel.deadlines import GRAIN, reply_deadlines, task_deadlines
 from transports.base import (
     Connection,
     FrameHandler,
@@ -512,6 +513,50 @@ async def test_pending_replies_deadline_and_cleanup() -> None:
     with pytest.raises(Unavailable):
         await pending.wait(4, fut, 5.0)
     assert not pending.fail(4, Unavailable("again")) and len(pending) == 0
+
+
+async def test_a_bucket_takes_only_deadlines_it_expires_in_time() -> None:
+    loop = asyncio.get_running_loop()
+    wheel = reply_deadlines(loop)
+    now = loop.time()
+    shared = wheel.bucket(now + 1.0, 1.0)
+    assert shared.shared and now + 1.0 <= shared.when < now + 1.0 + GRAIN
+    assert shared.takes(now + 1.0, 1.0) and shared.takes(shared.when, 1.0)
+    assert not shared.takes(shared.when + 1e-6, 1.0)  # it would fire early
+    assert not shared.takes(shared.when - GRAIN, 1.0)  # more than a grain late
+    assert not shared.takes(now + 1.0, 0.01)  # short timeouts get an exact timer
+    exact = wheel.bucket(now + 0.01, 0.01)
+    assert not exact.shared and exact.when == now + 0.01 and not exact.takes(exact.when, 1.0)
+    shared.fired = True
+    assert not shared.takes(now + 1.0, 1.0)
+
+
+async def test_pending_replies_share_a_bucket_and_none_expires_early() -> None:
+    pending = PendingReplies()
+    loop = asyncio.get_running_loop()
+    starts: dict[int, float] = {}
+    buckets: dict[int, Any] = {}
+
+    async def one(cid: int, timeout: float) -> float:
+        fut = pending.expect(cid)
+        starts[cid] = loop.time()
+        buckets[cid] = pending.arm(fut, timeout)
+        with pytest.raises(DeadlineExceeded):
+            await fut
+        return loop.time() - starts[cid]
+
+    async def later(cid: int, timeout: float) -> float:
+        await asyncio.sleep(GRAIN + 0.001)  # due in a later grain than cid 1's bucket covers
+        return await one(cid, timeout)
+
+    waited = await asyncio.gather(one(1, 0.06), later(2, 0.06), later(3, 0.06))
+    assert all(w >= 0.06 for w in waited)
+    # 2 and 3 share a timer (armed together), not 1's: it fires before they are due.
+    assert all(buckets[c].shared for c in (1, 2, 3)) and buckets[2] is buckets[3] is not buckets[1]
+    short = pending.expect(4)
+    assert not pending.arm(short, 0.02).shared  # a timer of its own, exact
+    with pytest.raises(DeadlineExceeded):
+        await short
 
 
 async def test_local_binding_raises_what_a_client_raises() -> None:

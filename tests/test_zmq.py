@@ -608,3 +608,14 @@ async def test_a_multipart_reply_is_matched_part_by_part() -> None:
     finally:
         router.close(0)
         ctx.term()
+
+
+async def test_a_socket_pump_needs_a_callback() -> None:
+    from transports.zmq_socket import SocketPump, shared_context
+
+    sock = shared_context().socket(zmq.DEALER)
+    try:
+        with pytest.raises(TypeError, match="on_message or on_part"):
+            SocketPump(sock)
+    finally:
+        sock.close(0)

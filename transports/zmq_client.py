@@ -161,13 +161,10 @@ class ZmqConnection(Connection):
         # A service answers with one-part messages: each part is a reply frame. (Parts of a
         # non-conforming peer's multipart message are matched one by one, like any reply:
         # one that answers no waiting request is counted in ``pending.late_replies``.)
-        self._pump = SocketPump(sock, self._on_reply, single_part=True)
+        self._pump = SocketPump(sock, on_part=self.pending.resolve)
 
     def _ipv6(self) -> bool:
         return any(ep.requests.startswith("tcp://[") for ep in self.endpoints)
-
-    def _on_reply(self, parts: list[bytes]) -> None:
-        self.pending.resolve(parts[-1])
 
     def _on_monitor(self, parts: list[bytes]) -> None:
         if len(parts) != 2 or len(parts[0]) != 6:
@@ -259,7 +256,16 @@ class ZmqConnection(Connection):
                 raise Unavailable(f"{self.url}: cannot send: {exc}") from None
             pump.kick()
         try:
-            return await pending.wait(cid, fut, timeout)  # forgets ``cid`` however it ends
+            try:  # pending.wait(cid, fut, timeout), one coroutine less per request
+                if timeout is None:
+                    return await fut
+                bucket = pending.arm(fut, timeout)
+                try:
+                    return await fut
+                finally:
+                    del bucket[fut]
+            finally:
+                pending.discard(cid)  # however it ended
         except _NotSent:
             return await self._request_when_room(frame, cid, timeout)
 

@@ -33,6 +33,7 @@ avoided here:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -76,15 +77,14 @@ def last_endpoint(sock: zmq.Socket[Any]) -> str:
 
 MessageCallback = Callable[[list[bytes]], None]
 """Called with every multipart message received, as a list of ``bytes`` parts."""
+PartCallback = Callable[[bytes], Any]
+"""Called with every part received, as ``bytes``, from a peer that sends one-part messages."""
 
 
-def _receiver(sock: zmq.Socket[Any], router: bool, single_part: bool) -> Callable[[], list[bytes]]:
+def _receiver(sock: zmq.Socket[Any], router: bool) -> Callable[[], list[bytes]]:
     """A function receiving one whole message without blocking (``zmq.Again`` if none)."""
 
-    if single_part:
-        def receive() -> list[bytes]:
-            return [_recv(sock, _NB, True)]
-    elif router:
+    if router:
         def receive() -> list[bytes]:
             # A ROUTER puts the sender's routing id in front of every message, so more parts
             # always follow the first: it is taken as bytes, the cheapest receive.
@@ -115,16 +115,16 @@ class SocketPump:
     Args:
         sock: the socket (owned by the caller, who closes it after :meth:`close`).
         on_message: called with each received multipart message; must not block.
+        on_part: instead of ``on_message``, for a peer that sends one-part messages only (a
+            ``DEALER`` reading a service's replies): called with each part received, straight
+            as ``bytes`` (no asking whether more parts follow, no list); a peer that sends
+            more parts has each handed over on its own.
         batch: messages read per loop iteration before other callbacks get a turn.
         pollout_means_room: ``False`` for sockets whose ``POLLOUT`` is always set even when
             a send would fail (``ROUTER`` with ``ROUTER_MANDATORY``, ``XPUB`` with
             ``XPUB_NODROP``): their sends are retried with a short back-off instead.
         router: the socket is a ``ROUTER`` (every message it receives starts with a routing
             id, which is received without asking whether more parts follow).
-        single_part: the peer sends one-part messages only (a ``DEALER`` reading a service's
-            replies): each part is received straight as ``bytes`` without asking whether
-            more follow, and a peer that sends more parts has each handed over as a message
-            of its own.
         after_batch: called after each batch of messages handed to ``on_message`` (not
             after a look at the socket that found none).
     """
@@ -137,18 +137,26 @@ class SocketPump:
     def __init__(
         self,
         sock: zmq.Socket[Any],
-        on_message: MessageCallback,
+        on_message: MessageCallback | None = None,
         *,
+        on_part: PartCallback | None = None,
         batch: int = 256,
         pollout_means_room: bool = True,
         router: bool = False,
-        single_part: bool = False,
         after_batch: Callable[[], None] | None = None,
     ) -> None:
         self.sock = sock
-        self._receive = _receiver(sock, router, single_part)
+        self._receive: Callable[[], Any]
+        self._on_message: Callable[[Any], Any]
+        if on_part is not None:
+            self._receive = functools.partial(_recv, sock, _NB, True)
+            self._on_message = on_part
+        elif on_message is not None:
+            self._receive = _receiver(sock, router)
+            self._on_message = on_message
+        else:
+            raise TypeError("SocketPump needs on_message or on_part")
         self.loop = asyncio.get_running_loop()
-        self._on_message = on_message
         self._batch = batch
         self._after_batch = after_batch
         self._pollout = pollout_means_room
