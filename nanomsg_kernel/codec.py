@@ -129,11 +129,10 @@ def decode_error_body(body: bytes | memoryview) -> RemoteError:
     return RemoteError(Status.from_wire(status), message, m.get(_ERROR_DETAILS))
 
 
-def _message(entry: _Entry, frame: bytes | bytearray | memoryview, length: int) -> Any:
-    """The contract object in ``frame``'s body (``length`` bytes after the header, checked)."""
+def _message(entry: _Entry, body: bytes | bytearray | memoryview) -> Any:
+    """The contract object of ``entry`` in a msgpack ``body`` (``DecodeError`` if it is not one)."""
     try:
-        m = _unpackb(frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
-                     else memoryview(frame)[HEADER_SIZE:], strict_map_key=False, timestamp=3)
+        m = _unpackb(body, strict_map_key=False, timestamp=3)
     except Exception as exc:
         raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
     if type(m) is not dict:
@@ -304,18 +303,7 @@ class Codec:
         entry = self._by_route.get(route)
         if entry is None:
             raise DecodeError(f"unknown route {route} for {self.routes.__name__}")
-        try:
-            m = _unpackb(body, strict_map_key=False, timestamp=3)
-        except Exception as exc:
-            raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
-        if type(m) is not dict:
-            raise DecodeError(f"{entry.name}: body is not a map")
-        try:
-            return entry.from_map(m)
-        except DecodeError:
-            raise
-        except Exception as exc:  # attrs validators and converters
-            raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
+        return _message(entry, body)
 
     def decode_body(self, route: int, body: bytes | memoryview) -> Any:
         """Decode a msgpack body of the contract at ``route`` (no header)."""
@@ -337,7 +325,8 @@ class Codec:
         entry = self._by_key.get(key)
         if entry is None or length != len(frame) - HEADER_SIZE or length > self.max_body_size:
             return self._decode_other(frame)
-        return _message(entry, frame, length)
+        return _message(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
+                        else memoryview(frame)[HEADER_SIZE:])
 
     def decode_request(self, frame: bytes | bytearray | memoryview) -> tuple[Any, int, int, int] | None:
         """A request's ``(message, correlation_id, timeout_ms, route)``, the way a service
@@ -354,7 +343,8 @@ class Codec:
         entry = self._requests.get(key)
         if entry is None or length != len(frame) - HEADER_SIZE or length > self.max_body_size:
             return None
-        return _message(entry, frame, length), correlation_id, timeout_ms, entry.route
+        return _message(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
+                        else memoryview(frame)[HEADER_SIZE:]), correlation_id, timeout_ms, entry.route
 
     def _refuse(self, frame: Any) -> NoReturn:
         """Raise the precise error for a frame whose header the fast check refused."""
