@@ -15,7 +15,10 @@
 :meth:`Service.dispatch` takes a contract object and returns the reply object; it is what an
 in-process binding calls. :meth:`Service.handle_frame` decodes a frame, calls the same
 dispatch, and encodes the reply or an error frame: it is what every transport calls.
-Errors are mapped once, in dispatch: a :class:`ServiceError` keeps its status and message,
+:meth:`Service.start_frame` is its synchronous start, for transports that read frames in a
+loop callback: one plain call that answers when the handler does not wait, and a task that
+finishes the call when it does. Errors are mapped the same way on every path: a
+:class:`ServiceError` keeps its status and message,
 any other exception becomes ``INTERNAL`` (the traceback is logged here, never sent), and
 a contract without handler is ``CONTRACT_NOT_SUPPORTED``. Callers receive them as
 :class:`RemoteError`.
