@@ -71,12 +71,14 @@ _copy_context = contextvars.copy_context
 class Handler:
     """A registered handler: the function and how to call it."""
 
-    __slots__ = ("contract", "fn", "inline", "is_async", "name", "takes_ctx")
+    __slots__ = ("contract", "event_name", "fn", "inline", "is_async", "name", "takes_ctx")
 
     def __init__(self, contract: type, fn: Callable[..., Any], inline: bool) -> None:
         self.contract = contract
         self.fn = fn
         self.name = contract.__name__
+        self.event_name = f"event:{self.name}"
+        """The metrics name of a subscriber of this contract."""
         self.is_async = inspect.iscoroutinefunction(fn)
         self.inline = inline
         try:
@@ -309,14 +311,34 @@ class Service:
         if not subs:
             return
         for h in subs:
+            if h.inline:
+                self._notify(h, event)
+                continue
             started = _clock()
             try:
                 await self._run(h, event, 0, None)
             except Exception:
-                self.metrics.observe(f"event:{h.name}", Status.INTERNAL, _clock() - started)
-                self.logger.exception("subscriber failed", extra={"service": self.name, "contract": h.name})
+                self._subscriber_failed(h, started)
             else:
-                self.metrics.observe(f"event:{h.name}", Status.OK, _clock() - started)
+                self.metrics.observe(h.event_name, Status.OK, _clock() - started)
+
+    def _notify(self, h: Handler, event: Any) -> None:
+        """Run an inline subscriber on ``event`` (errors are logged and counted)."""
+        started = _clock()
+        try:
+            if h.takes_ctx:
+                h.fn(event, self._context(h, 0, None))
+            else:
+                h.fn(event)
+        except Exception:
+            self._subscriber_failed(h, started)
+        else:
+            self.metrics.observe(h.event_name, Status.OK, _clock() - started)
+
+    def _subscriber_failed(self, h: Handler, started: float) -> None:
+        """Count and log the exception a subscriber raised (call from its ``except`` block)."""
+        self.metrics.observe(h.event_name, Status.INTERNAL, _clock() - started)
+        self.logger.exception("subscriber failed", extra={"service": self.name, "contract": h.name})
 
     async def handle_frame(self, frame: bytes) -> bytes | None:
         """Serve one frame: the :data:`~transports.base.FrameHandler` every transport calls.

@@ -232,6 +232,36 @@ async def test_publish_and_subscribe(inproc_url: str) -> None:
     assert got == [("first", CalcDone(1, 2)), ("second", CalcDone(1, 2))]
 
 
+async def test_subscribers_run_in_order_and_a_failing_one_is_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    svc = Service("subs", CalcRoute)
+    got: list[str] = []
+
+    @svc.subscribe(CalcDone, inline=True)
+    def inline_ctx(e: CalcDone, ctx: Context) -> None:
+        got.append(f"inline:{ctx.service}")
+
+    @svc.subscribe(CalcDone, inline=True)
+    def broken(e: CalcDone) -> None:
+        raise ValueError("no")
+
+    @svc.subscribe(CalcDone)
+    async def later(e: CalcDone) -> None:
+        await asyncio.sleep(0)
+        got.append("async")
+
+    frame = CalcRoute.codec().encode(CalcDone(work=1, result=2), kind=Kind.EVENT)
+    with caplog.at_level(logging.ERROR, logger="nanomsg_kernel.service.subs"):
+        assert await svc.handle_frame(frame) is None
+        await svc.publish_local(CalcDone(work=3, result=4))
+    assert got == ["inline:subs", "async"] * 2
+    snap = svc.metrics.snapshot()
+    assert snap["event:CalcDone"]["calls"] == 6 and snap["event:CalcDone"]["errors"] == {"INTERNAL": 2}
+    failed = [r for r in caplog.records if r.getMessage() == "subscriber failed"]
+    assert len(failed) == 2 and all(r.exc_info and r.exc_info[0] is ValueError for r in failed)
+
+
 async def test_thousand_concurrent_calls_each_get_their_own_reply(inproc_url: str) -> None:
     svc = make_calc()
     async with svc.serve(inproc_url), CalcRoute.connect(inproc_url) as client:
