@@ -72,6 +72,29 @@ async def test_many_concurrent_calls(url: str) -> None:
         assert len(client.connection.pending) == 0  # type: ignore[attr-defined]
 
 
+async def test_a_handler_that_waits_holds_up_no_other_call_on_its_connection(url: str) -> None:
+    svc = Service(f"mixed{next(_names)}", CalcRoute)
+    gate = asyncio.Event()
+
+    @svc.handler(Echo)
+    async def waits(msg: Echo) -> Echo:
+        await gate.wait()
+        return Echo(text=msg.text, reply="late")
+
+    @svc.handler(CalcWork)
+    async def quick(w: CalcWork) -> CalcWork:
+        return CalcWork(a=w.a, b=w.b, op=w.op, result=w.a + w.b)
+
+    async with svc.serve(url) as listener, CalcRoute.connect(listener.url) as client:
+        waiting = asyncio.ensure_future(client.call(Echo(text="x"), timeout=10.0))
+        quick_ones = await asyncio.wait_for(asyncio.gather(
+            *(client.call(CalcWork(a=i, b=1, op=WorkType.SUM), timeout=10.0) for i in range(50))), 10)
+        assert [r.result for r in quick_ones] == [i + 1 for i in range(50)]
+        assert not waiting.done()
+        gate.set()
+        assert (await asyncio.wait_for(waiting, 10)).reply == "late"
+
+
 async def test_deadline_exceeded_leaves_nothing_waiting(url: str) -> None:
     async with slow.serve(url) as listener, CalcRoute.connect(listener.url) as client:
         with pytest.raises(DeadlineExceeded):

@@ -2,8 +2,12 @@
 
 Each connection is read by one task: it reads a header, checks it (refusing a bad or
 oversized frame before reading its body), reads exactly the body, and hands the frame to the
-handler in a task of its own, so requests of one connection run concurrently. Replies are
-written as they finish, in any order, each carrying its request's correlation id. When
+handler. A request to a handler with a starter (a service's ``start_frame``) starts in the
+reader's step: a handler that does not wait answers there, its reply held until the step
+ends (one write for every request read in it), and one that waits continues in the task the
+starter made. Events, and requests to other handlers, run in a task each. So requests of one
+connection run concurrently. Replies are written as they finish, in any order, each carrying
+its request's correlation id. When
 ``max_in_flight`` requests of a connection are running, its reader stops reading until one
 finishes: the peer is slowed down by TCP flow control, nothing is dropped.
 
@@ -17,12 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl as _ssl
+from typing import Any
 
 from nanomsg_kernel.errors import ConfigError, DecodeError, FrameTooLarge, Status
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32, Kind
-from transports.base import FrameHandler, Listener
+from transports.base import FrameHandler, FrameStarter, Listener, frame_starter
 from transports.tcp_stream import FrameWriter, check_header, error_reply, format_address, parse_address
 
 __all__ = ["TcpListener"]
@@ -56,7 +62,7 @@ class _Peer:
         self.writer = writer
         self.loop = asyncio.get_running_loop()
         self.out = FrameWriter(writer, listener.write_high_water)
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
         self.slot: asyncio.Future[None] | None = None
         self.phase = _IDLE
         self.since = self.loop.time()
@@ -90,6 +96,7 @@ class _Peer:
         max_body, max_in_flight = listener.max_body_size, listener.max_in_flight
         read = reader.read
         readexactly = reader.readexactly
+        starter = listener.starter
         while True:
             if len(self.tasks) >= max_in_flight:
                 self.phase = _BUSY
@@ -115,7 +122,57 @@ class _Peer:
                 self._refuse(header, exc)
                 return
             frame = header + await readexactly(length) if length else header
-            self.tasks.add(loop.create_task(self._serve(frame, kind)))
+            if starter is not None and kind == _REQUEST:
+                self._start(starter, frame)
+            else:
+                self.tasks.add(loop.create_task(self._serve(frame, kind)))
+
+    def _start(self, starter: FrameStarter, frame: bytes) -> None:
+        """Serve a request through the handler's starter: answered now if the handler does
+        not wait (the reply is held until this step of the reader ends, with the replies of
+        the requests read after it), else by the task it made."""
+        try:
+            result = starter(frame, self.loop)
+        except Exception:
+            log.exception("%s: frame handler failed", self.name)
+            result = error_reply(frame, Status.INTERNAL, "frame handler failed")
+        if result is None or isinstance(result, bytes):
+            self._reply(frame, result, True)
+        else:
+            self.tasks.add(result)
+            result.add_done_callback(functools.partial(self._finished, frame))
+
+    def _finished(self, frame: bytes, task: asyncio.Task[bytes | None]) -> None:
+        """A task the starter made ended: its result is the reply."""
+        self._forget(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error("%s: frame handler failed", self.name, exc_info=exc)
+            self._reply(frame, error_reply(frame, Status.INTERNAL, "frame handler failed"), bool(self.tasks))
+        else:
+            self._reply(frame, task.result(), bool(self.tasks))
+
+    def _reply(self, frame: bytes, reply: bytes | None, more: bool) -> None:
+        """Write ``reply`` (if any; ``more``: other replies are expected soon)."""
+        if reply is None:
+            return
+        if len(reply) - HEADER_SIZE > self.listener.max_body_size:
+            log.error("%s: reply of %d bytes exceeds max_body_size", self.name, len(reply))
+            reply = error_reply(frame, Status.RESOURCE_EXHAUSTED, "reply exceeds the maximum body size")
+        if reply is not None:
+            self.out.write(reply, more)
+
+    def _forget(self, task: asyncio.Task[Any] | None) -> None:
+        """A request's task is done: make room for the reader."""
+        tasks = self.tasks
+        tasks.discard(task)
+        slot = self.slot
+        if slot is not None and not slot.done():
+            slot.set_result(None)
+        elif not tasks and self.phase == _IDLE:
+            self.since = self.loop.time()
 
     def _refuse(self, header: bytes, exc: DecodeError) -> None:
         status = Status.RESOURCE_EXHAUSTED if isinstance(exc, FrameTooLarge) else Status.BAD_REQUEST
@@ -125,29 +182,17 @@ class _Peer:
             self.out.write(reply)
 
     async def _serve(self, frame: bytes, kind: int) -> None:
-        listener = self.listener
         try:
             try:
-                reply = await listener.handler(frame)
+                reply = await self.listener.handler(frame)
             except Exception:
                 log.exception("%s: frame handler failed", self.name)
                 reply = error_reply(frame, Status.INTERNAL, "frame handler failed") if kind == _REQUEST else None
-            if reply is not None:
-                if len(reply) - HEADER_SIZE > listener.max_body_size:
-                    log.error("%s: reply of %d bytes exceeds max_body_size", self.name, len(reply))
-                    reply = error_reply(frame, Status.RESOURCE_EXHAUSTED, "reply exceeds the maximum body size")
-                if reply is not None:
-                    self.out.write(reply, len(self.tasks) > 1)
+            self._reply(frame, reply, len(self.tasks) > 1)
         finally:
             # Done here rather than in a done-callback, which would cost a loop iteration.
             # (A task cancelled before it started stays in the set: only at shutdown.)
-            tasks = self.tasks
-            tasks.discard(asyncio.current_task())
-            slot = self.slot
-            if slot is not None and not slot.done():
-                slot.set_result(None)
-            elif not tasks and self.phase == _IDLE:
-                self.since = self.loop.time()
+            self._forget(asyncio.current_task())
 
     def check(self, now: float) -> None:
         """Close the connection if it broke the idle or read timeout (called by the sweeper)."""
@@ -252,6 +297,8 @@ class TcpListener(Listener):
         self.scheme = scheme
         self.url = url
         self.handler = handler
+        self.starter = frame_starter(handler)
+        """The handler's synchronous start, if it has one (a service's ``start_frame``)."""
         self.ssl = ssl
         self.max_in_flight = max_in_flight
         self.max_connections = max_connections
