@@ -9,6 +9,11 @@ A transport is chosen by the URL scheme (``inproc://``, ``tcp://``, ``zmq+tcp://
   sends a frame and waits for the reply frame with the same correlation id (read from the
   header; the ids are chosen by the client layer), ``send(frame)`` is one-way, ``close()``.
 
+A handler may also have a synchronous start (:func:`frame_starter` finds it: a service's
+``start_frame``), which a transport that reads frames in a loop callback or in a reader task
+calls instead of awaiting the handler: a request whose handler does not wait is answered by
+one plain call, with no task and no loop iteration.
+
 Frames are carried unchanged, byte for byte. Transports raise the library's errors:
 :class:`~nanomsg_kernel.errors.Unavailable` when the peer cannot be reached or goes away,
 :class:`~nanomsg_kernel.errors.DeadlineExceeded` when a request's timeout passes, and
