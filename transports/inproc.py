@@ -20,10 +20,9 @@ import functools
 import logging
 from typing import Any
 
-from nanomsg_kernel.codec import encode_error_body
 from nanomsg_kernel.eager import start_eagerly
-from nanomsg_kernel.errors import ConfigError, EncodeError, Status, Unavailable
-from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Kind, pack_header
+from nanomsg_kernel.errors import ConfigError, EncodeError, Unavailable
+from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE
 from transports.base import (
     Connection,
     FrameHandler,
@@ -34,6 +33,7 @@ from transports.base import (
     frame_starter,
     split_url,
 )
+from transports.replies import handler_failed, task_reply
 
 __all__ = ["InprocConnection", "InprocListener", "InprocTransport"]
 
@@ -52,12 +52,6 @@ def _name(url: str) -> str:
     if scheme != "inproc" or not name or "/" in name:
         raise ConfigError(f"bad inproc URL {url!r}: expected inproc://name")
     return name
-
-
-def _internal_error(frame: bytes) -> bytes:
-    """The ``INTERNAL`` error frame answering ``frame`` when its handler failed."""
-    body = encode_error_body(Status.INTERNAL, "frame handler failed")
-    return pack_header(Kind.ERROR, 0, 0, max(0, correlation_id_of(frame)), 0, len(body)) + body
 
 
 class InprocListener(Listener):
@@ -114,8 +108,7 @@ class InprocListener(Listener):
         try:
             result = starter(frame, loop)
         except Exception:
-            log.exception("frame handler failed on inproc://%s", self.name)
-            result = _internal_error(frame)
+            result = handler_failed(frame, log, f"inproc://{self.name}")
         if result is None or isinstance(result, bytes):
             self._answer(conn, result)
         else:
@@ -130,14 +123,7 @@ class InprocListener(Listener):
         """A task the starter made ended: its result is the reply."""
         if task.cancelled():
             self._abandon(frame, conn)
-            self._answer(conn, None)
-            return
-        exc = task.exception()
-        if exc is not None:
-            log.error("frame handler failed on inproc://%s", self.name, exc_info=exc)
-            self._answer(conn, _internal_error(frame))
-        else:
-            self._answer(conn, task.result())
+        self._answer(conn, task_reply(task, frame, log, f"inproc://{self.name}"))
 
     def _abandon(self, frame: bytes, conn: InprocConnection | None) -> None:
         """Only close() cancels: the grace period is over and the caller gets no reply."""
@@ -174,8 +160,7 @@ class InprocListener(Listener):
             self._abandon(frame, conn)
             raise
         except Exception:
-            log.exception("frame handler failed on inproc://%s", self.name)
-            reply = _internal_error(frame)
+            reply = handler_failed(frame, log, f"inproc://{self.name}")
         finally:
             self._answer(conn, reply)
 

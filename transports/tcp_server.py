@@ -29,7 +29,8 @@ from typing import Any
 from nanomsg_kernel.errors import ConfigError, DecodeError, FrameTooLarge, Status
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32, Kind
 from transports.base import FrameHandler, FrameStarter, Listener, frame_starter
-from transports.tcp_stream import FrameWriter, check_header, error_reply, format_address, parse_address
+from transports.replies import error_reply, handler_failed, task_reply
+from transports.tcp_stream import FrameWriter, check_header, format_address, parse_address
 
 __all__ = ["TcpListener"]
 
@@ -134,8 +135,7 @@ class _Peer:
         try:
             result = starter(frame, self.loop)
         except Exception:
-            log.exception("%s: frame handler failed", self.name)
-            result = error_reply(frame, Status.INTERNAL, "frame handler failed")
+            result = handler_failed(frame, log, self.name)
         if result is None or isinstance(result, bytes):
             self._reply(frame, result, True)
         else:
@@ -145,14 +145,7 @@ class _Peer:
     def _finished(self, frame: bytes, task: asyncio.Task[bytes | None]) -> None:
         """A task the starter made ended: its result is the reply."""
         self._forget(task)
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is not None:
-            log.error("%s: frame handler failed", self.name, exc_info=exc)
-            self._reply(frame, error_reply(frame, Status.INTERNAL, "frame handler failed"), bool(self.tasks))
-        else:
-            self._reply(frame, task.result(), bool(self.tasks))
+        self._reply(frame, task_reply(task, frame, log, self.name), bool(self.tasks))
 
     def _reply(self, frame: bytes, reply: bytes | None, more: bool) -> None:
         """Write ``reply`` (if any; ``more``: other replies are expected soon)."""
@@ -186,8 +179,8 @@ class _Peer:
             try:
                 reply = await self.listener.handler(frame)
             except Exception:
-                log.exception("%s: frame handler failed", self.name)
-                reply = error_reply(frame, Status.INTERNAL, "frame handler failed") if kind == _REQUEST else None
+                failed = handler_failed(frame, log, self.name)
+                reply = failed if kind == _REQUEST else None
             self._reply(frame, reply, len(self.tasks) > 1)
         finally:
             # Done here rather than in a done-callback, which would cost a loop iteration.

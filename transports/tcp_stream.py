@@ -4,7 +4,6 @@
 * :func:`check_header` — the per-frame header check of the read loops: a fast path over the
   precompiled struct, falling back to :func:`~nanomsg_kernel.frame.parse_header` for the
   precise error, so a bad or oversized header is refused before its body is read.
-* :func:`error_reply` — an error frame answering a frame whose correlation id is readable.
 * :class:`FrameWriter` — writes frames to a transport, coalescing the frames written during
   one event-loop iteration into a single socket write.
 """
@@ -14,15 +13,12 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import urlsplit
 
-from nanomsg_kernel.codec import encode_error_body
-from nanomsg_kernel.errors import ConfigError, Status
+from nanomsg_kernel.errors import ConfigError
 from nanomsg_kernel.frame import (
-    HEADER_SIZE,
     HEADER_STRUCT,
     MAGIC,
     WIRE_VERSION,
     Kind,
-    pack_header,
     parse_header,
 )
 from transports.base import split_url
@@ -32,14 +28,12 @@ __all__ = [
     "MAX_BATCH_BYTES",
     "FrameWriter",
     "check_header",
-    "error_reply",
     "format_address",
     "parse_address",
 ]
 
 _unpack_header = HEADER_STRUCT.unpack_from
 _KINDS = frozenset(int(k) for k in Kind)
-_ERROR = int(Kind.ERROR)
 
 MAX_BATCH = 16
 """Frames held back for one coalesced write at most: a full batch is written at once, so
@@ -92,16 +86,6 @@ def check_header(header: bytes, max_body: int) -> tuple[int, int, int]:
     if magic != MAGIC or wire != WIRE_VERSION or kind not in _KINDS or length > max_body:
         parse_header(header, max_body)  # raises the precise error
     return kind, cid, length
-
-
-def error_reply(frame: bytes, status: Status, message: str) -> bytes | None:
-    """An error frame answering ``frame`` (its correlation id and route), or ``None`` when
-    ``frame`` is too short or its magic is wrong, so that no correlation id can be read."""
-    if len(frame) < HEADER_SIZE or frame[:2] != MAGIC:
-        return None
-    fields = _unpack_header(frame)
-    body = encode_error_body(status, message)
-    return pack_header(_ERROR, fields[3], 0, fields[6], 0, len(body)) + body
 
 
 class FrameWriter:

@@ -35,14 +35,13 @@ from typing import Any
 
 import zmq
 
-from nanomsg_kernel.codec import encode_error_body
 from nanomsg_kernel.eager import start_eagerly
 from nanomsg_kernel.errors import Status
-from nanomsg_kernel.frame import HEADER_SIZE, HEADER_STRUCT, MAGIC, Kind, pack_header
 from transports.base import FrameHandler, frame_starter
+from transports.replies import error_reply, handler_failed, task_reply
 from transports.zmq_socket import SocketPump, raw_send
 
-__all__ = ["DRAIN_SECONDS", "REPLY_BURST", "REQUEST_BATCH", "FrameServer", "ReplyQueue", "error_frame"]
+__all__ = ["DRAIN_SECONDS", "REPLY_BURST", "REQUEST_BATCH", "FrameServer", "ReplyQueue"]
 
 log = logging.getLogger("nanomsg_kernel.transports.zmq")
 _current_task = asyncio.current_task
@@ -67,15 +66,6 @@ REPLY_BURST = 16
 
 MAX_ENVELOPE = 16
 """Most routing-envelope parts accepted in front of a frame (more: the message is dropped)."""
-
-
-def error_frame(status: Status, message: str, request: bytes) -> bytes | None:
-    """An error frame answering ``request`` (None if it has no readable header)."""
-    if len(request) < HEADER_SIZE or request[:2] != MAGIC:
-        return None
-    fields = HEADER_STRUCT.unpack_from(request)
-    body = encode_error_body(status, message)
-    return pack_header(Kind.ERROR, fields[3], 0, fields[6], 0, len(body)) + body
 
 
 class ReplyQueue:
@@ -321,8 +311,7 @@ class FrameServer:
             try:
                 result = starter(parts[-1], self._loop)
             except Exception:
-                log.exception("frame handler failed")
-                result = error_frame(Status.INTERNAL, "frame handler failed", parts[-1])
+                result = handler_failed(parts[-1], log, "")
             if result is None or isinstance(result, bytes):
                 self._answer(parts, result, replies, True)
             else:
@@ -342,15 +331,7 @@ class FrameServer:
     def _finished(self, parts: list[bytes], replies: ReplyQueue, task: asyncio.Task[bytes | None]) -> None:
         """A task the starter made ended: its result is the reply."""
         self.tasks.discard(task)
-        reply = None
-        if not task.cancelled():
-            exc = task.exception()
-            if exc is None:
-                reply = task.result()
-            else:
-                log.error("frame handler failed", exc_info=exc)
-                reply = error_frame(Status.INTERNAL, "frame handler failed", parts[-1])
-        self._answer(parts, reply, replies, False)
+        self._answer(parts, task_reply(task, parts[-1], log, ""), replies, False)
 
     def _answer(self, parts: list[bytes], reply: bytes | None, replies: ReplyQueue, in_batch: bool) -> None:
         """Queue ``reply`` (if any) for the client; the request is no longer in flight.
@@ -360,10 +341,9 @@ class FrameServer:
             if reply is None:
                 return
             if len(reply) > self.max_frame:
-                reply = error_frame(
-                    Status.RESOURCE_EXHAUSTED,
+                reply = error_reply(
+                    parts[-1], Status.RESOURCE_EXHAUSTED,
                     f"reply of {len(reply)} bytes exceeds the maximum frame of {self.max_frame} bytes",
-                    parts[-1],
                 )
                 if reply is None:
                     return
@@ -402,8 +382,7 @@ class FrameServer:
         try:
             reply = await self.handler(parts[-1])
         except Exception:
-            log.exception("frame handler failed")
-            reply = error_frame(Status.INTERNAL, "frame handler failed", parts[-1])
+            reply = handler_failed(parts[-1], log, "")
         finally:  # also when cancelled (no reply then)
             in_batch = self._starting
             if not in_batch:  # finished in a task of its own (none was made otherwise)
