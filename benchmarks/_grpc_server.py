@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from benchmarks.grpc_stubs import load
-from transports.loop import run
+from nanomsg_kernel.transports.loop import run
 
 MAX_MESSAGE = 16 * 1024 * 1024
 """The largest message either side accepts (as our frames' default maximum body)."""

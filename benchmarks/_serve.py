@@ -2,7 +2,7 @@
 [--loop asyncio|uvloop]``.
 
 SPEC is ``module:attribute`` of a :class:`~nanomsg_kernel.service.Service` (e.g.
-``contracts.services:calc`` or ``benchmarks.payload:blob``), URL any listening address of
+``nanomsg_kernel.contracts.services:calc`` or ``benchmarks.payload:blob``), URL any listening address of
 our transports (``tcp://127.0.0.1:0``, ``zmq+tcp://127.0.0.1:0``). Prints the bound URL,
 then serves until standard input closes.
 """
@@ -14,7 +14,7 @@ import asyncio
 import importlib
 import sys
 
-from transports.loop import run
+from nanomsg_kernel.transports.loop import run
 
 
 async def main(spec: str, url: str) -> None:

@@ -6,7 +6,7 @@ TARGET is one of:
 
 * ``echo`` — a bare asyncio length-prefixed echo server (the baseline);
 * ``frames`` — the TCP transport with a handler returning each frame unchanged;
-* ``service`` — the ``calc`` service (``contracts.services:calc``) over the TCP transport.
+* ``service`` — the ``calc`` service (``nanomsg_kernel.contracts.services:calc``) over the TCP transport.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import asyncio
 import struct
 import sys
 
-from transports.loop import run
+from nanomsg_kernel.transports.loop import run
 
 _PREFIX = struct.Struct(">I")
 
@@ -52,12 +52,12 @@ async def main(target: str) -> None:
         async with server:
             await _stdin_closed()
         return
-    from transports.tcp import TcpTransport
+    from nanomsg_kernel.transports.tcp import TcpTransport
 
     if target == "frames":
         handler = _frame_echo
     else:
-        from contracts.services import calc
+        from nanomsg_kernel.contracts.services import calc
 
         handler = calc.handle_frame
     async with TcpTransport().listen("tcp://127.0.0.1:0", handler, idle_timeout=None) as listener:

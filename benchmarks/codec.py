@@ -16,7 +16,7 @@ from typing import Any
 
 import msgpack
 
-from contracts.calc import CalcRoute, CalcWork, WorkType
+from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, WorkType
 
 
 class Op(enum.IntEnum):

@@ -12,9 +12,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from contracts.calc import CalcRoute, CalcWork, WorkType
-from contracts.services import calc, calc_work
-from nanomsg_kernel import LocalBinding
+from nanomsg_kernel import Client, LocalBinding
+from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, WorkType
+from nanomsg_kernel.contracts.services import calc, calc_work
 
 
 async def _per_call_ns(fns: dict[str, Callable[[], Awaitable[Any]]], n: int, repeat: int) -> dict[str, float]:
@@ -39,7 +39,7 @@ async def _measure(quick: bool) -> dict[str, float]:
         {"plain_await_ns": lambda: calc_work(work), "binding_ns": lambda: binding.call(work)}, n, repeat
     )
     url = "inproc://bench-calc"
-    async with calc.serve(url), CalcRoute.connect(url) as client:
+    async with calc.serve(url), Client(CalcRoute, url) as client:
         out.update(await _per_call_ns({"inproc_ns": lambda: client.call(work)}, n // 5, repeat))
     out["binding_overhead_ns"] = out["binding_ns"] - out["plain_await_ns"]
     out["ratio_binding_vs_plain"] = out["binding_ns"] / out["plain_await_ns"]

@@ -20,8 +20,8 @@ from typing import Any
 from benchmarks._util import closed_loop, pipelined, print_table, spawn_all, stop
 from benchmarks.grpc_stubs import load, missing
 from benchmarks.payload import Blob, BlobRoute, blob
-from transports.loop import loop_name, uvloop_available
-from transports.loop import run as run_loop
+from nanomsg_kernel.transports.loop import loop_name, uvloop_available
+from nanomsg_kernel.transports.loop import run as run_loop
 
 __all__ = ["CONCURRENCY", "SIZES", "TRANSPORTS", "main", "run"]
 

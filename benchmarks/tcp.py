@@ -8,8 +8,8 @@ turns (see :func:`benchmarks._util.interleaved`):
 
 * ``bare echo`` — a minimal asyncio length-prefixed echo server and a pipelining client
   (FIFO futures): the baseline;
-* ``tcp transport`` — :class:`~transports.tcp.TcpConnection` to a
-  :class:`~transports.tcp.TcpListener` whose handler returns the frame unchanged;
+* ``tcp transport`` — :class:`~nanomsg_kernel.transports.tcp.TcpConnection` to a
+  :class:`~nanomsg_kernel.transports.tcp.TcpListener` whose handler returns the frame unchanged;
 * ``service+client`` — :class:`~nanomsg_kernel.client.Client` calling the ``calc`` service's
   ``Echo`` handler (encode, decode, dispatch, reply) over the TCP transport.
 
@@ -29,11 +29,11 @@ import struct
 from typing import Any
 
 from benchmarks._util import closed_and_pipelined_ratios, interleaved, print_table, spawn_all, stop
-from contracts.calc import CalcRoute, Echo
+from nanomsg_kernel.contracts.calc import CalcRoute, Echo
 from nanomsg_kernel.frame import HEADER_SIZE, Kind, pack_header
-from transports.loop import loop_name, uvloop_available
-from transports.loop import run as run_loop
-from transports.tcp_stream import parse_address
+from nanomsg_kernel.transports.loop import loop_name, uvloop_available
+from nanomsg_kernel.transports.loop import run as run_loop
+from nanomsg_kernel.transports.tcp_stream import parse_address
 
 __all__ = ["main", "run"]
 
@@ -88,7 +88,7 @@ class EchoClient:
 
 async def _measure_all(urls: dict[str, str], quick: bool, seconds: float | None) -> dict[str, Any]:
     from nanomsg_kernel.client import Client
-    from transports.tcp import TcpTransport
+    from nanomsg_kernel.transports.tcp import TcpTransport
 
     body = CalcRoute.codec().encode(Echo(text=TEXT))[HEADER_SIZE:]
     ids = itertools.count(1)

@@ -24,9 +24,9 @@ from typing import Any
 
 from benchmarks._util import closed_and_pipelined_ratios, interleaved, print_table, spawn_all, stop
 from benchmarks.grpc_stubs import load, missing
-from contracts.calc import CalcRoute, Echo
-from transports.loop import loop_name, uvloop_available
-from transports.loop import run as run_loop
+from nanomsg_kernel.contracts.calc import CalcRoute, Echo
+from nanomsg_kernel.transports.loop import loop_name, uvloop_available
+from nanomsg_kernel.transports.loop import run as run_loop
 
 __all__ = ["CONCURRENCY", "TARGETS", "main", "run"]
 
@@ -70,8 +70,8 @@ async def _measure(urls: dict[str, str], seconds: float, rounds: int, warmup: fl
 def _one_loop(loop: str, seconds: float, rounds: int, warmup: float) -> dict[str, Any]:
     procs = spawn_all({
         "grpc": ("benchmarks._grpc_server", "--loop", loop),
-        "tcp": ("benchmarks._serve", "contracts.services:calc", "tcp://127.0.0.1:0", "--loop", loop),
-        "zmq": ("benchmarks._serve", "contracts.services:calc", "zmq+tcp://127.0.0.1:0", "--loop", loop),
+        "tcp": ("benchmarks._serve", "nanomsg_kernel.contracts.services:calc", "tcp://127.0.0.1:0", "--loop", loop),
+        "zmq": ("benchmarks._serve", "nanomsg_kernel.contracts.services:calc", "zmq+tcp://127.0.0.1:0", "--loop", loop),
     })
     try:
         urls = {target: line for target, (_proc, line) in procs.items()}

@@ -11,7 +11,7 @@ closed loop = one call at a time), all carrying the same encoded ``CalcWork`` fr
   against the raw echo's, with a client that costs next to nothing;
 * ``zmq.asyncio`` — a ``zmq.asyncio`` ``DEALER`` against the same echo (the event-loop
   integration this transport does *not* use; shown for the record);
-* ``zmq transport`` — :class:`~transports.zmq_client.ZmqConnection` against the same echo;
+* ``zmq transport`` — :class:`~nanomsg_kernel.transports.zmq_client.ZmqConnection` against the same echo;
 * ``transport -> service`` — the same ``ZmqConnection`` sending ready-made ``CalcWork``
   frames to the ``calc`` service: the server's whole path (decode, dispatch, handler,
   encode), the client's without its codec. Set beside the next row, it shows how much of
@@ -23,7 +23,7 @@ Events, one way: ``N`` events published as fast as the subscriber takes them
 (``XPUB_NODROP``), until the subscribing process has counted them all: raw pyzmq
 (``XPUB`` -> ``SUB``) against ``client.publish`` -> a service's subscriber.
 
-Workers: calls/s of the CPU-bound ``Burn`` handler (``contracts.bench_services:burn``)
+Workers: calls/s of the CPU-bound ``Burn`` handler (``nanomsg_kernel.contracts.bench_services:burn``)
 served with ``workers=1`` and ``workers=2``, 8 calls in flight.
 
 Run with ``-m`` from the project root (run as a file, this module would shadow pyzmq).
@@ -45,11 +45,12 @@ import zmq
 import zmq.asyncio
 
 from benchmarks._util import closed_loop, percentile, pipelined, print_table, ratio, spawn, stop
-from contracts.bench import BenchRoute, Burn, Tick
-from contracts.calc import CalcRoute, CalcWork, WorkType
+from nanomsg_kernel.client import Client
+from nanomsg_kernel.contracts.bench import BenchRoute, Burn, Tick
+from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, WorkType
 from nanomsg_kernel.frame import HEADER_SIZE, Kind, pack_header
-from transports.loop import loop_name, uvloop_available
-from transports.loop import run as run_loop
+from nanomsg_kernel.transports.loop import loop_name, uvloop_available
+from nanomsg_kernel.transports.loop import run as run_loop
 
 __all__ = ["main", "run"]
 
@@ -137,8 +138,8 @@ def _serve_raw_sub() -> None:
 async def _serve_ours(target: str) -> None:
     """``calc`` (target ``service``) or ``burn`` (``events``: lines ``N`` on stdin wait for N
     more ticks, then print ``done``) over ``zmq+tcp://``."""
-    from contracts import bench_services
-    from contracts.services import calc
+    from nanomsg_kernel.contracts import bench_services
+    from nanomsg_kernel.contracts.services import calc
 
     svc = calc if target == "service" else bench_services.burn
     loop = asyncio.get_running_loop()
@@ -219,7 +220,7 @@ class _AsyncioDealer:
 
 async def _request_reply(raw_url: str, service_url: str, quick: bool) -> dict[str, Any]:
     from nanomsg_kernel.client import Client
-    from transports.zmq import ZmqTransport
+    from nanomsg_kernel.transports.zmq import ZmqTransport
 
     seconds = 0.5 if quick else 3.0
     rounds = 2 if quick else 6
@@ -333,7 +334,7 @@ def _raw_events(proc: subprocess.Popen[str], url: str, count: int) -> float:
 
 
 async def _our_events(proc: subprocess.Popen[str], url: str, count: int) -> float:
-    async with BenchRoute.connect(url) as client:
+    async with Client(BenchRoute, url) as client:
         _tell(proc, "1")
         await client.publish(Tick(seq=0))  # waits for the subscription
         _wait_line(proc)
@@ -362,7 +363,7 @@ async def _events(quick: bool, loop: str) -> dict[str, Any]:
 
 
 async def _workers(quick: bool) -> dict[str, Any]:
-    from contracts.bench_services import burn, sum_of_squares
+    from nanomsg_kernel.contracts.bench_services import burn, sum_of_squares
 
     start = time.perf_counter()
     for _ in range(20):
@@ -372,7 +373,7 @@ async def _workers(quick: bool) -> dict[str, Any]:
     for workers in (1, 2):
         async with (
             burn.serve("zmq+tcp://127.0.0.1:0", workers=workers) as listener,
-            BenchRoute.connect(listener.url) as client,
+            Client(BenchRoute, listener.url) as client,
         ):
             r = await pipelined(lambda: client.call(Burn(n=BURN_N), timeout=30.0),
                                 concurrency=BURN_CONCURRENCY, seconds=1.0 if quick else 3.0, warmup=0.3)

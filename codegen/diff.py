@@ -21,8 +21,15 @@ from typing import Any
 
 import attrs
 
-from codegen.model import REQUIRED, EnumSchema, FieldSchema, KernelSchema, MessageSchema, Special
-from codegen.wire import readable
+from nanomsg_kernel.codegen.model import (
+    REQUIRED,
+    EnumSchema,
+    FieldSchema,
+    KernelSchema,
+    MessageSchema,
+    Special,
+)
+from nanomsg_kernel.codegen.wire import readable
 
 __all__ = ["BACKWARD", "FORWARD", "MODES", "POLICY", "Change", "Report", "diff"]
 

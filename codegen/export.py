@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from codegen.model import (
+from nanomsg_kernel.codegen.model import (
     EMPTY_DICT,
     EMPTY_LIST,
     REQUIRED,
@@ -25,8 +25,8 @@ from codegen.model import (
     TypeRef,
     clean_doc,
 )
-from codegen.schema import SchemaError, load_text
-from codegen.toml_out import to_toml
+from nanomsg_kernel.codegen.schema import SchemaError, load_text
+from nanomsg_kernel.codegen.toml_out import to_toml
 from nanomsg_kernel.contract import ContractInfo, FieldInfo, contract_info
 from nanomsg_kernel.errors import ContractError
 from nanomsg_kernel.routing import RoutingEnum
@@ -126,7 +126,7 @@ def export_kernel(routes: type[RoutingEnum], *, source: str = "", name: str = ""
     """The schema of the kernel whose routing enum is ``routes``.
 
     Args:
-        source: how the kernel was named (for messages), e.g. ``contracts.calc:CalcRoute``.
+        source: how the kernel was named (for messages), e.g. ``nanomsg_kernel.contracts.calc:CalcRoute``.
         name: the kernel's name; by default the last part of its module's name.
 
     Raises:

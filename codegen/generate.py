@@ -14,9 +14,9 @@ from pathlib import Path
 
 import attrs
 
-from codegen.model import KernelSchema
-from codegen.render import GENERATED_MARK, render_module
-from codegen.schema import Problem, SchemaError, load_path
+from nanomsg_kernel.codegen.model import KernelSchema
+from nanomsg_kernel.codegen.render import GENERATED_MARK, render_module
+from nanomsg_kernel.codegen.schema import Problem, SchemaError, load_path
 
 __all__ = ["Module", "plan", "schema_files", "stale_diff", "write"]
 

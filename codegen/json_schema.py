@@ -4,7 +4,7 @@ A schema describes a message in one of two JSON forms:
 
 * ``keys="tag"`` (the default) mirrors the wire: the msgpack body is a map keyed by field
   tag, so objects are keyed by the tags as decimal strings and enums are their values;
-* ``keys="name"`` is the JSON form of :mod:`nanomsg_kernel.jsonio` (what ``nanomsg-kernel
+* ``keys="name"`` is the JSON form of :mod:`nanomsg_kernel.app.jsonio` (what ``nanomsg-kernel
   call`` reads and prints): objects keyed by field name, enums by member name (or value).
 
 In both, ``int`` is a 64-bit integer, ``float`` a number (or ``"NaN"``, ``"Infinity"``,
@@ -21,8 +21,8 @@ import base64
 import math
 from typing import Any
 
-from codegen.model import EMPTY_DICT, EMPTY_LIST, KernelSchema, MessageSchema, TypeRef
-from codegen.values import INT_MAX, INT_MIN
+from nanomsg_kernel.codegen.model import EMPTY_DICT, EMPTY_LIST, KernelSchema, MessageSchema, TypeRef
+from nanomsg_kernel.codegen.values import INT_MAX, INT_MIN
 
 __all__ = ["DIALECT", "contract_schemas", "message_schema", "type_schema"]
 

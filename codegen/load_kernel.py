@@ -14,8 +14,8 @@ import sys
 import types
 from typing import cast
 
-from codegen.model import KernelSchema
-from codegen.render import render_module
+from nanomsg_kernel.codegen.model import KernelSchema
+from nanomsg_kernel.codegen.render import render_module
 from nanomsg_kernel.routing import RoutingEnum
 
 __all__ = ["load_module", "load_routes"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from codegen.model import REQUIRED, FieldSchema, KernelSchema, MessageSchema, TypeRef
-from codegen.reader import (
+from nanomsg_kernel.codegen.model import REQUIRED, FieldSchema, KernelSchema, MessageSchema, TypeRef
+from nanomsg_kernel.codegen.reader import (
     MAX_TAG,
     MAX_VERSION,
     RESERVED_FIELD_NAMES,
@@ -13,8 +13,8 @@ from codegen.reader import (
     is_identifier,
     toml_type,
 )
-from codegen.typeexpr import TypeExprError, parse_type
-from codegen.values import check_default, default_from_toml
+from nanomsg_kernel.codegen.typeexpr import TypeExprError, parse_type
+from nanomsg_kernel.codegen.values import check_default, default_from_toml
 
 __all__ = ["check_bindings", "load_message"]
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import keyword
 from typing import Any
 
-from codegen.errors import Problem
-from codegen.model import clean_doc
-from codegen.tomllines import KeyLines, key_lines
+from nanomsg_kernel.codegen.errors import Problem
+from nanomsg_kernel.codegen.model import clean_doc
+from nanomsg_kernel.codegen.tomllines import KeyLines, key_lines
 
 __all__ = [
     "FORMAT",

@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import attrs
 
-from codegen.model import EMPTY_DICT, EMPTY_LIST, EnumSchema, FieldSchema, KernelSchema, MessageSchema
-from codegen.schema import record_order
-from codegen.typeexpr import python_annotation
-from codegen.values import py_str, python_default
+from nanomsg_kernel.codegen.model import (
+    EMPTY_DICT,
+    EMPTY_LIST,
+    EnumSchema,
+    FieldSchema,
+    KernelSchema,
+    MessageSchema,
+)
+from nanomsg_kernel.codegen.schema import record_order
+from nanomsg_kernel.codegen.typeexpr import python_annotation
+from nanomsg_kernel.codegen.values import py_str, python_default
 
 __all__ = ["GENERATED_MARK", "header", "render_module"]
 
@@ -38,7 +45,7 @@ def _doc_char(c: str) -> str:
 
 
 def _docstring(doc: str, indent: str) -> list[str]:
-    """A docstring whose ``inspect.cleandoc`` is ``doc`` (a :func:`~codegen.model.clean_doc` text)."""
+    """A docstring whose ``inspect.cleandoc`` is ``doc`` (a :func:`~nanomsg_kernel.codegen.model.clean_doc` text)."""
     lines = ["".join(_doc_char(c) for c in line).replace('"""', '\\"""') for line in doc.split("\n")]
     if lines[0].startswith('"'):
         lines[0] = "\\" + lines[0]

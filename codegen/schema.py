@@ -1,7 +1,7 @@
-"""Read a kernel schema file (TOML) into a :class:`~codegen.model.KernelSchema`.
+"""Read a kernel schema file (TOML) into a :class:`~nanomsg_kernel.codegen.model.KernelSchema`.
 
 Every problem is reported as ``file:line: name: problem`` (the line of the offending key,
-found with :mod:`codegen.tomllines`), and all problems of a file are reported together in
+found with :mod:`nanomsg_kernel.codegen.tomllines`), and all problems of a file are reported together in
 one :class:`SchemaError`. The format is described in ``docs/schemas.md``.
 """
 
@@ -13,10 +13,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from codegen.errors import Problem, SchemaError
-from codegen.messages import check_bindings, load_message
-from codegen.model import EnumSchema, KernelSchema, MessageSchema
-from codegen.reader import (
+from nanomsg_kernel.codegen.errors import Problem, SchemaError
+from nanomsg_kernel.codegen.messages import check_bindings, load_message
+from nanomsg_kernel.codegen.model import EnumSchema, KernelSchema, MessageSchema
+from nanomsg_kernel.codegen.reader import (
     FORMAT,
     MAX_ROUTE,
     MAX_TAG,

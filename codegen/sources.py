@@ -18,9 +18,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from codegen.export import export_kernel
-from codegen.model import KernelSchema
-from codegen.schema import SchemaError, load_path, load_text
+from nanomsg_kernel.codegen.export import export_kernel
+from nanomsg_kernel.codegen.model import KernelSchema
+from nanomsg_kernel.codegen.schema import SchemaError, load_path, load_text
 from nanomsg_kernel.routing import RoutingEnum
 
 __all__ = ["import_routes", "load_source", "read_git"]

@@ -1,4 +1,4 @@
-"""Write a :class:`~codegen.model.KernelSchema` as a schema file, in the canonical layout.
+"""Write a :class:`~nanomsg_kernel.codegen.model.KernelSchema` as a schema file, in the canonical layout.
 
 The output is what ``nanomsg-kernel schema export`` prints: one table per routing enum,
 enum, record and contract, one inline table per field, keys in a fixed order, so that two
@@ -12,8 +12,8 @@ import math
 import re
 from typing import Any
 
-from codegen.model import EnumSchema, FieldSchema, KernelSchema, MessageSchema
-from codegen.values import default_to_toml
+from nanomsg_kernel.codegen.model import EnumSchema, FieldSchema, KernelSchema, MessageSchema
+from nanomsg_kernel.codegen.values import default_to_toml
 
 __all__ = ["to_toml", "toml_key", "toml_value"]
 

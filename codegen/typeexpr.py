@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from codegen.model import SCALAR_KINDS, TypeRef
+from nanomsg_kernel.codegen.model import SCALAR_KINDS, TypeRef
 
 __all__ = ["TypeExprError", "parse_type", "python_annotation"]
 

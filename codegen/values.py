@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any
 
-from codegen.model import EMPTY_DICT, EMPTY_LIST, REQUIRED, KernelSchema, TypeRef
+from nanomsg_kernel.codegen.model import EMPTY_DICT, EMPTY_LIST, REQUIRED, KernelSchema, TypeRef
 
 __all__ = ["check_default", "default_from_toml", "default_to_toml", "py_bytes", "py_str", "python_default"]
 

@@ -16,7 +16,7 @@ another schema) -- does every such value decode? It drives ``schema diff``'s typ
 
 from __future__ import annotations
 
-from codegen.model import KernelSchema, MessageSchema, TypeRef
+from nanomsg_kernel.codegen.model import KernelSchema, MessageSchema, TypeRef
 
 __all__ = ["kind_of", "readable"]
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-from contracts.calc import CalcRoute, CalcWork, Echo, WorkType
-from contracts.services import calc
-from nanomsg_kernel import RemoteError, Status
+from nanomsg_kernel import Client, RemoteError, Status
+from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, Echo, WorkType
+from nanomsg_kernel.contracts.services import calc
 
 
 async def _serve_and_call() -> list[str]:
     lines = []
-    async with calc.serve("inproc://calc"), CalcRoute.connect("inproc://calc") as client:
+    async with calc.serve("inproc://calc"), Client(CalcRoute, "inproc://calc") as client:
         done = await client.call(CalcWork(a=6, b=3, op=WorkType.DIV), timeout=1.0)
         lines.append(f"inproc://calc  CalcWork 6 / 3       -> result={done.result}")
         echo = await client.call(Echo(text="hello"), timeout=1.0)

@@ -1,8 +1,8 @@
-"""The ``burn`` service of the benchmark kernel, importable as ``contracts.bench_services:burn``.
+"""The ``burn`` service of the benchmark kernel, importable as ``nanomsg_kernel.contracts.bench_services:burn``.
 
 Run it on its own (prints the bound URL, then serves until killed)::
 
-    python -m contracts.bench_services zmq+tcp://127.0.0.1:0 [workers]
+    python -m nanomsg_kernel.contracts.bench_services zmq+tcp://127.0.0.1:0 [workers]
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import asyncio
 import os
 import sys
 
-from contracts.bench import BenchRoute, Burn, Tick, Ticks, Who
 from nanomsg_kernel import Service, evolve
+from nanomsg_kernel.contracts.bench import BenchRoute, Burn, Tick, Ticks, Who
 
 __all__ = ["burn", "main", "sum_of_squares", "ticks_received"]
 
@@ -62,7 +62,7 @@ def ticks(msg: Ticks) -> Ticks:
 
 async def _serve(url: str, workers: int) -> None:
     # Under ``python -m`` this file runs as ``__main__``; workers import the real module.
-    from contracts.bench_services import burn as service
+    from nanomsg_kernel.contracts.bench_services import burn as service
 
     async with service.serve(url, workers=workers) as listener:
         print(listener.url, flush=True)
@@ -72,7 +72,7 @@ async def _serve(url: str, workers: int) -> None:
 def main(argv: list[str]) -> None:
     """Serve ``burn`` at ``argv[0]`` with ``argv[1]`` worker processes (default 0)."""
     if not 1 <= len(argv) <= 2:
-        raise SystemExit("usage: python -m contracts.bench_services URL [workers]")
+        raise SystemExit("usage: python -m nanomsg_kernel.contracts.bench_services URL [workers]")
     asyncio.run(_serve(argv[0], int(argv[1]) if len(argv) == 2 else 0))
 
 

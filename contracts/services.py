@@ -5,8 +5,8 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable
 
-from contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel import Context, Service, ServiceError, Status, evolve
+from nanomsg_kernel.contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
 
 __all__ = ["OPS", "calc", "gateway"]
 

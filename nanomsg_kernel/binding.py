@@ -21,13 +21,10 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from nanomsg_kernel.client import Client, caller_error
 from nanomsg_kernel.errors import CapabilityError, DeadlineExceeded, RemoteError
-
-if TYPE_CHECKING:
-    from nanomsg_kernel.service import Service
 
 __all__ = ["Binding", "Bindings", "BindingsView", "LocalBinding", "RemoteBinding"]
 
@@ -62,12 +59,25 @@ class Binding(abc.ABC):
         """Release what the binding holds (connections)."""
 
 
+
+class LocalTarget(Protocol):
+    """What a :class:`LocalBinding` calls: a :class:`~nanomsg_kernel.service.Service`."""
+
+    name: str
+
+    async def dispatch(self, msg: Any, *, deadline: float | None = None) -> Any:
+        """Run the handler of ``msg``'s contract and return its reply."""
+
+    async def publish_local(self, event: Any) -> None:
+        """Run the subscribers of ``event``."""
+
+
 class LocalBinding(Binding):
     """A binding to a service in the same process: a direct call of its dispatch."""
 
     __slots__ = ("name", "service")
 
-    def __init__(self, name: str, service: Service) -> None:
+    def __init__(self, name: str, service: LocalTarget) -> None:
         self.name = name
         self.service = service
 

@@ -2,7 +2,7 @@
 
 ::
 
-    async with CalcRoute.connect("tcp://127.0.0.1:7000") as client:
+    async with Client(CalcRoute, "tcp://127.0.0.1:7000") as client:
         done = await client.call(CalcWork(a=6, b=3, op=WorkType.DIV), timeout=1.0)
         await client.publish(CalcDone(work=1, result=2))
 
@@ -40,7 +40,7 @@ from nanomsg_kernel.lifecycle import AsyncResource
 if TYPE_CHECKING:
     from nanomsg_kernel.codec import Codec
     from nanomsg_kernel.routing import RoutingEnum
-    from transports.base import Connection
+    from nanomsg_kernel.transports.base import Connection
 
 __all__ = ["Client", "caller_error"]
 
@@ -86,7 +86,7 @@ class Client(AsyncResource):
         max_body_size: int = DEFAULT_MAX_BODY,
         **options: Any,
     ) -> None:
-        from transports.base import get_transport
+        from nanomsg_kernel.transports.base import get_transport
 
         self.routes = routes
         self.url = url

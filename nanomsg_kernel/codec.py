@@ -15,13 +15,20 @@ every length by the bytes actually present) and every field is type-checked. Onl
 
 from __future__ import annotations
 
+import enum
 import struct
 import threading
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import msgpack
 
-from nanomsg_kernel.contract import ContractInfo, contract_info
+from nanomsg_kernel.contract import (
+    ContractInfo,
+    contract_info,
+    contract_of,
+    kernel_contracts,
+    validate_kernel,
+)
 from nanomsg_kernel.errors import DecodeError, EncodeError, FrameTooLarge, RemoteError, Status
 from nanomsg_kernel.frame import (
     DEFAULT_MAX_BODY,
@@ -35,9 +42,6 @@ from nanomsg_kernel.frame import (
     Kind,
     parse_header,
 )
-
-if TYPE_CHECKING:
-    from nanomsg_kernel.routing import RoutingEnum
 
 __all__ = ["Codec", "Frame", "decode_error_body", "encode_error_body", "msgpack_reason"]
 
@@ -153,8 +157,8 @@ class Codec:
         max_body_size: the largest body accepted or produced, in bytes (default 16 MiB).
     """
 
-    def __init__(self, routes: type[RoutingEnum], *, max_body_size: int = DEFAULT_MAX_BODY) -> None:
-        routes.validate()
+    def __init__(self, routes: type[enum.IntEnum], *, max_body_size: int = DEFAULT_MAX_BODY) -> None:
+        validate_kernel(routes)
         if not 0 < max_body_size <= MAX_U32:
             raise ValueError(f"max_body_size must be 1 to {MAX_U32}, got {max_body_size}")
         self.routes = routes
@@ -163,7 +167,7 @@ class Codec:
         self._by_route: dict[int, _Entry] = {}
         self._by_key: dict[bytes, _Entry] = {}
         self._requests: dict[bytes, _Entry] = {}
-        for member, cls in routes.contracts().items():
+        for member, cls in kernel_contracts(routes).items():
             info = contract_info(cls)
             prefixes = tuple(
                 _PREFIX.pack(MAGIC, WIRE_VERSION, k, int(member), info.version, 0) for k in range(max(Kind) + 1)
@@ -184,7 +188,7 @@ class Codec:
         entry = self._by_route.get(route)
         if entry is None:
             raise DecodeError(f"unknown route {route} for {self.routes.__name__}")
-        return contract_info(self.routes(route).contract)
+        return contract_info(contract_of(self.routes(route)))
 
     def _packer(self) -> msgpack.Packer:
         try:

@@ -19,21 +19,27 @@ explicitly. Tags listed in ``reserved=[...]`` (retired fields) can never be used
 
 from __future__ import annotations
 
+import enum
 import keyword
 import linecache
 import sys
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, dataclass_transform, overload
+from typing import Any, ClassVar, TypeVar, dataclass_transform, overload
 
 import attrs
 
 from nanomsg_kernel.errors import ContractError
-from nanomsg_kernel.layout import UNKNOWN_SLOT, Layout, build_layout, plain_construction, slot_setter
-from nanomsg_kernel.types import TypeSpec, resolve
-
-if TYPE_CHECKING:
-    from nanomsg_kernel.routing import RoutingEnum
+from nanomsg_kernel.frame import MAX_U16 as MAX_ROUTE
+from nanomsg_kernel.layout import (
+    UNKNOWN_SLOT,
+    FieldInfo,
+    Layout,
+    build_layout,
+    plain_construction,
+    slot_setter,
+)
+from nanomsg_kernel.types import resolve
 
 __all__ = [
     "METADATA_KEY",
@@ -68,29 +74,11 @@ class FieldMeta:
 
 
 @attrs.frozen
-class FieldInfo:
-    """One field of a contract or record, as the codec sees it."""
-
-    name: str
-    tag: int
-    since: int
-    spec: TypeSpec
-    default: Any
-    """The attrs default: ``attrs.NOTHING`` when required, an ``attrs.Factory``, or a value."""
-    kw_only: bool = False
-
-    @property
-    def required(self) -> bool:
-        """True when the field has no default."""
-        return self.default is attrs.NOTHING
-
-
-@attrs.frozen
 class ContractInfo:
     """Everything the kernel knows about a contract or record class."""
 
     cls: type
-    route: RoutingEnum | None
+    route: enum.IntEnum | None
     """The routing enum member, or ``None`` for a record."""
     version: int
     fields: tuple[FieldInfo, ...]
@@ -303,7 +291,7 @@ def _rebase(cls: type) -> type:
 
 
 def _make(
-    cls: type, route: RoutingEnum | None, version: int, reserved: Iterable[int], localns: dict[str, Any]
+    cls: type, route: enum.IntEnum | None, version: int, reserved: Iterable[int], localns: dict[str, Any]
 ) -> type:
     name = cls.__name__
     if type(version) is not int or not 1 <= version <= 0xFFFF:
@@ -353,6 +341,57 @@ def _make(
     return made
 
 
+
+_ROUTED: dict[type[enum.IntEnum], dict[enum.IntEnum, type]] = {}
+"""Each routing enum's members mapped to their contract classes (filled by :func:`contract`)."""
+
+
+def is_route(value: object) -> bool:
+    """True for a member of a routing enum (a :class:`~nanomsg_kernel.routing.RoutingEnum`)."""
+    return isinstance(value, enum.IntEnum) and getattr(type(value), "__routing_enum__", False) is True
+
+
+def register_contract(route: enum.IntEnum, cls: type) -> None:
+    """Bind ``cls`` to ``route``; a second contract for the same member is an error."""
+    kernel = type(route)
+    if not 0 <= route.value <= MAX_ROUTE:
+        raise ContractError(f"{kernel.__name__}.{route.name} = {route.value}: route ids are 0 to {MAX_ROUTE}")
+    table = _ROUTED.setdefault(kernel, {})
+    if route in table:
+        raise ContractError(
+            f"{kernel.__name__}.{route.name} already has contract {table[route].__name__}; "
+            f"cannot also give it {cls.__name__}"
+        )
+    table[route] = cls
+
+
+def kernel_contracts(kernel: type[enum.IntEnum]) -> dict[enum.IntEnum, type]:
+    """The members of ``kernel`` that have a contract, mapped to it (in member order)."""
+    table = _ROUTED.get(kernel, {})
+    return {m: table[m] for m in kernel if m in table}
+
+
+def contract_of(route: enum.IntEnum) -> type:
+    """The contract class bound to ``route``; :class:`ContractError` when there is none."""
+    try:
+        return _ROUTED[type(route)][route]
+    except KeyError:
+        raise ContractError(f"{type(route).__name__}.{route.name} has no contract") from None
+
+
+def validate_kernel(kernel: type[enum.IntEnum]) -> None:
+    """Check every member of ``kernel`` has a contract and fits the wire."""
+    if not list(kernel):
+        raise ContractError(f"{kernel.__name__} has no members")
+    table = _ROUTED.get(kernel, {})
+    missing = [m.name for m in kernel if m not in table]
+    if missing:
+        raise ContractError(f"{kernel.__name__}: no contract for {', '.join(missing)}")
+    for m in kernel:
+        if not 0 <= m.value <= MAX_ROUTE:
+            raise ContractError(f"{kernel.__name__}.{m.name} = {m.value}: route ids are 0 to {MAX_ROUTE}")
+
+
 def _caller_locals(depth: int) -> dict[str, Any]:
     """Names visible where the decorator was applied, to resolve string annotations."""
     frame = sys._getframe(depth + 1)
@@ -361,7 +400,7 @@ def _caller_locals(depth: int) -> dict[str, Any]:
 
 @dataclass_transform(frozen_default=True, field_specifiers=(field, attrs.field))
 def contract(
-    route: RoutingEnum, /, *, version: int = 1, reserved: Iterable[int] = ()
+    route: enum.IntEnum, /, *, version: int = 1, reserved: Iterable[int] = ()
 ) -> Callable[[type[T]], type[T]]:
     """Make a class the contract of ``route`` (a member of a :class:`RoutingEnum`).
 
@@ -374,9 +413,7 @@ def contract(
         ContractError: a field type is unsupported, a tag is duplicated or reserved, or the
             route already has a contract.
     """
-    from nanomsg_kernel.routing import RoutingEnum, register_contract
-
-    if not isinstance(route, RoutingEnum):
+    if not is_route(route):
         raise ContractError(f"@contract needs a RoutingEnum member, got {route!r}")
     reserved = tuple(reserved)
 

@@ -14,7 +14,7 @@ Two kinds of wheel, one each per event loop:
   :meth:`asyncio.Task.uncancel`, as ``asyncio.timeout()`` does.
 * :func:`reply_deadlines` — fails the futures of replies not received by their deadline
   with :class:`~nanomsg_kernel.errors.DeadlineExceeded` (what
-  :class:`~transports.base.PendingReplies` uses).
+  :class:`~nanomsg_kernel.transports.base.PendingReplies` uses).
 
 A call adds itself to a bucket (``bucket[item] = value``) and removes itself when it ends
 (``del bucket[item]``); an empty bucket's timer still fires, and finds nothing to do.

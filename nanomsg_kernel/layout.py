@@ -27,17 +27,32 @@ from __future__ import annotations
 
 import linecache
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from nanomsg_kernel.errors import DecodeError, EncodeError
 from nanomsg_kernel.types import INT_MAX, INT_MIN, Mismatch, TypeSpec
 
-if TYPE_CHECKING:
-    from nanomsg_kernel.contract import FieldInfo
+__all__ = ["UNKNOWN_SLOT", "FieldInfo", "Layout", "build_layout", "plain_construction", "slot_setter"]
 
-__all__ = ["UNKNOWN_SLOT", "Layout", "build_layout", "plain_construction", "slot_setter"]
+
+@attrs.frozen
+class FieldInfo:
+    """One field of a contract or record, as the codec sees it."""
+
+    name: str
+    tag: int
+    since: int
+    spec: TypeSpec
+    default: Any
+    """The attrs default: ``attrs.NOTHING`` when required, an ``attrs.Factory``, or a value."""
+    kw_only: bool = False
+
+    @property
+    def required(self) -> bool:
+        """True when the field has no default."""
+        return self.default is attrs.NOTHING
 
 UNKNOWN_SLOT = "_nk_unknown"
 """Slot holding fields a decoder did not know (tag -> raw msgpack value), kept for re-encode."""

@@ -24,7 +24,7 @@ from nanomsg_kernel.lifecycle import AsyncResource
 from nanomsg_kernel.service import Service
 
 if TYPE_CHECKING:
-    from transports.base import Listener
+    from nanomsg_kernel.transports.base import Listener
 
 __all__ = ["Node"]
 

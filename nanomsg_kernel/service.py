@@ -55,7 +55,7 @@ from nanomsg_kernel.metrics import ServiceMetrics
 
 if TYPE_CHECKING:
     from nanomsg_kernel.routing import RoutingEnum
-    from transports.base import Listener
+    from nanomsg_kernel.transports.base import Listener
 
 __all__ = ["Handler", "Service"]
 
@@ -341,7 +341,7 @@ class Service:
         self.logger.exception("subscriber failed", extra={"service": self.name, "contract": h.name})
 
     async def handle_frame(self, frame: bytes) -> bytes | None:
-        """Serve one frame: the :data:`~transports.base.FrameHandler` every transport calls.
+        """Serve one frame: the :data:`~nanomsg_kernel.transports.base.FrameHandler` every transport calls.
 
         Returns the reply frame (a response or an error frame with the request's correlation
         id), or ``None`` for events and for frames that cannot be answered.
@@ -481,7 +481,7 @@ class Service:
         ``zmq+ipc://``); ``options`` go to it. ``listener.url`` is the address actually
         bound (with the real port when asked for port 0).
         """
-        from transports.base import get_transport
+        from nanomsg_kernel.transports.base import get_transport
 
         return get_transport(url).listen(url, self.handle_frame, **options)
 

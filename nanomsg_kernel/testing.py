@@ -256,20 +256,20 @@ def assert_compatible(
 def assert_evolution(old: Any, new: Any, *, mode: str = "full", max_examples: int = 100) -> Any:
     """Check that a kernel's schema can evolve from ``old`` to ``new``.
 
-    ``old`` and ``new`` are schemas (:class:`codegen.model.KernelSchema`) or anything
+    ``old`` and ``new`` are schemas (:class:`nanomsg_kernel.codegen.model.KernelSchema`) or anything
     ``nanomsg-kernel schema diff`` accepts: a schema file, ``git:REV:path``, or
     ``module:RoutingEnum``. First ``schema diff`` must report no breaking change in
     ``mode``; then classes are built from both schemas and :func:`assert_compatible`
     checks with hypothesis that each side decodes the other's messages. Returns the
-    diff's :class:`codegen.diff.Report`.
+    diff's :class:`nanomsg_kernel.codegen.diff.Report`.
 
     Raises:
         AssertionError: the diff reports breaking changes, or a message fails to cross.
     """
-    from codegen.diff import diff
-    from codegen.load_kernel import load_routes
-    from codegen.model import KernelSchema
-    from codegen.sources import load_source
+    from nanomsg_kernel.codegen.diff import diff
+    from nanomsg_kernel.codegen.load_kernel import load_routes
+    from nanomsg_kernel.codegen.model import KernelSchema
+    from nanomsg_kernel.codegen.sources import load_source
 
     old_k = old if isinstance(old, KernelSchema) else load_source(str(old))
     new_k = new if isinstance(new, KernelSchema) else load_source(str(new))

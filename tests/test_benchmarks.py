@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.grpc_stubs import INSTALL_HINT, missing
-from transports.loop import uvloop_available
+from nanomsg_kernel.transports.loop import uvloop_available
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK_LIMIT = 90.0

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from contracts.catalog import CatalogRoute, PutItem
-from contracts.services import calc
 from nanomsg_kernel import Service
+from nanomsg_kernel.contracts.catalog import CatalogRoute, PutItem
+from nanomsg_kernel.contracts.services import calc
 
-KERNEL = "contracts.calc:CalcRoute"
+KERNEL = "nanomsg_kernel.contracts.calc:CalcRoute"
 
 catalog = Service("catalog-echo", CatalogRoute)
 
@@ -27,7 +27,7 @@ async def put_item(msg: PutItem) -> PutItem:
 
 async def cli(*args: str, stdin: bytes = b"", timeout: float = 60) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "nanomsg_kernel.cli", "call", *args,
+        sys.executable, "-m", "nanomsg_kernel.app.cli", "call", *args,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     try:
@@ -90,7 +90,7 @@ async def test_every_field_type_through_the_command_line(urls: dict[str, str]) -
         },
         "revision": 41,
     }
-    code, out, err = await cli(urls["catalog"], "PutItem", "-k", "contracts.catalog:CatalogRoute",
+    code, out, err = await cli(urls["catalog"], "PutItem", "-k", "nanomsg_kernel.contracts.catalog:CatalogRoute",
                                "--json", json.dumps(item), "--bytes", "hex")
     assert code == 0, err
     reply = json.loads(out)
@@ -129,8 +129,8 @@ async def test_bad_input_exits_2_before_sending(args: list[str], message: str) -
 
 
 async def test_bad_kernel_url_and_options_are_usage_errors() -> None:
-    code, _out, err = await cli("tcp://127.0.0.1:9", "CalcWork", "-k", "contracts.calc:Nope")
-    assert code == 2 and "module 'contracts.calc' has no attribute 'Nope'" in err
+    code, _out, err = await cli("tcp://127.0.0.1:9", "CalcWork", "-k", "nanomsg_kernel.contracts.calc:Nope")
+    assert code == 2 and "module 'nanomsg_kernel.contracts.calc' has no attribute 'Nope'" in err
     code, _out, err = await cli("carrier-pigeon://coop", "Echo", "-k", KERNEL, "--json", '{"text": "x"}')
     assert code == 2 and "no transport for scheme 'carrier-pigeon'" in err
     code, _out, err = await cli("tcp://127.0.0.1:9", "Echo", "-k", KERNEL, "--timeout", "0")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from contracts.calc import CalcRoute, CalcWork, Echo, WorkType
+from nanomsg_kernel.app.inspect_frame import decode_input, inspect_frames, render_text
+from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel.errors import DecodeError, Status
 from nanomsg_kernel.frame import Kind
-from nanomsg_kernel.inspect_frame import decode_input, inspect_frames, render_text
 
 CODEC = CalcRoute.codec()
 WORK = CODEC.encode(CalcWork(a=6, b=3, op=WorkType.DIV), correlation_id=7, timeout_ms=1500)
@@ -23,7 +23,7 @@ ERROR = CODEC.encode_error(Status.BAD_REQUEST, "division by zero", correlation_i
 
 def cli(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
     proc = subprocess.run(
-        [sys.executable, "-m", "nanomsg_kernel.cli", "inspect", *args],
+        [sys.executable, "-m", "nanomsg_kernel.app.cli", "inspect", *args],
         input=stdin, capture_output=True, timeout=60, check=False,
     )
     return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode())
@@ -54,7 +54,7 @@ def test_raw_file_without_kernel_shows_header_and_tagged_msgpack(tmp_path: Path)
 
 def test_hex_on_stdin_with_kernel_decodes_the_contract() -> None:
     text = " ".join(WORK.hex()[i:i + 8] for i in range(0, len(WORK) * 2, 8)) + "\n"
-    proc = cli("-", "--kernel", "contracts.calc:CalcRoute", stdin=text.encode())
+    proc = cli("-", "--kernel", "nanomsg_kernel.contracts.calc:CalcRoute", stdin=text.encode())
     assert proc.returncode == 0, proc.stderr
     shown = fields(proc.stdout)
     assert shown["route"] == "CALC_WORK (1)"
@@ -103,7 +103,7 @@ def test_missing_file_and_bad_kernel_are_usage_errors(tmp_path: Path) -> None:
     assert "nope.bin" in proc.stderr
     path = tmp_path / "frame.bin"
     path.write_bytes(WORK)
-    proc = cli(str(path), "--kernel", "contracts.calc:CalcWork")
+    proc = cli(str(path), "--kernel", "nanomsg_kernel.contracts.calc:CalcWork")
     assert proc.returncode == 2
     assert "not a RoutingEnum" in proc.stderr
 

@@ -10,10 +10,10 @@ import uuid
 import pytest
 from hypothesis import given, settings
 
-from contracts.calc import CalcRoute, CalcWork, Echo, WorkType
-from contracts.catalog import Colour, GetItem, Item, ItemChanged, Price, PutItem
+from nanomsg_kernel.app.jsonio import dumps, from_json, loads, plain_json, to_json
+from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, Echo, WorkType
+from nanomsg_kernel.contracts.catalog import Colour, GetItem, Item, ItemChanged, Price, PutItem
 from nanomsg_kernel.errors import EncodeError
-from nanomsg_kernel.jsonio import dumps, from_json, loads, plain_json, to_json
 from nanomsg_kernel.testing import strategy_for
 
 

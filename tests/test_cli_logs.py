@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from contracts.calc import CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel import Context, RemoteError, Service, Status
-from nanomsg_kernel.logs import configure_logging
+from nanomsg_kernel.app.logs import configure_logging
+from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, Echo, WorkType
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def stream() -> Iterator[io.StringIO]:
     level = root.level
     out = io.StringIO()
     yield out
-    for handler in [h for h in root.handlers if h.get_name() == "nanomsg_kernel.cli"]:
+    for handler in [h for h in root.handlers if h.get_name() == "nanomsg_kernel.app.cli"]:
         root.removeHandler(handler)
     root.setLevel(level)
 
@@ -75,7 +75,7 @@ async def test_text_lines_show_the_call_in_brackets_and_levels_filter(stream: io
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "nanomsg_kernel.cli", *args],
+    return subprocess.run([sys.executable, "-m", "nanomsg_kernel.app.cli", *args],
                           capture_output=True, text=True, timeout=60, check=False)
 
 

@@ -11,8 +11,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from contracts.calc import CalcRoute, CalcWork, Echo, WorkType
-from nanomsg_kernel import Context, RemoteError, Service, Status
+from nanomsg_kernel import Client, Context, RemoteError, Service, Status
+from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, Echo, WorkType
 
 HERE = Path(__file__).resolve().parent
 
@@ -38,7 +38,7 @@ class Served:
     async def start(cls, config: Path, *args: str, serve_args: tuple[str, ...] = ()) -> Served:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "nanomsg_kernel.cli", *args, "serve", *serve_args, str(config),
+            sys.executable, "-m", "nanomsg_kernel.app.cli", *args, "serve", *serve_args, str(config),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
         )
         return cls(proc)
@@ -108,10 +108,10 @@ async def test_serve_calls_metrics_and_sigterm(tmp_path: Path) -> None:
         name = "test-node"
         metrics = { listen = "127.0.0.1:0" }
         [services.calc]
-        object = "contracts.services:calc"
+        object = "nanomsg_kernel.contracts.services:calc"
         listen = ["tcp://127.0.0.1:0", "inproc://calc"]
         [services.gateway]
-        object = "contracts.services:gateway"
+        object = "nanomsg_kernel.contracts.services:gateway"
         listen = ["tcp://127.0.0.1:0"]
         bindings = { calc = "calc" }
     """)
@@ -121,11 +121,11 @@ async def test_serve_calls_metrics_and_sigterm(tmp_path: Path) -> None:
         assert served.lines[-1] == "ready node=test-node services=calc,gateway"
         assert urls["calc"][1] == "inproc://calc" and urls["calc"][0].startswith("tcp://127.0.0.1:")
         assert not urls["calc"][0].endswith(":0")
-        async with CalcRoute.connect(urls["gateway"][0]) as client:
+        async with Client(CalcRoute, urls["gateway"][0]) as client:
             done = await client.call(CalcWork(a=6, b=3, op=WorkType.DIV), timeout=10)
             assert done.result == 2
             assert (await client.call(Echo(text="hi"), timeout=10)).reply == "HI"
-        async with CalcRoute.connect(urls["calc"][0]) as client:
+        async with Client(CalcRoute, urls["calc"][0]) as client:
             try:
                 await client.call(CalcWork(a=6, b=0, op=WorkType.DIV), timeout=10)
             except RemoteError as exc:
@@ -158,7 +158,7 @@ async def test_sigint_lets_the_call_in_flight_finish_and_logs_are_json(tmp_path:
     served = await Served.start(config, "--log-level", "info", "--log-json")
     try:
         url = (await served.urls())["slow"][0]
-        async with CalcRoute.connect(url) as client:
+        async with Client(CalcRoute, url) as client:
             call = asyncio.create_task(client.call(CalcWork(a=300, b=1, op=WorkType.SUM), timeout=20))
             log_line = await served.read_until('{"time"', stream="stderr")
             record = json.loads(log_line)
@@ -182,7 +182,7 @@ async def test_grace_option_overrides_the_config(tmp_path: Path) -> None:
         [node]
         grace = 30
         [services.calc]
-        object = "contracts.services:calc"
+        object = "nanomsg_kernel.contracts.services:calc"
         listen = ["tcp://127.0.0.1:0"]
     """)
     served = await Served.start(config, serve_args=("--grace", "0.5"))
@@ -198,7 +198,7 @@ async def test_grace_option_overrides_the_config(tmp_path: Path) -> None:
 
 def test_serve_help_and_grace_flag() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "nanomsg_kernel.cli", "serve", "--help"],
+        [sys.executable, "-m", "nanomsg_kernel.app.cli", "serve", "--help"],
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert proc.returncode == 0
@@ -216,14 +216,14 @@ def _children(pid: int) -> set[int]:
 async def test_zmq_listener_with_worker_processes_from_the_config(tmp_path: Path) -> None:
     config = write(tmp_path, """
         [services.calc]
-        object = "contracts.services:calc"
+        object = "nanomsg_kernel.contracts.services:calc"
         listen = [{ url = "zmq+tcp://127.0.0.1:0", workers = 2 }]
     """)
     served = await Served.start(config)
     try:
         [url] = (await served.urls())["calc"]
         assert len(_children(served.proc.pid)) >= 2  # the worker processes, ready before 'ready'
-        async with CalcRoute.connect(url) as client:
+        async with Client(CalcRoute, url) as client:
             calls = [client.call(CalcWork(a=i, b=i, op=WorkType.MULT), timeout=20) for i in range(50)]
             replies = await asyncio.gather(*calls)
         assert [r.result for r in replies] == [i * i for i in range(50)]
@@ -236,7 +236,7 @@ async def test_zmq_listener_with_worker_processes_from_the_config(tmp_path: Path
 async def test_bad_worker_count_is_a_config_error(tmp_path: Path) -> None:
     config = write(tmp_path, """
         [services.calc]
-        object = "contracts.services:calc"
+        object = "nanomsg_kernel.contracts.services:calc"
         listen = [{ url = "zmq+tcp://127.0.0.1:0", workers = -1 }]
     """)
     served = await Served.start(config)

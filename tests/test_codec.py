@@ -13,8 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contracts.calc import CalcRoute, CalcWork, Echo, WorkType
-from contracts.catalog import CatalogRoute, GetItem, Item, Price, PutItem
 from nanomsg_kernel import (
     DecodeError,
     EncodeError,
@@ -28,6 +26,8 @@ from nanomsg_kernel import (
     field,
     unknown_fields,
 )
+from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, Echo, WorkType
+from nanomsg_kernel.contracts.catalog import CatalogRoute, GetItem, Item, Price, PutItem
 from nanomsg_kernel.frame import HEADER_SIZE, pack_header
 from nanomsg_kernel.testing import assert_roundtrip, frames, mutated_frames, strategy_for
 
@@ -87,7 +87,7 @@ def test_nested_paths_in_errors() -> None:
 
 
 def test_naive_datetime_refused() -> None:
-    from contracts.catalog import ItemChanged
+    from nanomsg_kernel.contracts.catalog import ItemChanged
 
     with pytest.raises(EncodeError, match=r"ItemChanged\.at: expected timezone-aware datetime"):
         CatalogRoute.codec().encode(ItemChanged(id=uuid.uuid4(), revision=1, at=datetime.datetime(2020, 1, 1)))

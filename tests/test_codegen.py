@@ -15,17 +15,24 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codegen.commands import codegen_command, schema_group
-from codegen.export import export_kernel, export_with_warnings
-from codegen.generate import plan
-from codegen.load_kernel import load_routes
-from codegen.model import EnumSchema, FieldSchema, KernelSchema, MessageSchema, TypeRef, clean_doc
-from codegen.render import GENERATED_MARK, render_module
-from codegen.schema import SchemaError, load_path, load_text
-from codegen.toml_out import to_toml
-from contracts.calc import CalcRoute, CalcWork, WorkType
-from contracts.catalog import CatalogRoute
 from nanomsg_kernel import RoutingEnum, contract, contract_info, field, record
+from nanomsg_kernel.app.schema_cli import codegen_command, schema_group
+from nanomsg_kernel.codegen.export import export_kernel, export_with_warnings
+from nanomsg_kernel.codegen.generate import plan
+from nanomsg_kernel.codegen.load_kernel import load_routes
+from nanomsg_kernel.codegen.model import (
+    EnumSchema,
+    FieldSchema,
+    KernelSchema,
+    MessageSchema,
+    TypeRef,
+    clean_doc,
+)
+from nanomsg_kernel.codegen.render import GENERATED_MARK, render_module
+from nanomsg_kernel.codegen.schema import SchemaError, load_path, load_text
+from nanomsg_kernel.codegen.toml_out import to_toml
+from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, WorkType
+from nanomsg_kernel.contracts.catalog import CatalogRoute
 from nanomsg_kernel.testing import assert_roundtrip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,7 +100,7 @@ route = "SHORT"
 
 def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "nanomsg_kernel.cli", *args],
+        [sys.executable, "-m", "nanomsg_kernel.app.cli", *args],
         cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
@@ -276,12 +283,12 @@ def test_codegen_reports_schema_errors_with_exit_status_2(tmp_path: Path) -> Non
 
 
 def test_schema_export_cli_writes_the_schema_of_a_hand_written_kernel(tmp_path: Path) -> None:
-    done = run_cli("schema", "export", "contracts.catalog:CatalogRoute")
+    done = run_cli("schema", "export", "nanomsg_kernel.contracts.catalog:CatalogRoute")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("# Schema of contracts.catalog:CatalogRoute")
+    assert done.stdout.startswith("# Schema of nanomsg_kernel.contracts.catalog:CatalogRoute")
     assert load_text(done.stdout, "x", "catalog") == load_path(ROOT / "schemas" / "catalog.toml")
     target = tmp_path / "calc.toml"
-    assert CliRunner().invoke(schema_group, ["export", "contracts.calc:CalcRoute", "-o", str(target)]).exit_code == 0
+    assert CliRunner().invoke(schema_group, ["export", "nanomsg_kernel.contracts.calc:CalcRoute", "-o", str(target)]).exit_code == 0
     assert load_path(target) == load_path(ROOT / "schemas" / "calc.toml")
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from contracts.calc import CalcWork, WorkType
-from contracts.services import calc, gateway
+from nanomsg_kernel.app.config import NodeConfigError, check_url, load_config, parse_config, parse_host_port
 from nanomsg_kernel.binding import LocalBinding, RemoteBinding
-from nanomsg_kernel.config import NodeConfigError, check_url, load_config, parse_config, parse_host_port
+from nanomsg_kernel.contracts.calc import CalcWork, WorkType
+from nanomsg_kernel.contracts.services import calc, gateway
 
-CALC = '[services.calc]\nobject = "contracts.services:calc"\n'
-GATEWAY = '[services.gateway]\nobject = "contracts.services:gateway"\n'
+CALC = '[services.calc]\nobject = "nanomsg_kernel.contracts.services:calc"\n'
+GATEWAY = '[services.gateway]\nobject = "nanomsg_kernel.contracts.services:gateway"\n'
 
 
 def write(tmp_path: Path, text: str, name: str = "node.toml") -> Path:
@@ -28,7 +28,7 @@ def write(tmp_path: Path, text: str, name: str = "node.toml") -> Path:
 
 def serve(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "nanomsg_kernel.cli", "serve", *args],
+        [sys.executable, "-m", "nanomsg_kernel.app.cli", "serve", *args],
         capture_output=True, text=True, timeout=60, check=False, cwd=cwd,
     )
 
@@ -78,17 +78,17 @@ def test_no_services(tmp_path: Path) -> None:
 def test_unknown_service_module_and_attribute(tmp_path: Path) -> None:
     path = write(tmp_path, """
         [services.calc]
-        object = "contracts.nosuchmodule:calc"
+        object = "nanomsg_kernel.contracts.nosuchmodule:calc"
         [services.gateway]
-        object = "contracts.services:nosuchservice"
+        object = "nanomsg_kernel.contracts.services:nosuchservice"
         [services.other]
         object = "not a reference"
     """)
     problems = refused(path)
     assert problems == [
-        f"{path}: services.calc.object: cannot import module 'contracts.nosuchmodule': "
-        "ModuleNotFoundError: No module named 'contracts.nosuchmodule'",
-        f"{path}: services.gateway.object: module 'contracts.services' has no attribute 'nosuchservice'",
+        f"{path}: services.calc.object: cannot import module 'nanomsg_kernel.contracts.nosuchmodule': "
+        "ModuleNotFoundError: No module named 'nanomsg_kernel.contracts.nosuchmodule'",
+        f"{path}: services.gateway.object: module 'nanomsg_kernel.contracts.services' has no attribute 'nosuchservice'",
         f"{path}: services.other.object: expected 'module:attribute', got 'not a reference'",
     ]
 
@@ -96,15 +96,15 @@ def test_unknown_service_module_and_attribute(tmp_path: Path) -> None:
 def test_object_that_is_not_a_service_or_is_named_otherwise(tmp_path: Path) -> None:
     path = write(tmp_path, """
         [services.calc]
-        object = "contracts.calc:CalcWork"
+        object = "nanomsg_kernel.contracts.calc:CalcWork"
         [services.adder]
-        object = "contracts.services:gateway"
+        object = "nanomsg_kernel.contracts.services:gateway"
         [services.nothing]
         listen = ["inproc://x"]
     """)
     problems = refused(path)
-    assert f"{path}: services.calc.object: contracts.calc:CalcWork is a type, not a Service" in problems
-    assert (f"{path}: services.adder.object: contracts.services:gateway is the service named 'gateway'; "
+    assert f"{path}: services.calc.object: nanomsg_kernel.contracts.calc:CalcWork is a type, not a Service" in problems
+    assert (f"{path}: services.adder.object: nanomsg_kernel.contracts.services:gateway is the service named 'gateway'; "
             "declare it as [services.gateway]") in problems
     assert f"{path}: services.nothing.object: missing: the service as 'module:attribute'" in problems
 

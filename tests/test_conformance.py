@@ -21,6 +21,7 @@ from reliability.kernel import Blob, Crash, Empty, Fail, Hold, ReliRoute, Sleep,
 from reliability.rawpeer import HOW, bad_peer
 
 from nanomsg_kernel.binding import LocalBinding
+from nanomsg_kernel.client import Client
 from nanomsg_kernel.errors import (
     DeadlineExceeded,
     EncodeError,
@@ -30,7 +31,7 @@ from nanomsg_kernel.errors import (
     Unavailable,
 )
 from nanomsg_kernel.frame import Kind, pack_header
-from transports.base import Listener, get_transport
+from nanomsg_kernel.transports.base import Listener, get_transport
 
 LIMIT = reli.codec.max_body_size
 CODEC = ReliRoute.codec(max_body_size=LIMIT)
@@ -46,11 +47,11 @@ class Served:
     def __init__(self, transport: str) -> None:
         self.transport = transport
         self.listener: Listener = reli.serve(TRANSPORT_URLS[transport](), max_body_size=LIMIT)
-        self.client = ReliRoute.connect("inproc://unset")
+        self.client = Client(ReliRoute, "inproc://unset")
 
     async def start(self) -> None:
         await self.listener.start()
-        self.client = ReliRoute.connect(self.listener.url, max_body_size=LIMIT)
+        self.client = Client(ReliRoute, self.listener.url, max_body_size=LIMIT)
         await self.client.connect()
 
     async def restart(self) -> None:
@@ -145,7 +146,7 @@ async def test_one_byte_over_the_limit_refused_by_the_sender(served: Served) -> 
 async def test_one_byte_over_the_limit_refused_by_the_receiver(served: Served) -> None:
     """A sender allowing larger bodies than the service: the service refuses the frame with
     a clear error (over ZeroMQ, libzmq drops the connection: the call is Unavailable)."""
-    big = ReliRoute.connect(served.listener.url, max_body_size=2 * LIMIT)
+    big = Client(ReliRoute, served.listener.url, max_body_size=2 * LIMIT)
     try:
         with pytest.raises(ServiceError) as e:
             await big.call(Blob(data=b"\xab" * (LIMIT - 4)), timeout=5)
@@ -249,7 +250,7 @@ async def test_deadline_spent_connecting_is_deadline_exceeded_on_zmq() -> None:
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    client = ReliRoute.connect(f"zmq+tcp://127.0.0.1:{port}?events={port}")
+    client = Client(ReliRoute, f"zmq+tcp://127.0.0.1:{port}?events={port}")
     try:
         with pytest.raises(DeadlineExceeded):
             await client.call(Text(text="x"), timeout=0.05)

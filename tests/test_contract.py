@@ -13,8 +13,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contracts.calc import CalcRoute, CalcWork, Echo, WorkType
-from contracts.catalog import CatalogRoute, Item, Price
 from nanomsg_kernel import (
     ContractError,
     RoutingEnum,
@@ -26,6 +24,8 @@ from nanomsg_kernel import (
     record,
     unknown_fields,
 )
+from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, Echo, WorkType
+from nanomsg_kernel.contracts.catalog import CatalogRoute, Item, Price
 from nanomsg_kernel.testing import strategy_for
 
 

@@ -6,14 +6,14 @@ import re
 import subprocess
 import sys
 
-from nanomsg_kernel.demo import CHECKS, DemoResult, Row, render
+from nanomsg_kernel.app.demo import CHECKS, DemoResult, Row, render
 
 ROW = re.compile(r"^(?P<transport>\S+(?: \(in-process\))?)\s+(?P<url>\S+)\s+(?P<calls>\d+)\s+(?P<errors>\d+)"
                  r"\s+(?P<p50>\d+)\s+(?P<p99>\d+)\s+(?P<rate>[\d,]+)$")
 
 
 def demo(*args: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
-    command = ["-c", code] if code else ["-m", "nanomsg_kernel.cli", "demo", *args]
+    command = ["-c", code] if code else ["-m", "nanomsg_kernel.app.cli", "demo", *args]
     return subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=90, check=False)
 
 
@@ -58,10 +58,10 @@ def test_demo_subset_of_transports() -> None:
 def test_demo_exits_1_when_the_service_answers_wrongly() -> None:
     broken = (
         "import operator\n"
-        "from contracts.calc import WorkType\n"
-        "from contracts.services import OPS\n"
+        "from nanomsg_kernel.contracts.calc import WorkType\n"
+        "from nanomsg_kernel.contracts.services import OPS\n"
         "OPS[WorkType.MULT] = operator.add\n"
-        "from nanomsg_kernel.cli import main\n"
+        "from nanomsg_kernel.app.cli import main\n"
         "main(['demo', '--calls', '40', '--transports', 'binding,tcp'], prog_name='nanomsg-kernel')\n"
     )
     proc = demo(code=broken)

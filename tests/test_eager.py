@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from contracts.calc import CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel import Bindings, Context, LocalBinding, Service
 from nanomsg_kernel.client import Client
+from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel.deadlines import task_deadlines
 from nanomsg_kernel.eager import StartingTask, start_eagerly
 from nanomsg_kernel.errors import DeadlineExceeded

@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from contracts.calc import CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel import RemoteError, Service, ServiceError, Status
+from nanomsg_kernel.app.metrics_http import CONTENT_TYPE, MAX_REQUEST_HEAD, MetricsServer
+from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel.metrics import LATENCY_BUCKETS, ServiceMetrics, prometheus_text
-from nanomsg_kernel.metrics_http import CONTENT_TYPE, MAX_REQUEST_HEAD, MetricsServer
 
 SAMPLE = re.compile(r'^(?P<name>[a-z_]+)\{(?P<labels>[^}]*)\} (?P<value>\S+)$')
 

@@ -10,6 +10,7 @@ import pytest
 from reliability.figures import record
 from reliability.kernel import Hold, Note, ReliRoute, Text, probe, reli
 
+from nanomsg_kernel.client import Client
 from nanomsg_kernel.errors import DeadlineExceeded, Unavailable
 
 URLS = {"inproc": "inproc://delivery", "tcp": "tcp://127.0.0.1:0", "zmq+tcp": "zmq+tcp://127.0.0.1:0"}
@@ -29,7 +30,7 @@ async def test_request_is_at_most_once_and_not_retried(scheme: str) -> None:
     listener = reli.serve(URLS[scheme])
     await listener.start()
     url = listener.url
-    client = ReliRoute.connect(url)
+    client = Client(ReliRoute, url)
     try:
         call = asyncio.ensure_future(client.call(Hold(tag="once"), timeout=30.0))
         await asyncio.wait_for(probe.started.wait(), 10)
@@ -70,7 +71,7 @@ async def test_slow_subscriber_makes_the_publisher_wait(scheme: str) -> None:
         listen["hwm"] = connect["hwm"] = 10
         connect["send_timeout"] = 60.0
     published = 0
-    async with reli.serve(URLS[scheme], **listen) as listener, ReliRoute.connect(listener.url, **connect) as client:
+    async with reli.serve(URLS[scheme], **listen) as listener, Client(ReliRoute, listener.url, **connect) as client:
 
         async def publish() -> None:
             nonlocal published
@@ -98,7 +99,7 @@ async def test_zmq_publisher_gives_up_with_a_clear_error() -> None:
     probe.reset()
     async with (
         reli.serve(URLS["zmq+tcp"], max_in_flight=2, hwm=1) as listener,
-        ReliRoute.connect(listener.url, hwm=1, send_timeout=0.5) as client,
+        Client(ReliRoute, listener.url, hwm=1, send_timeout=0.5) as client,
     ):
         sent = 0
         with pytest.raises(Unavailable, match="did not take the event"):
@@ -117,7 +118,7 @@ async def test_zmq_events_flow_again_with_max_in_flight_1() -> None:
     probe.reset()
     async with (
         reli.serve(URLS["zmq+tcp"], max_in_flight=1) as listener,
-        ReliRoute.connect(listener.url) as client,
+        Client(ReliRoute, listener.url) as client,
     ):
         for i in range(5):
             await client.publish(Note(seq=i))

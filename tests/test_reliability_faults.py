@@ -16,8 +16,8 @@ from reliability.figures import record
 from reliability.kernel import Hold, ReliRoute, Text, probe, reli
 from reliability.process import ServerProcess
 
-from contracts.calc import CalcRoute, Echo
 from nanomsg_kernel.client import Client
+from nanomsg_kernel.contracts.calc import CalcRoute, Echo
 from nanomsg_kernel.errors import DeadlineExceeded, Unavailable
 
 TESTS = Path(__file__).resolve().parent
@@ -33,7 +33,7 @@ def node_config(tmp_path: Path, url: str, name: str) -> Path:
         name = "{name}"
         grace = 1.0
         [services.calc]
-        object = "contracts.services:calc"
+        object = "nanomsg_kernel.contracts.services:calc"
         listen = ["{url}"]
     """), encoding="utf-8")
     return path
@@ -94,7 +94,7 @@ async def test_server_killed_and_restarted_mid_run(scheme: str, tmp_path: Path) 
     url = first.urls[0]
     second: ServerProcess | None = None
     loop = asyncio.get_running_loop()
-    client = CalcRoute.connect(url)
+    client = Client(CalcRoute, url)
     callers = Callers(client)
     try:
         await callers.wait_successes(300)
@@ -130,10 +130,11 @@ async def test_server_killed_and_restarted_mid_run(scheme: str, tmp_path: Path) 
 
 VICTIM = textwrap.dedent("""
     import asyncio, sys
+    from nanomsg_kernel import Client
     from reliability.kernel import Hold, ReliRoute
 
     async def main(url: str) -> None:
-        async with ReliRoute.connect(url) as client:
+        async with Client(ReliRoute, url) as client:
             await asyncio.gather(*(client.call(Hold(tag="victim")) for _ in range(50)))
 
     asyncio.run(main(sys.argv[1]))
@@ -150,7 +151,7 @@ async def test_client_killed_mid_call_does_not_disturb_the_server(
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
         victim = await asyncio.create_subprocess_exec(sys.executable, "-c", VICTIM, listener.url, env=env)
         try:
-            async with ReliRoute.connect(listener.url) as good:
+            async with Client(ReliRoute, listener.url) as good:
                 async with asyncio.timeout(30):
                     while probe.calls["victim"] < 50:
                         probe.started.clear()
@@ -194,7 +195,7 @@ async def test_full_queue_applies_backpressure_not_loss(scheme: str) -> None:
         options["queue_size"] = 8
     elif scheme == "zmq+tcp":
         options["hwm"] = 16
-    async with reli.serve(url, **options) as listener, ReliRoute.connect(listener.url) as client:
+    async with reli.serve(url, **options) as listener, Client(ReliRoute, listener.url) as client:
         calls = [asyncio.ensure_future(client.call(Hold(tag=f"t{i}"), timeout=60.0)) for i in range(200)]
         async with asyncio.timeout(30):
             while probe.running < 4:

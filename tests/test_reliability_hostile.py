@@ -13,7 +13,7 @@ from reliability.corpus import hypothesis_frames, mutations, nasty_frames
 from reliability.figures import record
 from reliability.kernel import ReliRoute
 
-from contracts.calc import CalcRoute
+from nanomsg_kernel.contracts.calc import CalcRoute
 from nanomsg_kernel.errors import DecodeError, NanomsgError
 from nanomsg_kernel.frame import Kind, pack_header
 

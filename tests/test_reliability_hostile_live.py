@@ -22,9 +22,10 @@ from reliability.figures import record
 from reliability.process import ServerProcess
 from reliability.server import build
 
-from contracts.calc import CalcRoute, Echo
+from nanomsg_kernel.client import Client
+from nanomsg_kernel.contracts.calc import CalcRoute, Echo
 from nanomsg_kernel.frame import HEADER_SIZE, Kind
-from transports.inproc import InprocConnection, InprocListener
+from nanomsg_kernel.transports.inproc import InprocConnection, InprocListener
 
 MIB = 1024 * 1024
 MAX_BODY = 256 * 1024
@@ -66,7 +67,7 @@ class Checker:
     """A well-formed client making one checked call at a time."""
 
     def __init__(self, url: str) -> None:
-        self.client = CalcRoute.connect(url, max_body_size=MAX_BODY)
+        self.client = Client(CalcRoute, url, max_body_size=MAX_BODY)
         self.ids = itertools.count()
         self.answered = 0
 

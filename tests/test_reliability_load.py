@@ -13,8 +13,8 @@ from reliability.figures import record
 from reliability.kernel import Note, ReliRoute, probe, reli
 from reliability.process import ServerProcess
 
-from contracts.calc import CalcRoute, Echo
 from nanomsg_kernel.client import Client
+from nanomsg_kernel.contracts.calc import CalcRoute, Echo
 
 CLIENTS = 200
 IN_FLIGHT = 4
@@ -35,7 +35,7 @@ async def run_client(client: Client, number: int, calls_each: int, seen: collect
 
 
 async def load(url: str, calls_each: int) -> dict[str, object]:
-    clients = [CalcRoute.connect(url) for _ in range(CLIENTS)]
+    clients = [Client(CalcRoute, url) for _ in range(CLIENTS)]
     seen: collections.Counter[str] = collections.Counter()
     try:
         await asyncio.gather(*(c.connect() for c in clients))
@@ -97,7 +97,7 @@ async def test_zmq_events_keep_each_publishers_order() -> None:
     probe.reset()
     publishers, each = 20, 200
     async with reli.serve("zmq+tcp://127.0.0.1:0") as listener:
-        clients = [ReliRoute.connect(listener.url) for _ in range(publishers)]
+        clients = [Client(ReliRoute, listener.url) for _ in range(publishers)]
         try:
 
             async def publish(p: int, client: Client) -> None:

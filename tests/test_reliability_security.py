@@ -13,8 +13,8 @@ import zmq
 import zmq.asyncio
 from reliability.kernel import ReliRoute, Text, probe, reli
 
-from contracts.calc import CalcRoute, Echo
-from nanomsg_kernel import Context, Node, Service
+from nanomsg_kernel import Client, Context, Node, Service
+from nanomsg_kernel.contracts.calc import CalcRoute, Echo
 from nanomsg_kernel.errors import CapabilityError, DeadlineExceeded, RemoteError, Status, Unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ async def test_capability_rule_holds_over_the_network() -> None:
     node.add(lonely, listen=["tcp://127.0.0.1:0"])
     async with node:
         _secret_url, gw_url, lonely_url = (ls.url for ls in node.listeners)
-        async with CalcRoute.connect(gw_url) as gw, CalcRoute.connect(lonely_url) as alone:
+        async with Client(CalcRoute, gw_url) as gw, Client(CalcRoute, lonely_url) as alone:
             assert (await gw.call(Echo(text="calc"), timeout=5)).reply == "calc:hop"
             for client, target in ((gw, "secret"), (gw, "gateway"), (alone, "calc"), (alone, "secret"),
                                    (alone, "__class__"), (alone, "_bindings")):
@@ -94,10 +94,10 @@ async def test_curve_refuses_unauthenticated_peers() -> None:
                     assert event != zmq.EVENT_HANDSHAKE_SUCCEEDED
             for options in ({"curve_server_key": server_pub, "curve_secret_key": bad_sec},
                             {"curve_server_key": server_pub}):
-                async with ReliRoute.connect(listener.url, **options) as intruder:
+                async with Client(ReliRoute, listener.url, **options) as intruder:
                     with pytest.raises(Unavailable, match="refused the Curve key|handshake failed"):
                         await intruder.call(Text(text="intruder"), timeout=5)
-            async with ReliRoute.connect(listener.url, curve_server_key=server_pub, curve_secret_key=good_sec) as ok:
+            async with Client(ReliRoute, listener.url, curve_server_key=server_pub, curve_secret_key=good_sec) as ok:
                 assert (await ok.call(Text(text="friend"), timeout=5)).reply == "friend"
         finally:
             raw.disable_monitor()
@@ -115,16 +115,16 @@ async def test_tls_on_tcp(tls_contexts: tuple[ssl.SSLContext, ssl.SSLContext]) -
     probe.reset()
     async with (
         reli.serve("tcp://127.0.0.1:0", ssl=server_ctx, read_timeout=2.0) as listener,
-        ReliRoute.connect(listener.url, ssl=client_ctx) as secure,
+        Client(ReliRoute, listener.url, ssl=client_ctx) as secure,
     ):
         assert (await secure.call(Text(text="sécurité ✓"), timeout=5)).reply == "sécurité ✓"
-        untrusting = ReliRoute.connect(listener.url, ssl=ssl.create_default_context())
+        untrusting = Client(ReliRoute, listener.url, ssl=ssl.create_default_context())
         try:
             with pytest.raises(Unavailable, match="CERTIFICATE_VERIFY_FAILED"):
                 await untrusting.call(Text(text="x"), timeout=5)
         finally:
             await untrusting.close()
-        plain = ReliRoute.connect(listener.url)
+        plain = Client(ReliRoute, listener.url)
         try:
             with pytest.raises((Unavailable, DeadlineExceeded)):
                 await plain.call(Text(text="in clear"), timeout=3)

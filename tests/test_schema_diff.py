@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from codegen.commands import schema_group
-from codegen.diff import BACKWARD, FORWARD, POLICY, Change, Report, diff
-from codegen.model import KernelSchema
-from codegen.schema import SchemaError, load_text
-from codegen.sources import load_source, read_git
+from nanomsg_kernel.app.schema_cli import schema_group
+from nanomsg_kernel.codegen.diff import BACKWARD, FORWARD, POLICY, Change, Report, diff
+from nanomsg_kernel.codegen.model import KernelSchema
+from nanomsg_kernel.codegen.schema import SchemaError, load_text
+from nanomsg_kernel.codegen.sources import load_source, read_git
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -355,7 +355,7 @@ def test_the_example_kernel_evolves_compatibly() -> None:
 
 
 def test_hand_written_and_schema_kernels_diff_the_same() -> None:
-    assert diff(load_source("contracts.calc:CalcRoute"), load_source(str(ROOT / "schemas" / "calc.toml"))).changes == ()
+    assert diff(load_source("nanomsg_kernel.contracts.calc:CalcRoute"), load_source(str(ROOT / "schemas" / "calc.toml"))).changes == ()
 
 
 # -- the command line --------------------------------------------------------------------
@@ -433,7 +433,7 @@ def test_old_schema_from_a_git_revision(repo: Path, monkeypatch: pytest.MonkeyPa
 
 def test_git_source_in_a_subprocess(repo: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "nanomsg_kernel.cli", "schema", "diff", "git:HEAD:schemas/k.toml", "schemas/k.toml"],
+        [sys.executable, "-m", "nanomsg_kernel.app.cli", "schema", "diff", "git:HEAD:schemas/k.toml", "schemas/k.toml"],
         cwd=repo, capture_output=True, text=True, timeout=60, check=False,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from codegen.diff import BACKWARD, FORWARD, diff
-from codegen.load_kernel import load_routes
-from codegen.model import KernelSchema
-from codegen.schema import load_path, load_text
-from contracts.calc import CalcRoute
+from nanomsg_kernel.codegen.diff import BACKWARD, FORWARD, diff
+from nanomsg_kernel.codegen.load_kernel import load_routes
+from nanomsg_kernel.codegen.model import KernelSchema
+from nanomsg_kernel.codegen.schema import load_path, load_text
+from nanomsg_kernel.contracts.calc import CalcRoute
 from nanomsg_kernel.testing import assert_compatible, assert_evolution
 
 ROOT = Path(__file__).resolve().parent.parent

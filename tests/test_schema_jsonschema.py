@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 
-from codegen.commands import schema_group
-from codegen.json_schema import contract_schemas
-from codegen.schema import load_path
-from contracts.calc import CalcRoute
-from contracts.catalog import CatalogRoute
 from nanomsg_kernel import RoutingEnum, contract_info
-from nanomsg_kernel.jsonio import to_json
+from nanomsg_kernel.app.jsonio import to_json
+from nanomsg_kernel.app.schema_cli import schema_group
+from nanomsg_kernel.codegen.json_schema import contract_schemas
+from nanomsg_kernel.codegen.schema import load_path
+from nanomsg_kernel.contracts.calc import CalcRoute
+from nanomsg_kernel.contracts.catalog import CatalogRoute
 from nanomsg_kernel.testing import strategy_for
 from nanomsg_kernel.types import TypeSpec
 
@@ -146,7 +146,7 @@ def test_what_a_client_should_not_send_is_rejected(doc: dict[str, Any], keys: st
 
 def test_jsonschema_cli_prints_or_writes_one_schema_per_contract(tmp_path: Path) -> None:
     runner = CliRunner()
-    printed = runner.invoke(schema_group, ["jsonschema", "contracts.catalog:CatalogRoute"])
+    printed = runner.invoke(schema_group, ["jsonschema", "nanomsg_kernel.contracts.catalog:CatalogRoute"])
     assert printed.exit_code == 0, printed.output
     assert json.loads(printed.output) == contract_schemas(CATALOG)
     out = tmp_path / "json"

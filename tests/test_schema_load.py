@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from codegen.model import EMPTY_DICT, EMPTY_LIST, REQUIRED, TypeRef
-from codegen.schema import SchemaError, load_path, load_text
-from codegen.tomllines import key_lines
-from codegen.typeexpr import TypeExprError, parse_type, python_annotation
+from nanomsg_kernel.codegen.model import EMPTY_DICT, EMPTY_LIST, REQUIRED, TypeRef
+from nanomsg_kernel.codegen.schema import SchemaError, load_path, load_text
+from nanomsg_kernel.codegen.tomllines import key_lines
+from nanomsg_kernel.codegen.typeexpr import TypeExprError, parse_type, python_annotation
 from nanomsg_kernel.errors import ContractError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,8 +9,6 @@ from typing import Any
 
 import pytest
 
-from contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
-from contracts.catalog import CatalogRoute, GetItem
 from nanomsg_kernel import (
     Bindings,
     CapabilityError,
@@ -27,8 +25,11 @@ from nanomsg_kernel import (
     Status,
     Unavailable,
 )
+from nanomsg_kernel.client import Client
+from nanomsg_kernel.contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
+from nanomsg_kernel.contracts.catalog import CatalogRoute, GetItem
 from nanomsg_kernel.deadlines import GRAIN, reply_deadlines, task_deadlines
-from transports.base import (
+from nanomsg_kernel.transports.base import (
     Connection,
     FrameHandler,
     Listener,
@@ -37,7 +38,7 @@ from transports.base import (
     get_transport,
     register_transport,
 )
-from transports.inproc import InprocConnection, InprocTransport
+from nanomsg_kernel.transports.inproc import InprocConnection, InprocTransport
 
 
 def make_calc(name: str = "calc") -> Service:
@@ -59,9 +60,9 @@ def make_calc(name: str = "calc") -> Service:
 
 
 async def test_readme_example(inproc_url: str) -> None:
-    from contracts.services import calc
+    from nanomsg_kernel.contracts.services import calc
 
-    async with calc.serve(inproc_url), CalcRoute.connect(inproc_url) as client:
+    async with calc.serve(inproc_url), Client(CalcRoute, inproc_url) as client:
         done = await client.call(CalcWork(a=6, b=3, op=WorkType.DIV), timeout=1.0)
     assert done == CalcWork(a=6, b=3, op=WorkType.DIV, result=2)
 
@@ -77,7 +78,7 @@ async def test_sync_handlers_run_in_a_thread_unless_inline(inproc_url: str) -> N
 
 async def test_error_mapping_and_service_keeps_serving(inproc_url: str, caplog: pytest.LogCaptureFixture) -> None:
     svc = make_calc()
-    async with svc.serve(inproc_url), CalcRoute.connect(inproc_url) as client:
+    async with svc.serve(inproc_url), Client(CalcRoute, inproc_url) as client:
         with pytest.raises(RemoteError) as e:
             await client.call(CalcWork(a=1, b=0, op=WorkType.DIV), timeout=2)
         assert (e.value.status, e.value.message) == (Status.BAD_REQUEST, "division by zero")
@@ -125,7 +126,7 @@ async def test_deadline_travels_and_server_drops_late_work(inproc_url: str) -> N
             await release.wait()
         return msg
 
-    async with svc.serve(inproc_url), CalcRoute.connect(inproc_url) as client:
+    async with svc.serve(inproc_url), Client(CalcRoute, inproc_url) as client:
         assert await client.call(Echo(text="hi"), timeout=5.0) == Echo(text="hi")
         assert seen[0] is not None and 4.0 < seen[0] <= 5.0
         with pytest.raises(DeadlineExceeded):
@@ -201,7 +202,7 @@ async def test_binding_errors_are_config_errors() -> None:
 
 
 async def test_binding_to_a_url_needs_no_handler_change(inproc_url: str) -> None:
-    from contracts.services import calc, gateway
+    from nanomsg_kernel.contracts.services import calc, gateway
 
     node = Node()
     node.add(calc, listen=[inproc_url])
@@ -226,7 +227,7 @@ async def test_publish_and_subscribe(inproc_url: str) -> None:
         got.append(("second", e))
         arrived.set()
 
-    async with svc.serve(inproc_url), CalcRoute.connect(inproc_url) as client:
+    async with svc.serve(inproc_url), Client(CalcRoute, inproc_url) as client:
         await client.publish(CalcDone(work=1, result=2))
         await asyncio.wait_for(arrived.wait(), 5)
     assert got == [("first", CalcDone(1, 2)), ("second", CalcDone(1, 2))]
@@ -264,7 +265,7 @@ async def test_subscribers_run_in_order_and_a_failing_one_is_counted_and_logged(
 
 async def test_thousand_concurrent_calls_each_get_their_own_reply(inproc_url: str) -> None:
     svc = make_calc()
-    async with svc.serve(inproc_url), CalcRoute.connect(inproc_url) as client:
+    async with svc.serve(inproc_url), Client(CalcRoute, inproc_url) as client:
         replies = await asyncio.gather(
             *(client.call(CalcWork(a=i, b=1000, op=WorkType.SUM), timeout=10) for i in range(100, 1100))
         )
@@ -283,7 +284,7 @@ async def test_cancelled_call_leaves_no_pending_entry(inproc_url: str) -> None:
         return msg  # pragma: no cover
 
     listener = svc.serve(inproc_url)
-    async with listener, CalcRoute.connect(inproc_url) as client:
+    async with listener, Client(CalcRoute, inproc_url) as client:
         task = asyncio.create_task(client.call(Echo(text="x")))
         await asyncio.wait_for(started.wait(), 5)
         assert len(client.connection.pending) == 1  # type: ignore[attr-defined]
@@ -303,7 +304,7 @@ async def test_inproc_full_queue_applies_backpressure(inproc_url: str) -> None:
         await gate.wait()
         return msg
 
-    async with svc.serve(inproc_url, queue_size=2, max_in_flight=1), CalcRoute.connect(inproc_url) as client:
+    async with svc.serve(inproc_url, queue_size=2, max_in_flight=1), Client(CalcRoute, inproc_url) as client:
         calls = [asyncio.create_task(client.call(Echo(text=str(i)), timeout=10)) for i in range(10)]
         for _ in range(50):
             await asyncio.sleep(0)
@@ -315,7 +316,7 @@ async def test_inproc_full_queue_applies_backpressure(inproc_url: str) -> None:
 
 
 async def test_unavailable_when_nothing_listens() -> None:
-    client = CalcRoute.connect("inproc://nobody-here")
+    client = Client(CalcRoute, "inproc://nobody-here")
     with pytest.raises(Unavailable, match="nothing is listening"):
         await client.connect()
     with pytest.raises(Unavailable, match="nothing is listening"):
@@ -332,7 +333,7 @@ async def test_pending_calls_fail_when_connection_closes(inproc_url: str) -> Non
 
     listener = svc.serve(inproc_url)
     async with listener:
-        client = CalcRoute.connect(inproc_url)
+        client = Client(CalcRoute, inproc_url)
         task = asyncio.create_task(client.call(Echo(text="x")))
         for _ in range(20):
             await asyncio.sleep(0)
@@ -381,7 +382,7 @@ async def test_bad_frames_get_error_replies() -> None:
 
 async def test_user_transport_registration() -> None:
     """A user registers a scheme; Service.serve and Client use it."""
-    from transports.inproc import InprocListener
+    from nanomsg_kernel.transports.inproc import InprocListener
 
     class Loopback(Transport):
         schemes = ("loop",)
@@ -394,7 +395,7 @@ async def test_user_transport_registration() -> None:
 
     register_transport("loop", Loopback())
     assert isinstance(get_transport("loop://x"), Loopback)
-    async with make_calc().serve("loop://user-transport"), CalcRoute.connect("loop://user-transport") as c:
+    async with make_calc().serve("loop://user-transport"), Client(CalcRoute, "loop://user-transport") as c:
         assert (await c.call(Echo(text="a"), timeout=2)).reply == "a|False"
     with pytest.raises(ConfigError, match="no transport for scheme 'nope'"):
         get_transport("nope://x")
@@ -405,7 +406,7 @@ async def test_catalog_kernel_over_inproc(inproc_url: str) -> None:
     svc.add_handler(GetItem, lambda m: m, inline=True)
     import uuid
 
-    async with svc.serve(inproc_url), CatalogRoute.connect(inproc_url) as client:
+    async with svc.serve(inproc_url), Client(CatalogRoute, inproc_url) as client:
         ident = uuid.uuid4()
         assert await client.call(GetItem(id=ident), timeout=2) == GetItem(id=ident)
 

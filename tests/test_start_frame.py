@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel import Context, Service
+from nanomsg_kernel.contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel.eager import StartingTask
 from nanomsg_kernel.errors import RemoteError, ServiceError, Status
 from nanomsg_kernel.testing import frames, mutated_frames
-from transports.base import frame_starter
+from nanomsg_kernel.transports.base import frame_starter
 
 codec = CalcRoute.codec()
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 
-from contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
+from nanomsg_kernel.contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel.errors import (
     ConfigError,
     DeadlineExceeded,
@@ -20,8 +20,8 @@ from nanomsg_kernel.errors import (
     Unavailable,
 )
 from nanomsg_kernel.frame import Kind
-from transports.base import get_transport
-from transports.tcp import TcpConnection, TcpListener, TcpTransport
+from nanomsg_kernel.transports.base import get_transport
+from nanomsg_kernel.transports.tcp import TcpConnection, TcpListener, TcpTransport
 
 CODEC = CalcRoute.codec()
 ids = itertools.count(1)

@@ -13,12 +13,12 @@ from collections.abc import Callable
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from contracts.calc import CalcRoute, Echo
+from nanomsg_kernel.contracts.calc import CalcRoute, Echo
 from nanomsg_kernel.errors import RemoteError, Status
 from nanomsg_kernel.frame import HEADER_SIZE, Kind, pack_header, parse_header
 from nanomsg_kernel.testing import mutated_frames
-from transports.tcp import TcpConnection, TcpListener, TcpTransport
-from transports.tcp_stream import parse_address
+from nanomsg_kernel.transports.tcp import TcpConnection, TcpListener, TcpTransport
+from nanomsg_kernel.transports.tcp_stream import parse_address
 
 CODEC = CalcRoute.codec()
 ids = itertools.count(1)
@@ -260,7 +260,7 @@ async def test_backpressure_reaches_the_client_and_nothing_is_lost() -> None:
 def test_damaged_frames_get_error_frames_or_a_close_never_a_crash() -> None:
     """Each damaged frame on a fresh connection: the server answers with well-formed frames
     (or nothing) and closes; it keeps serving everyone else."""
-    from contracts.services import calc
+    from nanomsg_kernel.contracts.services import calc
 
     with asyncio.Runner() as runner:
         listener = TcpListener("tcp://127.0.0.1:0", calc.handle_frame, read_timeout=2.0)

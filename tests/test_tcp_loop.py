@@ -6,13 +6,14 @@ import asyncio
 
 import pytest
 
-from contracts.calc import CalcRoute, CalcWork, WorkType
-from contracts.services import calc
-from transports.loop import loop_name, new_event_loop, run, uvloop_available
+from nanomsg_kernel.client import Client
+from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, WorkType
+from nanomsg_kernel.contracts.services import calc
+from nanomsg_kernel.transports.loop import loop_name, new_event_loop, run, uvloop_available
 
 
 async def _calls() -> str:
-    async with calc.serve("tcp://127.0.0.1:0") as listener, CalcRoute.connect(listener.url) as client:
+    async with calc.serve("tcp://127.0.0.1:0") as listener, Client(CalcRoute, listener.url) as client:
         results = await asyncio.gather(
             *(client.call(CalcWork(a=i, b=1, op=WorkType.SUM), timeout=5.0) for i in range(200)))
         assert [r.result for r in results] == [i + 1 for i in range(200)]

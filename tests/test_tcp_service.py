@@ -11,13 +11,13 @@ from collections.abc import Callable
 import pytest
 from conftest import TRANSPORT_URLS
 
-from contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
-from contracts.services import calc, done_events
 from nanomsg_kernel import Service
 from nanomsg_kernel.client import Client
+from nanomsg_kernel.contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
+from nanomsg_kernel.contracts.services import calc, done_events
 from nanomsg_kernel.errors import DeadlineExceeded, RemoteError, ServiceError, Status, Unavailable
 from nanomsg_kernel.frame import Kind
-from transports.base import FrameHandler, Listener, get_transport
+from nanomsg_kernel.transports.base import FrameHandler, Listener, get_transport
 
 _names = itertools.count()
 
@@ -50,14 +50,14 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
 
 
 async def test_calls_and_replies(url: str) -> None:
-    async with calc.serve(url) as listener, CalcRoute.connect(listener.url) as client:
+    async with calc.serve(url) as listener, Client(CalcRoute, listener.url) as client:
         done = await client.call(CalcWork(a=6, b=7, op=WorkType.MULT), timeout=5.0)
         assert done.result == 42
         assert (await client.call(Echo(text="hi"), timeout=5.0)).reply == "HI"
 
 
 async def test_service_errors_arrive_as_remote_errors(url: str) -> None:
-    async with calc.serve(url) as listener, CalcRoute.connect(listener.url) as client:
+    async with calc.serve(url) as listener, Client(CalcRoute, listener.url) as client:
         with pytest.raises(RemoteError) as info:
             await client.call(CalcWork(a=1, b=0, op=WorkType.DIV), timeout=5.0)
         assert info.value.status == Status.BAD_REQUEST and info.value.message == "division by zero"
@@ -65,7 +65,7 @@ async def test_service_errors_arrive_as_remote_errors(url: str) -> None:
 
 
 async def test_many_concurrent_calls(url: str) -> None:
-    async with calc.serve(url) as listener, CalcRoute.connect(listener.url) as client:
+    async with calc.serve(url) as listener, Client(CalcRoute, listener.url) as client:
         works = [CalcWork(a=i, b=i, op=WorkType.SUM) for i in range(300)]
         results = await asyncio.gather(*(client.call(w, timeout=10.0) for w in works))
         assert [r.result for r in results] == [2 * i for i in range(300)]
@@ -85,7 +85,7 @@ async def test_a_handler_that_waits_holds_up_no_other_call_on_its_connection(url
     async def quick(w: CalcWork) -> CalcWork:
         return CalcWork(a=w.a, b=w.b, op=w.op, result=w.a + w.b)
 
-    async with svc.serve(url) as listener, CalcRoute.connect(listener.url) as client:
+    async with svc.serve(url) as listener, Client(CalcRoute, listener.url) as client:
         waiting = asyncio.ensure_future(client.call(Echo(text="x"), timeout=10.0))
         quick_ones = await asyncio.wait_for(asyncio.gather(
             *(client.call(CalcWork(a=i, b=1, op=WorkType.SUM), timeout=10.0) for i in range(50))), 10)
@@ -96,14 +96,14 @@ async def test_a_handler_that_waits_holds_up_no_other_call_on_its_connection(url
 
 
 async def test_deadline_exceeded_leaves_nothing_waiting(url: str) -> None:
-    async with slow.serve(url) as listener, CalcRoute.connect(listener.url) as client:
+    async with slow.serve(url) as listener, Client(CalcRoute, listener.url) as client:
         with pytest.raises(DeadlineExceeded):
             await client.call(Echo(text="slow"), timeout=0.1)
         assert len(client.connection.pending) == 0  # type: ignore[attr-defined]
 
 
 async def test_events_reach_subscribers(url: str) -> None:
-    async with calc.serve(url) as listener, CalcRoute.connect(listener.url) as client:
+    async with calc.serve(url) as listener, Client(CalcRoute, listener.url) as client:
         marker = 10_000 + next(_names)
         await client.publish(CalcDone(work=marker, result=1))
         await eventually(lambda: any(e.work == marker for e in done_events))
@@ -112,7 +112,7 @@ async def test_events_reach_subscribers(url: str) -> None:
 async def test_nothing_listening_is_unavailable(url: str) -> None:
     async with calc.serve(url) as listener:
         address = listener.url
-    client = CalcRoute.connect(address)
+    client = Client(CalcRoute, address)
     with pytest.raises(Unavailable):
         await client.call(Echo(text="anyone?"), timeout=5.0)
     await client.close()
@@ -122,7 +122,7 @@ async def test_pending_calls_fail_unavailable_when_the_server_goes(url: str) -> 
     listener = slow.serve(url)
     await listener.start()
     try:
-        client = CalcRoute.connect(listener.url)
+        client = Client(CalcRoute, listener.url)
         await client.connect()
         call = asyncio.ensure_future(client.call(Echo(text="never"), timeout=30.0))
         await eventually(lambda: len(client.connection.pending) == 1)  # type: ignore[attr-defined]
@@ -144,7 +144,7 @@ async def test_pending_calls_fail_unavailable_when_the_server_goes(url: str) -> 
 async def test_error_statuses_raise_what_the_caller_expects(url: str, status: Status, raised: type) -> None:
     """TIMEOUT and UNAVAILABLE error frames raise the errors a caller gets when it gives up
     or cannot connect itself; the error frame is kept as the cause."""
-    async with statuses.serve(url) as listener, CalcRoute.connect(listener.url) as client:
+    async with statuses.serve(url) as listener, Client(CalcRoute, listener.url) as client:
         with pytest.raises(ServiceError) as info:
             await client.call(CalcWork(a=int(status), b=0, op=WorkType.SUM), timeout=5.0)
         assert type(info.value) is raised
@@ -164,7 +164,7 @@ async def test_server_cancels_late_handler_and_answers_timeout(url: str) -> None
         return 0 if m is None else m.errors.get(Status.TIMEOUT, 0)
 
     before = timeouts()
-    async with slow.serve(url) as listener, CalcRoute.connect(listener.url) as client:
+    async with slow.serve(url) as listener, Client(CalcRoute, listener.url) as client:
         codec = CalcRoute.codec()
         frame = codec.encode(Echo(text="late"), kind=Kind.REQUEST, correlation_id=7, timeout_ms=60)
         reply = await client.connection.request(frame, 10.0)  # the caller waits longer than the server

@@ -10,11 +10,11 @@ from collections.abc import Callable
 
 import pytest
 
-from contracts.calc import CalcRoute, Echo
+from nanomsg_kernel.contracts.calc import CalcRoute, Echo
 from nanomsg_kernel.errors import Unavailable
 from nanomsg_kernel.frame import Kind
-from transports.tcp import TcpConnection, TcpTransport
-from transports.tcp_stream import parse_address
+from nanomsg_kernel.transports.tcp import TcpConnection, TcpTransport
+from nanomsg_kernel.transports.tcp_stream import parse_address
 
 CODEC = CalcRoute.codec()
 ids = itertools.count(1)

@@ -8,12 +8,12 @@ import ssl
 
 import pytest
 
-from contracts.calc import CalcRoute, Echo
+from nanomsg_kernel.contracts.calc import CalcRoute, Echo
 from nanomsg_kernel.errors import Unavailable
 from nanomsg_kernel.frame import Kind
-from transports.base import get_transport
-from transports.tcp import TcpTransport
-from transports.tcp_stream import parse_address
+from nanomsg_kernel.transports.base import get_transport
+from nanomsg_kernel.transports.tcp import TcpTransport
+from nanomsg_kernel.transports.tcp_stream import parse_address
 
 CODEC = CalcRoute.codec()
 

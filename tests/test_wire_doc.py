@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts.calc import CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel import Kind, Status
+from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel.frame import HEADER_SIZE, HEADER_SPEC, HEADER_STRUCT, MAGIC, WIRE_VERSION
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "wire.md"

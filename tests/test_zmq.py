@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import zmq
 
-from contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
+from nanomsg_kernel.contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel.errors import (
     ConfigError,
     DeadlineExceeded,
@@ -24,8 +24,8 @@ from nanomsg_kernel.errors import (
     Unavailable,
 )
 from nanomsg_kernel.frame import HEADER_SIZE, Kind
-from transports.base import correlation_id_of, get_transport
-from transports.zmq import ZmqConnection, ZmqListener, ZmqTransport
+from nanomsg_kernel.transports.base import correlation_id_of, get_transport
+from nanomsg_kernel.transports.zmq import ZmqConnection, ZmqListener, ZmqTransport
 
 CODEC = CalcRoute.codec()
 ids = itertools.count(1)
@@ -611,7 +611,7 @@ async def test_a_multipart_reply_is_matched_part_by_part() -> None:
 
 
 async def test_a_socket_pump_needs_a_callback() -> None:
-    from transports.zmq_socket import SocketPump, shared_context
+    from nanomsg_kernel.transports.zmq_socket import SocketPump, shared_context
 
     sock = shared_context().socket(zmq.DEALER)
     try:

@@ -1,6 +1,6 @@
 """ZeroMQ services dying, hanging and coming back, with real server processes.
 
-Each server is ``python -m contracts.bench_services URL`` in a subprocess; it prints its
+Each server is ``python -m nanomsg_kernel.contracts.bench_services URL`` in a subprocess; it prints its
 bound URL, then serves until killed.
 """
 
@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from contracts.bench import BenchRoute, Burn, Who
+from nanomsg_kernel.client import Client
+from nanomsg_kernel.contracts.bench import BenchRoute, Burn, Who
 from nanomsg_kernel.errors import DeadlineExceeded, ServiceError, Unavailable
-from transports.zmq import ZmqConnection
+from nanomsg_kernel.transports.zmq import ZmqConnection
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +42,7 @@ class Server:
 async def server(url: str, workers: int = 0) -> AsyncIterator[Server]:
     """Run ``burn`` at ``url`` in a new process; kill it on exit."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "contracts.bench_services", url, str(workers),
+        sys.executable, "-m", "nanomsg_kernel.contracts.bench_services", url, str(workers),
         stdout=asyncio.subprocess.PIPE, cwd=ROOT,
     )
     srv = Server(proc, "")
@@ -98,7 +99,7 @@ class Stream:
 @pytest.mark.parametrize("kind", ["tcp", "ipc"])
 async def test_server_killed_mid_stream_fails_calls_then_recovers(kind: str, ipc_dir: str) -> None:
     url = "zmq+tcp://127.0.0.1:0" if kind == "tcp" else f"zmq+ipc://{ipc_dir}/svc"
-    async with server(url) as first, BenchRoute.connect(first.url) as client:
+    async with server(url) as first, Client(BenchRoute, first.url) as client:
         assert (await client.call(Who(), timeout=10.0)).pid == first.pid
         stream = Stream(client, lambda: Burn(n=2000), timeout=2.0)
         await eventually(lambda: len(stream.successes()) >= 50)
@@ -122,7 +123,7 @@ async def test_server_killed_mid_stream_fails_calls_then_recovers(kind: str, ipc
 async def test_killed_endpoint_among_several_others_keep_serving(ipc_dir: str) -> None:
     async with (
         server("zmq+tcp://127.0.0.1:0") as a, server(f"zmq+ipc://{ipc_dir}/b") as b,
-        BenchRoute.connect(f"{a.url},{b.url}") as client,
+        Client(BenchRoute, f"{a.url},{b.url}") as client,
     ):
         conn = client.connection
         assert isinstance(conn, ZmqConnection)
@@ -153,7 +154,7 @@ async def test_heartbeats_detect_a_hung_server() -> None:
     """A stopped process keeps its sockets open; only heartbeats can tell it is gone."""
     async with (
         server("zmq+tcp://127.0.0.1:0") as srv,
-        BenchRoute.connect(srv.url, heartbeat=0.2) as client,
+        Client(BenchRoute, srv.url, heartbeat=0.2) as client,
     ):
         assert (await client.call(Who(), timeout=10.0)).pid == srv.pid
         os.kill(srv.pid, signal.SIGSTOP)

@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 import pytest
 
-from contracts.bench import BenchRoute, Burn, Who
-from contracts.bench_services import burn, sum_of_squares
-from contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
-from nanomsg_kernel import Context, DeadlineExceeded, RemoteError, Service, Status
-from transports.zmq import ZmqConnection
+from nanomsg_kernel import Client, Context, DeadlineExceeded, RemoteError, Service, Status
+from nanomsg_kernel.contracts.bench import BenchRoute, Burn, Who
+from nanomsg_kernel.contracts.bench_services import burn, sum_of_squares
+from nanomsg_kernel.contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
+from nanomsg_kernel.transports.zmq import ZmqConnection
 
 
 @pytest.fixture(params=["tcp", "ipc"])
@@ -48,7 +48,7 @@ def make_service() -> tuple[Service, list[CalcDone], asyncio.Event]:
 
 async def test_calls_errors_deadlines_and_events(url: str) -> None:
     svc, done, seen = make_service()
-    async with svc.serve(url) as listener, CalcRoute.connect(listener.url) as client:
+    async with svc.serve(url) as listener, Client(CalcRoute, listener.url) as client:
         assert "?events=" in listener.url  # the service subscribes to CalcDone
         assert await client.call(CalcWork(a=6, b=3, op=WorkType.DIV), timeout=5.0) == CalcWork(
             a=6, b=3, op=WorkType.DIV, result=2
@@ -86,7 +86,7 @@ async def test_client_spreads_calls_over_several_services(ipc_dir: str) -> None:
     async with (
         a.serve("zmq+tcp://127.0.0.1:0") as la,
         b.serve(f"zmq+ipc://{ipc_dir}/b") as lb,
-        BenchRoute.connect(f"{la.url},{lb.url}") as client,
+        Client(BenchRoute, f"{la.url},{lb.url}") as client,
     ):
         conn = client.connection
         assert isinstance(conn, ZmqConnection)
@@ -98,7 +98,7 @@ async def test_client_spreads_calls_over_several_services(ipc_dir: str) -> None:
 async def test_cpu_bound_service_with_worker_processes(url: str) -> None:
     async with (
         burn.serve(url.replace("calc", "burn"), workers=2) as listener,
-        BenchRoute.connect(listener.url) as client,
+        Client(BenchRoute, listener.url) as client,
     ):
         results = await asyncio.gather(*(client.call(Burn(n=n), timeout=20.0) for n in range(0, 4000, 100)))
         assert [r.result for r in results] == [sum_of_squares(n) for n in range(0, 4000, 100)]

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import zmq
 
-from contracts.bench import BenchRoute, Burn, Tick, Ticks, Who
-from contracts.bench_services import burn, sum_of_squares
-from nanomsg_kernel import Service
+from nanomsg_kernel import Client, Service
+from nanomsg_kernel.contracts.bench import BenchRoute, Burn, Tick, Ticks, Who
+from nanomsg_kernel.contracts.bench_services import burn, sum_of_squares
 from nanomsg_kernel.errors import ConfigError, DeadlineExceeded, ServiceError, Unavailable
-from transports.zmq import ZmqListener
+from nanomsg_kernel.transports.zmq import ZmqListener
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,7 +62,7 @@ async def test_workers_serve_requests_and_events_then_stop(url: str) -> None:
         assert isinstance(listener, ZmqListener)
         pids = set(listener.worker_pids)
         assert len(pids) == 2 and os.getpid() not in pids
-        async with BenchRoute.connect(listener.url) as client:
+        async with Client(BenchRoute, listener.url) as client:
             seen = {(await client.call(Who(), timeout=10.0)).pid for _ in range(20)}
             assert seen == pids  # both workers take requests
             assert (await client.call(Burn(n=1000), timeout=10.0)).result == sum_of_squares(1000)
@@ -84,7 +84,7 @@ async def test_killed_worker_is_replaced_while_calls_continue(ipc_dir: str) -> N
     async with burn.serve(f"zmq+ipc://{ipc_dir}/svc", workers=2) as listener:
         assert isinstance(listener, ZmqListener)
         first = set(listener.worker_pids)
-        async with BenchRoute.connect(listener.url) as client:
+        async with Client(BenchRoute, listener.url) as client:
             outcomes: list[tuple[object, float]] = []
             stop = False
 
@@ -124,13 +124,13 @@ async def test_workers_exit_when_their_parent_is_killed(ipc_dir: str) -> None:
     tmp = f"{ipc_dir}/tmp"  # the parent's temporary directory, to see what it leaves behind
     os.mkdir(tmp)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "contracts.bench_services", f"zmq+ipc://{ipc_dir}/svc", "2",
+        sys.executable, "-m", "nanomsg_kernel.contracts.bench_services", f"zmq+ipc://{ipc_dir}/svc", "2",
         stdout=asyncio.subprocess.PIPE, cwd=ROOT, env={**os.environ, "TMPDIR": tmp},
     )
     try:
         assert proc.stdout is not None
         url = (await asyncio.wait_for(proc.stdout.readline(), 60.0)).decode().strip()
-        async with BenchRoute.connect(url) as client:
+        async with Client(BenchRoute, url) as client:
             workers = {(await client.call(Who(), timeout=10.0)).pid for _ in range(10)}
         assert len(workers) == 2 and proc.pid not in workers
         assert [p.name[:15] for p in Path(tmp).iterdir()] == ["nanomsg-kernel-"]
@@ -172,8 +172,8 @@ async def test_workers_behind_a_curve_endpoint(ipc_dir: str) -> None:
     _bad_pub, bad_sec = zmq.curve_keypair()
     async with (
         burn.serve("zmq+tcp://127.0.0.1:0", workers=1, curve_secret_key=server_sec, curve_allow=[good_pub]) as lst,
-        BenchRoute.connect(lst.url, curve_server_key=server_pub, curve_secret_key=good_sec) as good,
-        BenchRoute.connect(lst.url, curve_server_key=server_pub, curve_secret_key=bad_sec) as bad,
+        Client(BenchRoute, lst.url, curve_server_key=server_pub, curve_secret_key=good_sec) as good,
+        Client(BenchRoute, lst.url, curve_server_key=server_pub, curve_secret_key=bad_sec) as bad,
     ):
         assert (await good.call(Who(), timeout=10.0)).pid in lst.worker_pids
         with pytest.raises(Unavailable, match="refused the Curve key"):

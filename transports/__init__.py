@@ -1,6 +1,6 @@
 """Pluggable transports that carry encoded frames unchanged: inproc, TCP, ZeroMQ."""
 
-from transports.base import (
+from nanomsg_kernel.transports.base import (
     Connection,
     FrameHandler,
     Listener,

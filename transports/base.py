@@ -148,10 +148,10 @@ def register_transport(scheme: str, transport: Transport | Callable[[], Transpor
 
 
 _BUILTIN = {
-    "inproc": ("transports.inproc", "InprocTransport"),
-    "tcp": ("transports.tcp", "TcpTransport"),
-    "zmq+tcp": ("transports.zmq", "ZmqTransport"),
-    "zmq+ipc": ("transports.zmq", "ZmqTransport"),
+    "inproc": ("nanomsg_kernel.transports.inproc", "InprocTransport"),
+    "tcp": ("nanomsg_kernel.transports.tcp", "TcpTransport"),
+    "zmq+tcp": ("nanomsg_kernel.transports.zmq", "ZmqTransport"),
+    "zmq+ipc": ("nanomsg_kernel.transports.zmq", "ZmqTransport"),
 }
 
 

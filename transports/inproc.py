@@ -6,7 +6,7 @@ bounded queue: a sender waits while it is full (backpressure, never a drop). Nam
 one process-wide table; binding a name twice is an error.
 
 A request (up to :data:`EAGER_MAX_FRAME` bytes) starts its handler eagerly, in the caller's
-step (through the handler's :data:`~transports.base.FrameStarter`, a service's
+step (through the handler's :data:`~nanomsg_kernel.transports.base.FrameStarter`, a service's
 ``start_frame``, or else :func:`~nanomsg_kernel.eager.start_eagerly`): a handler that does not wait has
 answered when ``submit`` returns, and the caller then yields to the loop once, as a reply
 over a wire would arrive. A handler that waits continues in a task of its own.
@@ -23,7 +23,7 @@ from typing import Any
 from nanomsg_kernel.eager import start_eagerly
 from nanomsg_kernel.errors import ConfigError, EncodeError, Unavailable
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE
-from transports.base import (
+from nanomsg_kernel.transports.base import (
     Connection,
     FrameHandler,
     Listener,
@@ -33,7 +33,7 @@ from transports.base import (
     frame_starter,
     split_url,
 )
-from transports.replies import handler_failed, task_reply
+from nanomsg_kernel.transports.replies import handler_failed, task_reply
 
 __all__ = ["InprocConnection", "InprocListener", "InprocTransport"]
 

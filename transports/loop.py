@@ -3,7 +3,7 @@
 uvloop (``pip install nanomsg-kernel[uvloop]``) makes the loop's own work cheaper, which
 shows most on sockets (``python -m benchmarks.tcp`` measures both loops)::
 
-    from transports.loop import run
+    from nanomsg_kernel.transports.loop import run
 
     run(main(), prefer_uvloop=True)   # uvloop if installed, else asyncio
 """

@@ -8,8 +8,8 @@
 
 Frames travel unchanged, one after the other, as in every transport: the 26-byte header
 (whose last field is the body length) then the body. The server is
-:class:`~transports.tcp_server.TcpListener`, the client
-:class:`~transports.tcp_client.TcpConnection`; their options and defaults are documented
+:class:`~nanomsg_kernel.transports.tcp_server.TcpListener`, the client
+:class:`~nanomsg_kernel.transports.tcp_client.TcpConnection`; their options and defaults are documented
 there and in ``docs/transports.md``. TLS: pass an :class:`ssl.SSLContext` as ``ssl=`` on both
 sides.
 """
@@ -19,9 +19,9 @@ from __future__ import annotations
 from typing import Any
 
 from nanomsg_kernel.errors import ConfigError
-from transports.base import FrameHandler, Transport
-from transports.tcp_client import TcpConnection
-from transports.tcp_server import TcpListener
+from nanomsg_kernel.transports.base import FrameHandler, Transport
+from nanomsg_kernel.transports.tcp_client import TcpConnection
+from nanomsg_kernel.transports.tcp_server import TcpListener
 
 __all__ = ["TcpConnection", "TcpListener", "TcpTransport"]
 

@@ -28,8 +28,8 @@ from nanomsg_kernel.errors import (
     Unavailable,
 )
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32
-from transports.base import Connection, PendingReplies
-from transports.tcp_stream import FrameWriter, check_header, parse_address
+from nanomsg_kernel.transports.base import Connection, PendingReplies
+from nanomsg_kernel.transports.tcp_stream import FrameWriter, check_header, parse_address
 
 __all__ = ["TcpConnection"]
 
@@ -39,7 +39,7 @@ _READ_BUFFER = 256 * 1024
 
 
 class TcpConnection(Connection):
-    """A client connection to a :class:`~transports.tcp_server.TcpListener`.
+    """A client connection to a :class:`~nanomsg_kernel.transports.tcp_server.TcpListener`.
 
     Args:
         url: ``tcp://host:port``.

@@ -28,9 +28,9 @@ from typing import Any
 
 from nanomsg_kernel.errors import ConfigError, DecodeError, FrameTooLarge, Status
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32, Kind
-from transports.base import FrameHandler, FrameStarter, Listener, frame_starter
-from transports.replies import error_reply, handler_failed, task_reply
-from transports.tcp_stream import FrameWriter, check_header, format_address, parse_address
+from nanomsg_kernel.transports.base import FrameHandler, FrameStarter, Listener, frame_starter
+from nanomsg_kernel.transports.replies import error_reply, handler_failed, task_reply
+from nanomsg_kernel.transports.tcp_stream import FrameWriter, check_header, format_address, parse_address
 
 __all__ = ["TcpListener"]
 
@@ -238,7 +238,7 @@ class _Peer:
 
 
 class TcpListener(Listener):
-    """Serves a :data:`~transports.base.FrameHandler` on ``tcp://host:port``.
+    """Serves a :data:`~nanomsg_kernel.transports.base.FrameHandler` on ``tcp://host:port``.
 
     Args:
         url: ``tcp://host:port`` (port 0: any free port; :attr:`url` then has the real one).

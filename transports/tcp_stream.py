@@ -21,7 +21,7 @@ from nanomsg_kernel.frame import (
     Kind,
     parse_header,
 )
-from transports.base import split_url
+from nanomsg_kernel.transports.base import split_url
 
 __all__ = [
     "MAX_BATCH",

@@ -5,18 +5,18 @@ and never touch the frame.
 
 * Requests: the service binds a ``ROUTER``; a client's ``DEALER`` connects to one or more
   services (``zmq+tcp://a:7000,zmq+tcp://b:7000``) and ZeroMQ spreads the requests over
-  them, many in flight, matched by correlation id (:mod:`transports.zmq_client`).
+  them, many in flight, matched by correlation id (:mod:`nanomsg_kernel.transports.zmq_client`).
 * Events: the service binds a ``SUB`` on its events endpoint (see
-  :mod:`transports.zmq_endpoints`) subscribed to the routes it has subscribers for; a
+  :mod:`nanomsg_kernel.transports.zmq_endpoints`) subscribed to the routes it has subscribers for; a
   client's ``send(frame)`` publishes on an ``XPUB`` connected to every listed service.
 * ``workers=N``: N processes behind one endpoint through ZeroMQ proxies
-  (:mod:`transports.zmq_workers`).
+  (:mod:`nanomsg_kernel.transports.zmq_workers`).
 * Reliability: heartbeats drop dead peers, high-water marks bound every queue, a monitor
   fails requests when every service is gone; CurveZMQ encrypts and authenticates
-  (:mod:`transports.zmq_security`); ``MAXMSGSIZE`` bounds what a peer may send.
+  (:mod:`nanomsg_kernel.transports.zmq_security`); ``MAXMSGSIZE`` bounds what a peer may send.
 
 Sockets are driven from the event loop through their file descriptors
-(:mod:`transports.zmq_socket`); ``docs/zeromq.md`` has the measurements behind that choice.
+(:mod:`nanomsg_kernel.transports.zmq_socket`); ``docs/zeromq.md`` has the measurements behind that choice.
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ import zmq
 from nanomsg_kernel.contract import contract_info
 from nanomsg_kernel.errors import ConfigError
 from nanomsg_kernel.frame import MAGIC, WIRE_VERSION, Kind
-from transports.base import FrameHandler, Listener, Transport
-from transports.zmq_client import ZmqConnection
-from transports.zmq_endpoints import bind_endpoints, public_url
-from transports.zmq_options import ListenOptions, configure
-from transports.zmq_server import FrameServer
-from transports.zmq_socket import last_endpoint
-from transports.zmq_workers import WorkerFarm, locate_handler
+from nanomsg_kernel.transports.base import FrameHandler, Listener, Transport
+from nanomsg_kernel.transports.zmq_client import ZmqConnection
+from nanomsg_kernel.transports.zmq_endpoints import bind_endpoints, public_url
+from nanomsg_kernel.transports.zmq_options import ListenOptions, configure
+from nanomsg_kernel.transports.zmq_server import FrameServer
+from nanomsg_kernel.transports.zmq_socket import last_endpoint
+from nanomsg_kernel.transports.zmq_workers import WorkerFarm, locate_handler
 
 __all__ = ["ZmqConnection", "ZmqListener", "ZmqTransport", "event_prefixes", "remove_ipc_files"]
 
@@ -85,7 +85,7 @@ def _default_max_body(handler: FrameHandler, options: dict[str, Any]) -> None:
 class ZmqListener(Listener):
     """A service endpoint: ``ROUTER`` for requests, ``SUB`` for events, optional workers.
 
-    Options are those of :class:`~transports.zmq_options.ListenOptions`. ``url`` becomes
+    Options are those of :class:`~nanomsg_kernel.transports.zmq_options.ListenOptions`. ``url`` becomes
     the address actually bound once started (with the real ports, and ``?events=`` when
     an events endpoint is bound).
     """
@@ -201,10 +201,10 @@ class ZmqTransport(Transport):
     schemes = ("zmq+tcp", "zmq+ipc")
 
     def listen(self, url: str, handler: FrameHandler, **options: Any) -> ZmqListener:
-        """A listener at ``url``; see :class:`~transports.zmq_options.ListenOptions`."""
+        """A listener at ``url``; see :class:`~nanomsg_kernel.transports.zmq_options.ListenOptions`."""
         return ZmqListener(url, handler, **options)
 
     def connect(self, url: str, **options: Any) -> ZmqConnection:
         """A connection to ``url`` (one or more comma-separated endpoints); see
-        :class:`~transports.zmq_options.ConnectOptions`."""
+        :class:`~nanomsg_kernel.transports.zmq_options.ConnectOptions`."""
         return ZmqConnection(url, **options)

@@ -34,10 +34,10 @@ import zmq
 
 from nanomsg_kernel.errors import DeadlineExceeded, EncodeError, Unavailable
 from nanomsg_kernel.frame import HEADER_SIZE, MAGIC, Kind
-from transports.base import Connection, PendingReplies, correlation_id_of
-from transports.zmq_endpoints import connect_endpoints
-from transports.zmq_options import ConnectOptions, configure
-from transports.zmq_socket import SocketPump, raw_send, shared_context
+from nanomsg_kernel.transports.base import Connection, PendingReplies, correlation_id_of
+from nanomsg_kernel.transports.zmq_endpoints import connect_endpoints
+from nanomsg_kernel.transports.zmq_options import ConnectOptions, configure
+from nanomsg_kernel.transports.zmq_socket import SocketPump, raw_send, shared_context
 
 __all__ = ["ZmqConnection"]
 
@@ -66,7 +66,7 @@ class ZmqConnection(Connection):
     """A connection to one or more services at ``zmq+tcp://`` / ``zmq+ipc://`` URLs.
 
     ``url`` may list several endpoints separated by commas; requests are spread across them.
-    Options are those of :class:`~transports.zmq_options.ConnectOptions`.
+    Options are those of :class:`~nanomsg_kernel.transports.zmq_options.ConnectOptions`.
     """
 
     def __init__(self, url: str, **options: Any) -> None:

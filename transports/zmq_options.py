@@ -17,7 +17,7 @@ import zmq
 
 from nanomsg_kernel.errors import ConfigError
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32
-from transports.zmq_security import ClientCurve, ServerCurve
+from nanomsg_kernel.transports.zmq_security import ClientCurve, ServerCurve
 
 __all__ = ["ConnectOptions", "ListenOptions", "configure"]
 

@@ -3,8 +3,8 @@
 Requests arrive on a ``ROUTER`` as ``[routing envelope..., frame]``: the envelope is one
 identity from a client's ``DEALER``, or more when a proxy sits in between, and it goes back
 unchanged in front of the reply. Each request is handed to the
-:data:`~transports.base.FrameHandler` as soon as it is read, started eagerly: through its
-:data:`~transports.base.FrameStarter` when it has one (a service's ``start_frame``), else
+:data:`~nanomsg_kernel.transports.base.FrameHandler` as soon as it is read, started eagerly: through its
+:data:`~nanomsg_kernel.transports.base.FrameStarter` when it has one (a service's ``start_frame``), else
 with :func:`~nanomsg_kernel.eager.start_eagerly`. A handler that finishes without waiting
 never gets a task, and one that waits continues in a task of its own. At most ``max_in_flight``
 run at once, and while that many do, the socket is not read, so ZeroMQ's queues fill up to
@@ -37,9 +37,9 @@ import zmq
 
 from nanomsg_kernel.eager import start_eagerly
 from nanomsg_kernel.errors import Status
-from transports.base import FrameHandler, frame_starter
-from transports.replies import error_reply, handler_failed, task_reply
-from transports.zmq_socket import SocketPump, raw_send
+from nanomsg_kernel.transports.base import FrameHandler, frame_starter
+from nanomsg_kernel.transports.replies import error_reply, handler_failed, task_reply
+from nanomsg_kernel.transports.zmq_socket import SocketPump, raw_send
 
 __all__ = ["DRAIN_SECONDS", "REPLY_BURST", "REQUEST_BATCH", "FrameServer", "ReplyQueue"]
 

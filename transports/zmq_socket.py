@@ -26,7 +26,7 @@ avoided here:
 * A message sent while libzmq's I/O thread sleeps wakes it (a system call on each side)
   and goes out in a TCP segment of its own. Senders that answer many messages per loop
   iteration queue them and send them in bursts (the client's outbox, the server's
-  :class:`~transports.zmq_server.ReplyQueue`): one wake-up and a few segments per burst
+  :class:`~nanomsg_kernel.transports.zmq_server.ReplyQueue`): one wake-up and a few segments per burst
   instead of per message.
 """
 

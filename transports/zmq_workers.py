@@ -38,12 +38,12 @@ from typing import Any
 import zmq
 
 from nanomsg_kernel.errors import ConfigError, TransportError
-from transports.base import FrameHandler
-from transports.zmq_endpoints import Endpoint, public_url
-from transports.zmq_options import ListenOptions, configure
-from transports.zmq_security import ServerCurve
-from transports.zmq_server import DRAIN_SECONDS, FrameServer
-from transports.zmq_socket import last_endpoint
+from nanomsg_kernel.transports.base import FrameHandler
+from nanomsg_kernel.transports.zmq_endpoints import Endpoint, public_url
+from nanomsg_kernel.transports.zmq_options import ListenOptions, configure
+from nanomsg_kernel.transports.zmq_security import ServerCurve
+from nanomsg_kernel.transports.zmq_server import DRAIN_SECONDS, FrameServer
+from nanomsg_kernel.transports.zmq_socket import last_endpoint
 
 __all__ = ["WorkerFarm", "WorkerSpec", "load_handler", "worker_main"]
 

@@ -44,9 +44,9 @@ class ServerProcess:
 
     @classmethod
     async def serve_config(cls, config: Path, timeout: float = 30.0) -> ServerProcess:
-        """Start ``python -m nanomsg_kernel.cli serve config`` and wait until it is ready."""
+        """Start ``python -m nanomsg_kernel.app.cli serve config`` and wait until it is ready."""
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "nanomsg_kernel.cli", "serve", str(config),
+            sys.executable, "-m", "nanomsg_kernel.app.cli", "serve", str(config),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         self = cls(proc)

@@ -91,7 +91,7 @@ async def bad_peer(url: str, how: str, limit: int) -> AsyncIterator[None]:
             async with _dealer(f"{scheme[4:]}://{address}", data):
                 yield
     elif scheme == "inproc":
-        from transports.inproc import InprocConnection
+        from nanomsg_kernel.transports.inproc import InprocConnection
 
         conn_ = InprocConnection(url, max_body_size=2 * limit)
         try:

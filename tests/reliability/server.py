@@ -21,9 +21,9 @@ import resource
 import signal
 import sys
 
-from contracts.calc import CalcRoute, CalcWork, Echo
-from contracts.services import OPS
 from nanomsg_kernel import Service, ServiceError, Status, evolve
+from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, Echo
+from nanomsg_kernel.contracts.services import OPS
 
 
 def build(max_body: int) -> Service:

@@ -1,6 +1,6 @@
 """The demo: the example kernel's services in one node, called every way there is.
 
-``nanomsg-kernel demo`` hosts ``contracts.services:calc`` and ``:gateway`` (bound to
+``nanomsg-kernel demo`` hosts ``nanomsg_kernel.contracts.services:calc`` and ``:gateway`` (bound to
 ``calc``) in one node, serves ``calc`` on ``inproc://``, ``tcp://`` and ``zmq+tcp://`` on
 loopback, then for each way of calling it (the in-process binding, and a client over each
 transport) checks sample results and makes ``calls`` sequential calls, timing each one. It
@@ -18,10 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
-from contracts.services import calc, done_events, gateway
 from nanomsg_kernel.binding import Binding
 from nanomsg_kernel.client import Client
+from nanomsg_kernel.contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
+from nanomsg_kernel.contracts.services import calc, done_events, gateway
 from nanomsg_kernel.errors import RemoteError, ServiceError, Status
 from nanomsg_kernel.node import Node
 
@@ -158,7 +158,7 @@ async def _gateway_check() -> str | None:
 
 def available(transports: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     """The transports that can be used here, and why the others cannot."""
-    from transports.base import get_transport
+    from nanomsg_kernel.transports.base import get_transport
 
     usable: list[str] = []
     skipped: dict[str, str] = {}
@@ -200,7 +200,7 @@ async def run_demo(
     async with node:
         bound = dict(zip([n for n in usable if TRANSPORTS[n]], [lst.url for lst in node.listeners], strict=True))
         described = ", ".join(bound.values()) or "no listener"
-        from transports.loop import loop_name
+        from nanomsg_kernel.transports.loop import loop_name
 
         echo(f"node 'demo' ({loop_name()} event loop): calc on {described}; gateway bound to calc (in-process)")
         gateway_check = await _gateway_check()
@@ -288,7 +288,7 @@ def _aligned(rows: list[tuple[str, ...]], right: set[int]) -> list[str]:
 
 def run(calls: int = DEFAULT_CALLS, transports: Sequence[str] = tuple(TRANSPORTS), **kwargs: Any) -> DemoResult:
     """Run the demo in a new event loop (uvloop when installed)."""
-    from transports.loop import run as run_loop
+    from nanomsg_kernel.transports.loop import run as run_loop
 
     result: DemoResult = run_loop(run_demo(calls, transports, **kwargs))
     return result

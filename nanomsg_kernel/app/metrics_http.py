@@ -23,7 +23,7 @@ from nanomsg_kernel.metrics import ServiceMetrics, prometheus_text
 
 __all__ = ["CONTENT_TYPE", "MAX_REQUEST_HEAD", "MetricsServer"]
 
-log = logging.getLogger("nanomsg_kernel.metrics_http")
+log = logging.getLogger("nanomsg_kernel.app.metrics_http")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The content type of Prometheus' text exposition format."""

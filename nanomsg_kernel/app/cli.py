@@ -1,9 +1,9 @@
 """The ``nanomsg-kernel`` command line.
 
 Each command lives in the module that owns its subject and is attached here: ``serve``
-(:mod:`nanomsg_kernel.serving`, :mod:`nanomsg_kernel.config`), ``call``
-(:mod:`nanomsg_kernel.call`), ``inspect`` (:mod:`nanomsg_kernel.inspect_frame`), ``demo``
-(:mod:`nanomsg_kernel.demo`). Exit statuses: :class:`nanomsg_kernel.exit_codes.ExitCode`.
+(:mod:`nanomsg_kernel.app.serving`, :mod:`nanomsg_kernel.app.config`), ``call``
+(:mod:`nanomsg_kernel.app.call`), ``inspect`` (:mod:`nanomsg_kernel.app.inspect_frame`), ``demo``
+(:mod:`nanomsg_kernel.app.demo`). Exit statuses: :class:`nanomsg_kernel.app.exit_codes.ExitCode`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import click
 
 from nanomsg_kernel import __version__
-from nanomsg_kernel.exit_codes import ExitCode, exit_code_for
+from nanomsg_kernel.app.exit_codes import ExitCode, exit_code_for
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _DEMO_TRANSPORTS = ("binding", "inproc", "tcp", "zmq+tcp")
@@ -28,7 +28,7 @@ _DEMO_TRANSPORTS = ("binding", "inproc", "tcp", "zmq+tcp")
               help="Log one JSON object per line, with service, contract and correlation_id fields.")
 def main(log_level: str, log_json: bool) -> None:
     """nanomsg-kernel: versioned binary contracts and nanoservices."""
-    from nanomsg_kernel.logs import configure_logging
+    from nanomsg_kernel.app.logs import configure_logging
 
     configure_logging(log_level, json_lines=log_json)
 
@@ -50,7 +50,7 @@ def serve(config: str, grace: float | None, check: bool) -> None:
     gracefully and prints the metrics summary. Config problems are all reported, naming the
     file and key, before anything starts (exit 2).
     """
-    from nanomsg_kernel.config import NodeConfigError, load_config
+    from nanomsg_kernel.app.config import NodeConfigError, load_config
 
     try:
         node_config = load_config(config)
@@ -65,8 +65,8 @@ def serve(config: str, grace: float | None, check: bool) -> None:
         names = ", ".join(s.name for s in node_config.services)
         click.echo(f"{config}: ok (node {node_config.name!r}: {names})")
         return
-    from nanomsg_kernel.serving import serve_node
-    from transports.loop import run
+    from nanomsg_kernel.app.serving import serve_node
+    from nanomsg_kernel.transports.loop import run
 
     try:
         run(serve_node(node_config, click.echo, grace=grace))
@@ -90,7 +90,7 @@ def _read_payload(payload: str) -> str:
 @click.argument("url")
 @click.argument("contract")
 @click.option("--kernel", "-k", required=True, metavar="MODULE:ENUM",
-              help="The kernel's routing enum, e.g. contracts.calc:CalcRoute.")
+              help="The kernel's routing enum, e.g. nanomsg_kernel.contracts.calc:CalcRoute.")
 @click.option("--json", "payload", default="{}", show_default=True, metavar="JSON|@FILE|-",
               help="The request's fields as a JSON object (text, @file, or - for stdin).")
 @click.option("--timeout", type=click.FloatRange(0, min_open=True), default=5.0, show_default=True,
@@ -109,7 +109,7 @@ def call(url: str, contract: str, kernel: str, payload: str, timeout: float, byt
     import asyncio
     import json
 
-    from nanomsg_kernel.call import call_json, load_kernel
+    from nanomsg_kernel.app.call import call_json, load_kernel
     from nanomsg_kernel.errors import NanomsgError, RemoteError
 
     def slow() -> None:
@@ -146,9 +146,9 @@ def inspect(source: Any, hex_input: bool | None, kernel: str | None, as_json: bo
     """
     import json
 
+    from nanomsg_kernel.app.inspect_frame import decode_input, inspect_frames, render_text
     from nanomsg_kernel.errors import NanomsgError
     from nanomsg_kernel.frame import HEADER_SIZE
-    from nanomsg_kernel.inspect_frame import decode_input, inspect_frames, render_text
 
     limit = 2 * (max_body + HEADER_SIZE) + 64
     data = source.read(limit + 1)
@@ -157,7 +157,7 @@ def inspect(source: Any, hex_input: bool | None, kernel: str | None, as_json: bo
     try:
         routes = None
         if kernel is not None:
-            from nanomsg_kernel.call import load_kernel
+            from nanomsg_kernel.app.call import load_kernel
 
             routes = load_kernel(kernel)
         reports = inspect_frames(decode_input(data, hex_input=hex_input), routes, max_body=max_body,
@@ -189,7 +189,7 @@ def demo(calls: int, transports: tuple[str, ...]) -> None:
     over inproc://, tcp:// and zmq+tcp:// on loopback. Prints latency and throughput per
     transport, sample results and the metrics summary; exit status 1 if any check failed.
     """
-    from nanomsg_kernel.demo import run
+    from nanomsg_kernel.app.demo import run
 
     def progress(total: int) -> Any:
         return click.progressbar(length=total, label="calling", file=sys.stderr)
@@ -204,7 +204,7 @@ def demo(calls: int, transports: tuple[str, ...]) -> None:
 
 def _attach() -> None:
     """Attach the sub-commands (imported here so that ``--help`` stays fast to start)."""
-    from codegen.commands import codegen_command, schema_group
+    from nanomsg_kernel.app.schema_cli import codegen_command, schema_group
 
     main.add_command(codegen_command)
     main.add_command(schema_group)

@@ -74,9 +74,9 @@ def configure_logging(level: str = "WARNING", *, json_lines: bool = False, strea
     up, as text or JSON lines. A second call replaces the handler the first one added."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
-    handler.set_name("nanomsg_kernel.cli")
+    handler.set_name("nanomsg_kernel.app.cli")
     root = logging.getLogger()
-    for old in [h for h in root.handlers if h.get_name() == "nanomsg_kernel.cli"]:
+    for old in [h for h in root.handlers if h.get_name() == "nanomsg_kernel.app.cli"]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from nanomsg_kernel.exit_codes import ExitCode
+from nanomsg_kernel.app.exit_codes import ExitCode
 
 __all__ = ["codegen_command", "schema_group"]
 
@@ -42,8 +42,8 @@ def codegen_command(schemas: Path, out: Path, check: bool, force: bool) -> None:
     schemas/calc.toml becomes OUT/calc.py: the routing enum, enums, records and contracts,
     written as they would be by hand. Sub-directories of SCHEMAS are not generated.
     """
-    from codegen.generate import plan, stale_diff, write
-    from codegen.schema import SchemaError
+    from nanomsg_kernel.codegen.generate import plan, stale_diff, write
+    from nanomsg_kernel.codegen.schema import SchemaError
 
     try:
         modules = plan(schemas, out)
@@ -78,8 +78,8 @@ def schema_group() -> None:
 
 
 def _load(source: str) -> object:
-    from codegen.schema import SchemaError
-    from codegen.sources import load_source
+    from nanomsg_kernel.codegen.schema import SchemaError
+    from nanomsg_kernel.codegen.sources import load_source
 
     try:
         return load_source(source)
@@ -92,11 +92,11 @@ def _load(source: str) -> object:
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the schema to this file instead of standard output.")
 def export_command(source: str, output: Path | None) -> None:
-    """Write the schema of SOURCE, e.g. contracts.calc:CalcRoute, as a schema file."""
-    from codegen.export import export_with_warnings
-    from codegen.schema import SchemaError
-    from codegen.sources import import_routes, load_source
-    from codegen.toml_out import to_toml
+    """Write the schema of SOURCE, e.g. nanomsg_kernel.contracts.calc:CalcRoute, as a schema file."""
+    from nanomsg_kernel.codegen.export import export_with_warnings
+    from nanomsg_kernel.codegen.schema import SchemaError
+    from nanomsg_kernel.codegen.sources import import_routes, load_source
+    from nanomsg_kernel.codegen.toml_out import to_toml
 
     try:
         if ":" in source and not source.startswith("git:") and not Path(source).exists():
@@ -127,8 +127,8 @@ def diff_command(old: str, new: str, mode: str, fmt: str) -> None:
 
     OLD and NEW are sources, e.g. git:main:schemas/calc.toml schemas/calc.toml.
     """
-    from codegen.diff import diff
-    from codegen.model import KernelSchema
+    from nanomsg_kernel.codegen.diff import diff
+    from nanomsg_kernel.codegen.model import KernelSchema
 
     old_k, new_k = _load(old), _load(new)
     assert isinstance(old_k, KernelSchema) and isinstance(new_k, KernelSchema)
@@ -146,8 +146,8 @@ def diff_command(old: str, new: str, mode: str, fmt: str) -> None:
               help="Key message objects by field tag (as on the wire) or by field name.")
 def jsonschema_command(source: str, out: Path | None, keys: str) -> None:
     """Export a JSON Schema for each contract of SOURCE."""
-    from codegen.json_schema import contract_schemas
-    from codegen.model import KernelSchema
+    from nanomsg_kernel.codegen.json_schema import contract_schemas
+    from nanomsg_kernel.codegen.model import KernelSchema
 
     kernel = _load(source)
     assert isinstance(kernel, KernelSchema)

@@ -8,11 +8,11 @@
     metrics = { listen = "127.0.0.1:9100" }   # optional: GET /metrics (Prometheus text)
 
     [services.calc]
-    object = "contracts.services:calc" # module:attribute of a Service
+    object = "nanomsg_kernel.contracts.services:calc" # module:attribute of a Service
     listen = ["tcp://127.0.0.1:7000", "zmq+tcp://127.0.0.1:7001"]
 
     [services.gateway]
-    object = "contracts.services:gateway"
+    object = "nanomsg_kernel.contracts.services:gateway"
     listen = [{ url = "tcp://127.0.0.1:7002", max_in_flight = 256 }]   # with transport options
     bindings = { calc = "calc" }       # a service of this node (in-process) or a URL
 
@@ -139,7 +139,7 @@ def check_url(url: Any, *, listen: bool) -> str | None:
     (a host and port for ``tcp``/``zmq+tcp``, not port 0 when connecting; a name for
     ``inproc``; a path for ``zmq+ipc``).
     """
-    from transports.base import get_transport, split_url
+    from nanomsg_kernel.transports.base import get_transport, split_url
 
     if not isinstance(url, str):
         return f"expected a URL string, got {type(url).__name__}"
@@ -155,13 +155,13 @@ def check_url(url: Any, *, listen: bool) -> str | None:
             if not rest or "/" in rest:
                 return f"bad URL {url!r}: expected inproc://name"
         elif scheme in ("tcp", "tcp+tls"):
-            from transports.tcp_stream import parse_address
+            from nanomsg_kernel.transports.tcp_stream import parse_address
 
             _scheme, host, port = parse_address(url)
             if not listen and (host is None or port == 0):
                 return f"bad URL {url!r}: a host and a port other than 0 are needed to connect"
         elif scheme in ("zmq+tcp", "zmq+ipc"):
-            from transports.zmq_endpoints import bind_endpoints, connect_endpoints
+            from nanomsg_kernel.transports.zmq_endpoints import bind_endpoints, connect_endpoints
 
             if listen:
                 bind_endpoints(url)
@@ -189,11 +189,11 @@ def check_listen_options(url: str, options: dict[str, Any]) -> str | None:
     scheme = url.split("://", 1)[0].lower()
     try:
         if scheme in ("zmq+tcp", "zmq+ipc"):
-            from transports.zmq_options import ListenOptions
+            from nanomsg_kernel.transports.zmq_options import ListenOptions
 
             ListenOptions.parse(options, "listen")
         elif scheme in ("tcp", "inproc"):
-            from transports.base import get_transport
+            from nanomsg_kernel.transports.base import get_transport
 
             get_transport(url).listen(url, _no_handler, **options)
     except ConfigError as exc:
@@ -207,11 +207,11 @@ def _listens_on_port_0(url: str) -> bool:
     """True for a checked TCP or ZeroMQ listen URL that asks for a free port."""
     scheme = url.split("://", 1)[0].lower()
     if scheme in ("tcp", "tcp+tls"):
-        from transports.tcp_stream import parse_address
+        from nanomsg_kernel.transports.tcp_stream import parse_address
 
         return parse_address(url)[2] == 0
     if scheme == "zmq+tcp":
-        from transports.zmq_endpoints import bind_endpoints
+        from nanomsg_kernel.transports.zmq_endpoints import bind_endpoints
 
         return bind_endpoints(url).requests.endswith(":*")
     return False

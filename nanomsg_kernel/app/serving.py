@@ -26,10 +26,10 @@ import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from nanomsg_kernel.metrics_http import MetricsServer
+from nanomsg_kernel.app.metrics_http import MetricsServer
 
 if TYPE_CHECKING:
-    from nanomsg_kernel.config import NodeConfig
+    from nanomsg_kernel.app.config import NodeConfig
     from nanomsg_kernel.node import Node
 
 __all__ = ["metrics_summary", "serve_node"]

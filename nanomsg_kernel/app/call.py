@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from nanomsg_kernel.app.config import import_ref
+from nanomsg_kernel.app.jsonio import BytesFormat, loads, to_json
 from nanomsg_kernel.client import Client
-from nanomsg_kernel.config import import_ref
 from nanomsg_kernel.errors import ConfigError, DeadlineExceeded
-from nanomsg_kernel.jsonio import BytesFormat, loads, to_json
 from nanomsg_kernel.routing import RoutingEnum
 
 if TYPE_CHECKING:

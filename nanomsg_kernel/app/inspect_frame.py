@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
+from nanomsg_kernel.app.jsonio import BytesFormat, plain_json, to_json
 from nanomsg_kernel.codec import decode_error_body, msgpack_reason
 from nanomsg_kernel.errors import DecodeError
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Header, Kind, parse_header
-from nanomsg_kernel.jsonio import BytesFormat, plain_json, to_json
 
 if TYPE_CHECKING:
     from nanomsg_kernel.routing import RoutingEnum
