@@ -7,7 +7,9 @@
         await client.publish(CalcDone(work=1, result=2))
 
 The timeout travels with the request (the header's ``timeout_ms``), so the server drops
-work whose caller has given up. Errors: :class:`RemoteError` (the service answered with an
+work whose caller has given up. A call that is cancelled, or whose timeout passes before the
+reply arrives, sends a ``CANCEL`` frame: the service cancels the handler it started and
+frees its place among the requests in flight. Errors: :class:`RemoteError` (the service answered with an
 error status), :class:`DeadlineExceeded` (no reply in time), :class:`Unavailable` (the
 service cannot be reached or the connection dropped). Delivery is at most once per call:
 the client never retries on its own.
@@ -22,6 +24,7 @@ error frame, as a :class:`RemoteError`, is the exception's ``__cause__``
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 from typing import TYPE_CHECKING, Any
@@ -141,9 +144,9 @@ class Client(AsyncResource):
         codec = self._codec if self._codec is not None else self._codec_for(msg)
         if timeout is None:
             timeout = self.timeout
+        cid = next(self._ids)
         if timeout is None:
-            frame = codec.encode(msg, kind=_REQUEST, correlation_id=next(self._ids))
-            reply = await self._conn.request(frame, None)
+            frame = codec.encode(msg, kind=_REQUEST, correlation_id=cid)
         else:
             if timeout <= 0:
                 raise DeadlineExceeded("timeout must be positive (the deadline has passed)")
@@ -151,8 +154,13 @@ class Client(AsyncResource):
             if timeout != last_timeout:
                 ms = min(MAX_U32, max(1, math.ceil(timeout * 1000)))
                 self._last_timeout_ms = (timeout, ms)
-            frame = codec.encode(msg, kind=_REQUEST, correlation_id=next(self._ids), timeout_ms=ms)
+            frame = codec.encode(msg, kind=_REQUEST, correlation_id=cid, timeout_ms=ms)
+        try:
             reply = await self._conn.request(frame, timeout)
+        except (asyncio.CancelledError, DeadlineExceeded):
+            # The caller gave up: the service cancels the handler this call started.
+            self._conn.cancel(cid)
+            raise
         try:
             return codec.decode(reply)
         except RemoteError as exc:

@@ -10,7 +10,7 @@ All integers are big-endian::
     offset size field
     0      2    magic            b"NK"
     2      1    wire version     1
-    3      1    kind             1 request, 2 response, 3 error, 4 event
+    3      1    kind             1 request, 2 response, 3 error, 4 event, 5 cancel
     4      2    route            routing enum value
     6      2    contract version of the body's contract (0 in error frames)
     8      2    flags            reserved, 0
@@ -27,7 +27,7 @@ from typing import NamedTuple
 
 import construct as cs
 
-from nanomsg_kernel.errors import DecodeError, FrameTooLarge
+from nanomsg_kernel.errors import DecodeError, FrameTooLarge, Status
 
 __all__ = [
     "DEFAULT_MAX_BODY",
@@ -38,8 +38,11 @@ __all__ = [
     "WIRE_VERSION",
     "Header",
     "Kind",
+    "Refusal",
+    "cancel_frame",
     "pack_header",
     "parse_header",
+    "refusal",
 ]
 
 MAGIC = b"NK"
@@ -57,6 +60,9 @@ class Kind(enum.IntEnum):
     RESPONSE = 2
     ERROR = 3
     EVENT = 4
+    CANCEL = 5
+    """The caller gave up on its request with this correlation id: the server cancels the
+    handler if it is still running, and sends nothing back. No body."""
 
 
 HEADER_SPEC = cs.Struct(
@@ -77,6 +83,7 @@ HEADER_STRUCT = struct.Struct(">2sBBHHHQII")
 
 HEADER_SIZE = HEADER_STRUCT.size
 _KINDS = frozenset(int(k) for k in Kind)
+_CANCEL = int(Kind.CANCEL)
 
 
 class Header(NamedTuple):
@@ -140,3 +147,41 @@ def peek_correlation_id(data: bytes | bytearray | memoryview) -> int | None:
     if len(data) < HEADER_SIZE or bytes(data[:2]) != MAGIC:
         return None
     return int(HEADER_STRUCT.unpack_from(data)[6])
+
+
+def cancel_frame(correlation_id: int) -> bytes:
+    """The ``CANCEL`` frame for the request ``correlation_id`` (route 0, no body)."""
+    return HEADER_STRUCT.pack(MAGIC, WIRE_VERSION, _CANCEL, 0, 0, 0, correlation_id, 0, 0)
+
+
+class Refusal(NamedTuple):
+    """Why a receiver refuses a frame for its header, and what follows (``docs/wire.md``)."""
+
+    status: Status
+    """The status of the error frame that answers it (when its correlation id is readable)."""
+    message: str
+    closes: bool
+    """Whether a stream transport closes the connection: it cannot know where the next frame
+    starts (bad magic, unknown wire version, body over the limit). An unknown kind does not
+    close it: the body is read and the connection goes on."""
+
+
+def refusal(data: bytes | bytearray | memoryview, max_body: int = DEFAULT_MAX_BODY, *,
+            whole: bool = True) -> Refusal | None:
+    """Why ``data`` (a whole frame, or only a header when ``whole`` is false) is refused, or
+    ``None`` if its header is good: the one check every server makes, in this order."""
+    if len(data) < HEADER_SIZE:
+        return Refusal(Status.BAD_REQUEST, f"truncated header: {len(data)} of {HEADER_SIZE} bytes", True)
+    magic, wire, kind, _route, _cver, _flags, _corr, _timeout, length = HEADER_STRUCT.unpack_from(data)
+    if magic != MAGIC:
+        return Refusal(Status.BAD_REQUEST, f"bad magic {bytes(magic)!r}, expected {MAGIC!r}", True)
+    if wire != WIRE_VERSION:
+        return Refusal(Status.BAD_REQUEST, f"unsupported wire version {wire}, expected {WIRE_VERSION}", True)
+    if length > max_body:
+        return Refusal(Status.RESOURCE_EXHAUSTED, str(FrameTooLarge(length, max_body)), True)
+    if whole and length != len(data) - HEADER_SIZE:
+        return Refusal(Status.BAD_REQUEST,
+                       f"header declares a body of {length} bytes, frame holds {len(data) - HEADER_SIZE}", True)
+    if kind not in _KINDS:
+        return Refusal(Status.BAD_REQUEST, f"unknown frame kind {kind}", False)
+    return None

@@ -16,12 +16,13 @@
 in-process binding calls. :meth:`Service.handle_frame` decodes a frame, calls the same
 dispatch, and encodes the reply or an error frame: it is what every transport calls.
 :meth:`Service.start_frame` is its synchronous start, for transports that read frames in a
-loop callback: one plain call that answers when the handler does not wait, and a task that
-finishes the call when it does. Errors are mapped the same way on every path: a
-:class:`ServiceError` keeps its status and message,
-any other exception becomes ``INTERNAL`` (the traceback is logged here, never sent), and
-a contract without handler is ``CONTRACT_NOT_SUPPORTED``. Callers receive them as
-:class:`RemoteError`.
+loop callback: one plain call that answers when an inline handler returns, and a real
+asyncio task for an async handler (an eager one where the interpreter has them, so that a
+handler that does not wait still answers at once). Errors are mapped the same way on every
+path: a :class:`ServiceError` keeps its status and message, any other exception becomes
+``INTERNAL`` with a generic message (the traceback is logged here; ``expose_errors=True``,
+for development, sends the exception's text too), and a contract without handler is
+``CONTRACT_NOT_SUPPORTED``. Callers receive them as :class:`RemoteError`.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ from nanomsg_kernel.binding import Bindings
 from nanomsg_kernel.codec import Codec
 from nanomsg_kernel.context import Context
 from nanomsg_kernel.contract import contract_info
-from nanomsg_kernel.deadlines import task_deadlines
-from nanomsg_kernel.eager import StartingTask, adopt, continuation, first_step
+from nanomsg_kernel.deadlines import GRAIN, task_deadlines
+from nanomsg_kernel.eager import continuation, start_task
 from nanomsg_kernel.errors import (
     ConfigError,
     ContractError,
@@ -50,7 +51,7 @@ from nanomsg_kernel.errors import (
     ServiceError,
     Status,
 )
-from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Kind, peek_correlation_id
+from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Kind, peek_correlation_id, refusal
 from nanomsg_kernel.metrics import ServiceMetrics
 
 if TYPE_CHECKING:
@@ -60,10 +61,10 @@ if TYPE_CHECKING:
 __all__ = ["Handler", "Service"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_RESPONSE, _EVENT, _REQUEST = int(Kind.RESPONSE), int(Kind.EVENT), int(Kind.REQUEST)
+_RESPONSE, _EVENT, _REQUEST, _CANCEL = int(Kind.RESPONSE), int(Kind.EVENT), int(Kind.REQUEST), int(Kind.CANCEL)
 _KIND_RESPONSE = Kind.RESPONSE
 _clock = time.perf_counter
-_current_task: Callable[[asyncio.AbstractEventLoop], Any] = asyncio.current_task  # may be a StartingTask
+_current_task = asyncio.current_task
 _get_running_loop = asyncio.get_running_loop
 _copy_context = contextvars.copy_context
 
@@ -103,12 +104,21 @@ class Service:
         name: the service's name (used in logs, metrics and node configs).
         routes: the kernel's routing enum; only its contracts can be handled.
         max_body_size: largest frame body accepted or sent by this service.
+        expose_errors: send the text of a handler's unexpected exception to the caller in
+            its ``INTERNAL`` reply. For development only: the text may hold secrets (a
+            password in a connection string). Off by default: the caller gets a generic
+            message and the server's log has the exception.
     """
 
-    def __init__(self, name: str, routes: type[RoutingEnum], *, max_body_size: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(self, name: str, routes: type[RoutingEnum], *, max_body_size: int = DEFAULT_MAX_BODY,
+                 expose_errors: bool = False) -> None:
         if not name or not isinstance(name, str):
             raise ConfigError(f"a service needs a name, got {name!r}")
+        if not isinstance(expose_errors, bool):
+            raise ConfigError(f"expose_errors must be true or false, got {expose_errors!r}")
         self.name = name
+        self.expose_errors = expose_errors
+        """Whether ``INTERNAL`` replies carry the exception's text (development only)."""
         self.routes = routes
         self.codec: Codec = routes.codec(max_body_size=max_body_size)
         self.bindings = Bindings({})
@@ -210,65 +220,54 @@ class Service:
 
     async def _call(
         self, msg: Any, correlation_id: int, deadline: float | None, left: float,
-        loop: asyncio.AbstractEventLoop | None, work: Any = None, started: float = 0.0,
+        loop: asyncio.AbstractEventLoop | None,
     ) -> Any:
         """:meth:`dispatch`, given the time ``left`` until ``deadline`` on ``loop`` (both
-        ``None`` without a deadline): what :meth:`handle_frame` calls directly.
-
-        ``work``: the handler's coroutine, already past its first step (:meth:`start_frame`,
-        which took the time the call ``started``), to finish under the deadline.
-        """
-        if work is None:
-            started = _clock()
+        ``None`` without a deadline): what :meth:`handle_frame` and :meth:`start_frame` call."""
+        started = _clock()
         h = self._handlers.get(type(msg))
+        work: Any = None
         try:
-            if work is not None:
-                pass
-            elif h is None:
+            if h is None:
                 raise ServiceError(Status.CONTRACT_NOT_SUPPORTED, f"{self.name} has no handler for {type(msg).__name__}")
+            if h.takes_ctx:
+                args: tuple[Any, ...] = (
+                    msg, Context(self.name, h.name, correlation_id, deadline, self.bindings, self.logger)
+                )
             else:
-                if h.takes_ctx:
-                    args: tuple[Any, ...] = (
-                        msg, Context(self.name, h.name, correlation_id, deadline, self.bindings, self.logger)
-                    )
+                args = (msg,)
+            if deadline is None:
+                if h.is_async:
+                    reply = await h.fn(*args)
+                elif h.inline:
+                    reply = h.fn(*args)
                 else:
-                    args = (msg,)
-                if deadline is None:
-                    if h.is_async:
-                        reply = await h.fn(*args)
-                    elif h.inline:
-                        reply = h.fn(*args)
+                    reply = await asyncio.to_thread(h.fn, *args)
+            else:
+                assert loop is not None
+                if left <= 0:
+                    raise ServiceError(Status.TIMEOUT, "deadline passed before the call started")
+                if h.is_async:
+                    # The handler's first step runs now, by hand, in this task: a handler
+                    # that finishes in it (most do) needs no deadline at all.
+                    work = h.fn(*args)
+                    try:
+                        step = work.send(None)
+                    except StopIteration as stop:
+                        reply, work = stop.value, None
                     else:
-                        reply = await asyncio.to_thread(h.fn, *args)
+                        work = continuation(work, step)
+                elif h.inline:
+                    reply = h.fn(*args)
                 else:
-                    assert loop is not None
-                    if left <= 0:
-                        raise ServiceError(Status.TIMEOUT, "deadline passed before the call started")
-                    if h.is_async:
-                        work = h.fn(*args)
-                        if type(_current_task(loop)) is StartingTask:
-                            # Started eagerly: the handler's first step runs now, and a
-                            # handler that finishes in it needs no deadline at all.
-                            try:
-                                step = work.send(None)
-                            except StopIteration as stop:
-                                reply, work = stop.value, None
-                            else:
-                                work = continuation(work, step)
-                    elif h.inline:
-                        reply = h.fn(*args)
-                    else:
-                        work = asyncio.to_thread(h.fn, *args)
-            if work is not None:
-                if deadline is None:
-                    reply = await work
-                else:
+                    work = asyncio.to_thread(h.fn, *args)
+                if work is not None:
                     # One timer shared by the calls whose deadlines fall in the same few ms
                     # cancels the task of each still running then (an asyncio.timeout() scope
                     # per call costs far more); as with asyncio.timeout(), the task's
                     # cancellation count tells the deadline's cancellation from any other.
-                    assert loop is not None
-                    task: asyncio.Task[Any] = _current_task(loop)
+                    task = _current_task(loop)
+                    assert task is not None
                     cancelling = task.cancelling()
                     bucket = task_deadlines(loop).bucket(deadline, left)
                     bucket[work] = task
@@ -289,6 +288,14 @@ class Service:
                 )
         except Exception as exc:
             raise self._failure(msg, correlation_id, exc, started) from exc
+        except asyncio.CancelledError:
+            # The caller gave up (its CANCEL frame, or its own task was cancelled), or the
+            # server is closing: counted, and the cancellation goes on. A caller that gave up
+            # at the deadline (its CANCEL came just before the deadline's own timer) timed out.
+            late = deadline is not None and loop is not None and loop.time() >= deadline - GRAIN
+            self.metrics.observe(type(msg).__name__, Status.TIMEOUT if late else Status.CANCELLED,
+                                 _clock() - started)
+            raise
         self.metrics.observe_ok(type(msg).__name__, _clock() - started)
         return reply
 
@@ -303,7 +310,9 @@ class Service:
         self.logger.exception(
             "handler failed", extra={"service": self.name, "contract": name, "correlation_id": correlation_id},
         )
-        return RemoteError(Status.INTERNAL, f"{type(exc).__name__}: {exc}"[:1000])
+        if self.expose_errors:
+            return RemoteError(Status.INTERNAL, f"{type(exc).__name__}: {exc}"[:1000])
+        return RemoteError(Status.INTERNAL, f"internal error in {self.name} handling {name} (details in the service's log)")
 
     async def publish_local(self, event: Any) -> None:
         """Deliver an event to this service's subscribers (in-process); errors are logged."""
@@ -341,20 +350,25 @@ class Service:
         self.logger.exception("subscriber failed", extra={"service": self.name, "contract": h.name})
 
     async def handle_frame(self, frame: bytes) -> bytes | None:
-        """Serve one frame: the :data:`~nanomsg_kernel.transports.base.FrameHandler` every transport calls.
+        """Serve one frame: the :data:`~nanomsg_kernel.transports.base.FrameHandler` every
+        transport calls.
 
         Returns the reply frame (a response or an error frame with the request's correlation
-        id), or ``None`` for events and for frames that cannot be answered.
+        id), or ``None`` for events, ``CANCEL`` frames (a transport's server core handles
+        them) and frames that cannot be answered. A bad header gets the status of
+        :func:`~nanomsg_kernel.frame.refusal`, as from every transport.
         """
         codec = self.codec
         try:
             kind, route, _cver, _flags, corr, timeout_ms = codec._check(frame)
         except DecodeError as exc:
             cid = peek_correlation_id(frame)
-            self.metrics.observe("<bad frame>", Status.DECODE_ERROR, 0.0)
+            why = refusal(frame, codec.max_body_size)
+            status, message = (why.status, why.message) if why is not None else (Status.DECODE_ERROR, str(exc))
+            self.metrics.observe("<bad frame>", status, 0.0)
             if cid is None:
                 return None
-            return codec.encode_error(Status.DECODE_ERROR, str(exc), correlation_id=cid)
+            return codec.encode_error(status, message, correlation_id=cid)
         if kind == _EVENT:
             try:
                 event = codec._body(route, memoryview(frame)[HEADER_SIZE:])
@@ -363,6 +377,8 @@ class Service:
                 self.logger.warning("dropped undecodable event: %s", exc)
                 return None
             await self.publish_local(event)
+            return None
+        if kind == _CANCEL:
             return None
         if kind != _REQUEST:
             return codec.encode_error(Status.BAD_REQUEST, f"a service takes requests, not {Kind(kind).name}",
@@ -375,16 +391,11 @@ class Service:
         except DecodeError as exc:
             self.metrics.observe("<bad body>", Status.DECODE_ERROR, 0.0)
             return codec.encode_error(Status.DECODE_ERROR, str(exc), correlation_id=corr, route=route)
-        try:
-            if timeout_ms:
-                loop = _get_running_loop()
-                left = timeout_ms / 1000
-                reply = await self._call(msg, corr, loop.time() + left, left, loop)
-            else:
-                reply = await self._call(msg, corr, None, 0.0, None)
-        except RemoteError as exc:
-            return codec.encode_error(exc.status, exc.message, correlation_id=corr, route=route, details=exc.details)
-        return self._response(reply, corr, route)
+        if timeout_ms:
+            loop = _get_running_loop()
+            left = timeout_ms / 1000
+            return await self._respond(msg, corr, route, loop.time() + left, left, loop)
+        return await self._respond(msg, corr, route, None, 0.0, None)
 
     def start_frame(
         self, frame: bytes, loop: asyncio.AbstractEventLoop,
@@ -393,13 +404,12 @@ class Service:
         transport that reads frames in a callback of ``loop`` (or in one of its tasks).
 
         Returns the reply frame, or ``None`` for a frame without one, when the call ended
-        without suspending: a handler that does not wait (most do not) costs no task and no
-        loop iteration. Otherwise returns the task that finishes the call; its result is the
-        reply (or ``None``). What a handler sees is what :meth:`handle_frame` gives it: during
-        its first step ``asyncio.current_task()`` is a
-        :class:`~nanomsg_kernel.eager.StartingTask` standing for that task, it runs in a copy
-        of the caller's context, and the request's deadline applies from the first
-        suspension on. Never raises for a bad frame (it is answered, as by
+        without suspending; otherwise the task that finishes the call, whose result is the
+        reply (or ``None``). An inline handler is one plain call. An async handler runs in a
+        real task (:func:`~nanomsg_kernel.eager.start_task`): started eagerly on Python 3.12
+        and later, so that one that does not wait has answered when this returns; on 3.11 the
+        task's first step runs at the next loop iteration. The request's deadline is taken
+        from the moment the frame arrived. Never raises for a bad frame (it is answered, as by
         :meth:`handle_frame`).
         """
         codec = self.codec
@@ -408,38 +418,25 @@ class Service:
         except DecodeError:
             request = None  # handle_frame answers it
         if request is None:
-            return loop.create_task(self.handle_frame(frame))
+            return _started(start_task(loop, self.handle_frame(frame)))
         msg, corr, timeout_ms, route = request
         h = self._handlers.get(type(msg))
-        if h is None or not (h.is_async or h.inline):
-            return loop.create_task(self.handle_frame(frame))  # no handler, or one in a thread
-        started = _clock()
+        if h is None or not (h.is_async or h.inline):  # no handler, or one in a thread
+            return _started(start_task(loop, self.handle_frame(frame)))
         if timeout_ms:
             left = timeout_ms / 1000
             deadline: float | None = loop.time() + left
         else:
             left, deadline = 0.0, None
+        if h.is_async:
+            return _started(start_task(loop, self._respond(msg, corr, route, deadline, left, loop)))
+        started = _clock()
         if h.takes_ctx:
             args: tuple[Any, ...] = (msg, Context(self.name, h.name, corr, deadline, self.bindings, self.logger))
         else:
             args = (msg,)
-        context = _copy_context()
         try:
-            if h.inline:
-                reply = context.run(h.fn, *args)
-            else:
-                work = h.fn(*args)
-                try:
-                    starting, step = first_step(loop, work, context)
-                except StopIteration as stop:
-                    reply = stop.value
-                else:
-                    task = loop.create_task(
-                        self._finish(msg, continuation(work, step), corr, route, deadline, left, loop, started),
-                        context=context,
-                    )
-                    adopt(starting, task)
-                    return task
+            reply = _copy_context().run(h.fn, *args)
             if type(reply) not in self._reply_types:
                 raise ServiceError(
                     Status.INTERNAL, f"handler for {type(msg).__name__} returned {type(reply).__name__}, not a contract"
@@ -451,13 +448,13 @@ class Service:
         self.metrics.observe_ok(h.name, _clock() - started)
         return self._response(reply, corr, route)
 
-    async def _finish(
-        self, msg: Any, work: Any, corr: int, route: int, deadline: float | None, left: float,
-        loop: asyncio.AbstractEventLoop, started: float,
+    async def _respond(
+        self, msg: Any, corr: int, route: int, deadline: float | None, left: float,
+        loop: asyncio.AbstractEventLoop | None,
     ) -> bytes:
-        """The rest of a call :meth:`start_frame` began, whose handler suspended."""
+        """Call the handler of ``msg`` and return the reply frame (or the error frame)."""
         try:
-            reply = await self._call(msg, corr, deadline, left, loop, work, started)
+            reply = await self._call(msg, corr, deadline, left, loop)
         except RemoteError as exc:
             return self.codec.encode_error(exc.status, exc.message, correlation_id=corr, route=route,
                                            details=exc.details)
@@ -496,6 +493,14 @@ class Service:
             f"service {self.name!r} is not a module-level attribute of {self._module!r}; "
             "worker processes need to import it"
         )
+
+
+def _started(task: asyncio.Task[bytes | None]) -> bytes | asyncio.Task[bytes | None] | None:
+    """The reply of an eager ``task`` that ended in its first step, else ``task`` itself
+    (also when it failed or was cancelled: the transport reads that from the task)."""
+    if task.done() and not task.cancelled() and task.exception() is None:
+        return task.result()
+    return task
 
 
 def _caller_module() -> str:

@@ -84,8 +84,8 @@ async def test_error_mapping_and_service_keeps_serving(inproc_url: str, caplog: 
         assert (e.value.status, e.value.message) == (Status.BAD_REQUEST, "division by zero")
         with caplog.at_level(logging.ERROR), pytest.raises(RemoteError) as e:
             await client.call(CalcWork(a=13, b=0, op=WorkType.SUM), timeout=2)
-        assert e.value.status is Status.INTERNAL and e.value.message == "RuntimeError: unlucky"
-        assert "Traceback" not in e.value.message
+        assert e.value.status is Status.INTERNAL and "unlucky" not in e.value.message
+        assert e.value.message == "internal error in calc handling CalcWork (details in the service's log)"
         assert any("unlucky" in (r.exc_text or "") or r.exc_info for r in caplog.records)
         with pytest.raises(RemoteError) as e:
             await client.call(CalcDone(work=1, result=2), timeout=2)
@@ -181,7 +181,7 @@ async def test_capability_rule() -> None:
         assert (await LocalBinding("gw", gw).call(Echo(text="calc"))).reply == "hop|False"
         with pytest.raises(RemoteError) as e:
             await LocalBinding("gw", gw).call(Echo(text="other"))
-        assert e.value.status is Status.INTERNAL and "CapabilityError" in e.value.message
+        assert e.value.status is Status.INTERNAL and "CapabilityError" not in e.value.message
         with pytest.raises(CapabilityError, match="given: calc"):
             _ = gw.bindings.other
         with pytest.raises(CapabilityError, match="given: none"):

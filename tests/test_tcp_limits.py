@@ -117,7 +117,7 @@ async def test_an_oversized_frame_is_refused_before_its_body(declared: int) -> N
 
 @pytest.mark.parametrize(("damage", "expected"), [
     (lambda h: h[:2] + b"\x09" + h[3:], "unsupported wire version 9"),
-    (lambda h: h[:3] + b"\x63" + h[4:], "unknown frame kind 99"),
+    (lambda h: h[:2] + b"\x00" + h[3:], "unsupported wire version 0"),
 ])
 async def test_a_malformed_header_gets_bad_request_and_the_connection_closes(
     damage: Callable[[bytes], bytes], expected: str

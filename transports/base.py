@@ -9,10 +9,17 @@ A transport is chosen by the URL scheme (``inproc://``, ``tcp://``, ``zmq+tcp://
   sends a frame and waits for the reply frame with the same correlation id (read from the
   header; the ids are chosen by the client layer), ``send(frame)`` is one-way, ``close()``.
 
-A handler may also have a synchronous start (:func:`frame_starter` finds it: a service's
-``start_frame``), which a transport that reads frames in a loop callback or in a reader task
-calls instead of awaiting the handler: a request whose handler does not wait is answered by
-one plain call, with no task and no loop iteration.
+What a server does with a frame once it has read it (check the header, start the handler,
+count what is in flight, honour ``CANCEL``, check the reply's size, close with grace) is the
+same on every transport: :class:`~nanomsg_kernel.transports.server_core.ServerCore`. A
+transport only reads and writes frames. A handler may also have a synchronous start
+(:func:`frame_starter` finds it: a service's ``start_frame``), which the core calls instead
+of awaiting the handler: a request whose handler does not wait is answered by one plain
+call.
+
+A client connection whose caller gives up on a request (cancelled, or its timeout passed)
+is told so through :meth:`Connection.cancel`; it sends a ``CANCEL`` frame, and the server
+cancels the handler.
 
 Frames are carried unchanged, byte for byte. Transports raise the library's errors:
 :class:`~nanomsg_kernel.errors.Unavailable` when the peer cannot be reached or goes away,
@@ -109,6 +116,13 @@ class Connection(AsyncResource, abc.ABC):
             Unavailable: the peer cannot be reached or the connection dropped.
         """
         raise NotImplementedError("The 'request' method must be implemented.")
+
+    def cancel(self, correlation_id: int) -> None:
+        """The caller of the request ``correlation_id`` gave up: send a ``CANCEL`` frame
+        (:func:`~nanomsg_kernel.frame.cancel_frame`) to the server that took the request, so
+        that it cancels the handler. Never waits and never raises (best effort: a frame that
+        cannot be sent at once is dropped). This default does nothing: a transport that can
+        reach its server without waiting overrides it."""
 
     @abc.abstractmethod
     async def send(self, frame: bytes) -> None:

@@ -5,24 +5,22 @@ call is encoded and decoded) and for testing the wire without sockets. A listene
 bounded queue: a sender waits while it is full (backpressure, never a drop). Names live in
 one process-wide table; binding a name twice is an error.
 
-A request (up to :data:`EAGER_MAX_FRAME` bytes) starts its handler eagerly, in the caller's
-step (through the handler's :data:`~nanomsg_kernel.transports.base.FrameStarter`, a service's
-``start_frame``, or else :func:`~nanomsg_kernel.eager.start_eagerly`): a handler that does not wait has
-answered when ``submit`` returns, and the caller then yields to the loop once, as a reply
-over a wire would arrive. A handler that waits continues in a task of its own.
+Frames are served by the listener's :class:`~nanomsg_kernel.transports.server_core.ServerCore`,
+as on every transport. A request (up to :data:`EAGER_MAX_FRAME` bytes) is handed to it in
+the caller's step: a handler that answers without waiting (an inline one, or an async one
+started eagerly on Python 3.12+) has answered when ``submit`` returns, and the caller then
+yields to the loop once, as a reply over a wire would arrive. A handler that waits continues
+in a task of its own. A caller that gives up sends ``CANCEL``, which cancels that task.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import logging
 from typing import Any
 
-from nanomsg_kernel.eager import start_eagerly
 from nanomsg_kernel.errors import ConfigError, EncodeError, Unavailable
-from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE
+from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Kind, cancel_frame
 from nanomsg_kernel.transports.base import (
     Connection,
     FrameHandler,
@@ -30,15 +28,14 @@ from nanomsg_kernel.transports.base import (
     PendingReplies,
     Transport,
     correlation_id_of,
-    frame_starter,
     split_url,
 )
-from nanomsg_kernel.transports.replies import handler_failed, task_reply
+from nanomsg_kernel.transports.server_core import Caller, ServerCore
 
 __all__ = ["InprocConnection", "InprocListener", "InprocTransport"]
 
-log = logging.getLogger("nanomsg_kernel.transports.inproc")
 _yield = asyncio.sleep
+_CANCEL = bytes((Kind.CANCEL,))
 
 EAGER_MAX_FRAME = 64 * 1024
 """Requests up to this size start their handler in the caller's step (larger: in a task)."""
@@ -54,6 +51,29 @@ def _name(url: str) -> str:
     return name
 
 
+class _Link(Caller):
+    """The listener's side of one connection (or of the events, ``conn`` ``None``)."""
+
+    __slots__ = ("conn", "listener")
+
+    def __init__(self, listener: InprocListener, conn: InprocConnection | None) -> None:
+        super().__init__()
+        self.listener = listener
+        self.conn = conn
+
+    def finished(self, request: bytes, reply: bytes | None) -> None:
+        """Deliver the reply of a call that continued in a task."""
+        conn = self.conn
+        if conn is not None:
+            if reply is not None:
+                conn.deliver(reply)
+            elif self.listener.closing:
+                # Cancelled at the end of the grace period: the caller gets no reply.
+                conn.abandon(correlation_id_of(request), Unavailable(
+                    f"inproc://{self.listener.name}: the listener closed before the request was answered"))
+        self.listener._slot_free.set()
+
+
 class InprocListener(Listener):
     """Serves frames put on its queue by :class:`InprocConnection` objects."""
 
@@ -62,83 +82,73 @@ class InprocListener(Listener):
         self.url = url
         self.name = _name(url)
         self.handler = handler
-        self._starter = frame_starter(handler)
         self.max_body_size = max_body_size
         self._queue: asyncio.Queue[_Item] = asyncio.Queue(queue_size)
         self.max_in_flight = max_in_flight
-        self._in_flight = 0
+        self.core: ServerCore | None = None
+        """What serves the frames (made when the listener starts)."""
         self._slot_free = asyncio.Event()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._pump: asyncio.Task[None] | None = None
-        self._closing = False
+        self._events: _Link | None = None
+        self.closing = False
 
     async def start(self) -> None:
         """Register the name and start taking frames."""
         if self.name in _LISTENERS:
             raise ConfigError(f"inproc://{self.name} is already bound")
+        self.core = ServerCore(self.handler, name=self.url, max_body_size=self.max_body_size)
+        self._events = _Link(self, None)
         _LISTENERS[self.name] = self
         self._pump = asyncio.create_task(self._run(), name=f"inproc://{self.name}")
 
+    @property
+    def _in_flight(self) -> int:
+        return self.core.in_flight if self.core is not None else 0
+
     async def submit(self, frame: bytes, conn: InprocConnection | None) -> None:
         """Queue a frame (waits while the queue is full)."""
-        if self._closing:
+        if self.closing:
             raise Unavailable(f"inproc://{self.name} is closing")
-        if self._in_flight < self.max_in_flight and self._queue.empty():
+        core = self.core
+        assert core is not None
+        if core.in_flight < self.max_in_flight and self._queue.empty():
             self._start(frame, conn)  # capacity now: no queue hop
         else:
             await self._queue.put((frame, conn))
 
+    def cancel(self, conn: InprocConnection, correlation_id: int) -> None:
+        """The ``CANCEL`` frame of ``conn`` for ``correlation_id``: served at once when its
+        request runs (or nothing is queued), else after the frames queued before it (its
+        request may be among them)."""
+        frame = cancel_frame(correlation_id)
+        if correlation_id in self._link(conn).by_id or self._queue.empty() or self.closing:
+            self._start(frame, conn)
+            return
+        try:
+            self._queue.put_nowait((frame, conn))
+        except asyncio.QueueFull:
+            self._start(frame, conn)
+
+    def _link(self, conn: InprocConnection | None) -> _Link:
+        if conn is None:
+            assert self._events is not None
+            return self._events
+        link = conn.link
+        if link is None or link.listener is not self:
+            link = conn.link = _Link(self, conn)
+        return link
+
     def _start(self, frame: bytes, conn: InprocConnection | None) -> None:
-        self._in_flight += 1
-        if conn is None or len(frame) > EAGER_MAX_FRAME:
-            # An event: its subscribers run in a task, after the publisher's step. A large
-            # request: in a task too, so that the caller's buffers are freed before the
-            # reply's are made (measured: answered in the caller's step, a 1 MiB echo kept
-            # enough large buffers alive at once for the allocator to hand memory back to
-            # the system and fault it in again on every call, 10x slower).
-            self._track(asyncio.create_task(self._serve(frame, conn)))
-            return
-        # A request starts eagerly: a handler that does not wait has answered when the
-        # caller's ``submit`` returns (no task); one that waits gets a task.
-        loop = asyncio.get_running_loop()
-        starter = self._starter
-        if starter is None:
-            start_eagerly(loop, self._serve(frame, conn), on_task=self._track)
-            return
-        try:
-            result = starter(frame, loop)
-        except Exception:
-            result = handler_failed(frame, log, f"inproc://{self.name}")
-        if result is None or isinstance(result, bytes):
-            self._answer(conn, result)
-        else:
-            self._track(result)
-            result.add_done_callback(functools.partial(self._finished, frame, conn))
-
-    def _track(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _finished(self, frame: bytes, conn: InprocConnection | None, task: asyncio.Task[bytes | None]) -> None:
-        """A task the starter made ended: its result is the reply."""
-        if task.cancelled():
-            self._abandon(frame, conn)
-        self._answer(conn, task_reply(task, frame, log, f"inproc://{self.name}"))
-
-    def _abandon(self, frame: bytes, conn: InprocConnection | None) -> None:
-        """Only close() cancels: the grace period is over and the caller gets no reply."""
-        if conn is not None:
-            conn.abandon(correlation_id_of(frame), Unavailable(
-                f"inproc://{self.name}: the listener closed before the request was answered"))
-
-    def _answer(self, conn: InprocConnection | None, reply: bytes | None) -> None:
-        """Deliver ``reply`` (if any, and if there is a caller); the frame is done."""
-        try:
-            if reply is not None and conn is not None:
-                conn.deliver(reply)
-        finally:
-            self._in_flight -= 1
-            self._slot_free.set()
+        # A request starts in the caller's step. Events run in a task, after the publisher's
+        # step. A large request runs in a task too, so that the caller's buffers are freed
+        # before the reply's are made (measured: answered in the caller's step, a 1 MiB echo
+        # kept enough large buffers alive at once for the allocator to hand memory back to
+        # the system and fault it in again on every call, 10x slower).
+        core = self.core
+        assert core is not None
+        reply = core.start(frame, self._link(conn), eager=len(frame) <= EAGER_MAX_FRAME)
+        if reply is not None and conn is not None:
+            conn.deliver(reply)
 
     async def _slot(self) -> None:
         while self._in_flight >= self.max_in_flight:
@@ -148,21 +158,9 @@ class InprocListener(Listener):
     async def _run(self) -> None:
         while True:
             frame, conn = await self._queue.get()
-            await self._slot()
+            if frame[3:4] != _CANCEL:  # a CANCEL takes no slot
+                await self._slot()
             self._start(frame, conn)
-
-    async def _serve(self, frame: bytes, conn: InprocConnection | None) -> None:
-        """Serve one frame through a handler without a starter (and every event)."""
-        reply = None
-        try:
-            reply = await self.handler(frame)
-        except asyncio.CancelledError:
-            self._abandon(frame, conn)
-            raise
-        except Exception:
-            reply = handler_failed(frame, log, f"inproc://{self.name}")
-        finally:
-            self._answer(conn, reply)
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop taking frames, finish those in flight within ``grace`` seconds, then stop.
@@ -172,23 +170,20 @@ class InprocListener(Listener):
         """
         if _LISTENERS.get(self.name) is self:
             del _LISTENERS[self.name]
-        self._closing = True
+        self.closing = True
         if self._pump is not None:
             # Frames already queued were accepted: serve them too.
             while not self._queue.empty():
                 frame, conn = self._queue.get_nowait()
-                await self._slot()
+                if frame[3:4] != _CANCEL:
+                    await self._slot()
                 self._start(frame, conn)
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
             self._pump = None
-        if self._tasks:
-            _done, pending = await asyncio.wait(set(self._tasks), timeout=grace)
-            for t in pending:
-                t.cancel()
-            if pending:
-                await asyncio.wait(pending)
+        if self.core is not None:
+            await self.core.close(grace)
 
 
 class InprocConnection(Connection):
@@ -199,6 +194,8 @@ class InprocConnection(Connection):
         self.name = _name(url)
         self.max_body_size = max_body_size
         self.pending = PendingReplies()
+        self.link: _Link | None = None
+        """The listener's side of this connection (set by the listener)."""
         self._closed = False
 
     def _listener(self) -> InprocListener:
@@ -241,6 +238,12 @@ class InprocConnection(Connection):
     def abandon(self, correlation_id: int, exc: BaseException) -> None:
         """Called by the listener for a request it will not answer: its caller gets ``exc``."""
         self.pending.fail(correlation_id, exc)
+
+    def cancel(self, correlation_id: int) -> None:
+        """Tell the listener that the caller of ``correlation_id`` gave up (``CANCEL``)."""
+        listener = _LISTENERS.get(self.name)
+        if listener is not None and not self._closed:
+            listener.cancel(self, correlation_id)
 
     async def send(self, frame: bytes) -> None:
         """Queue a one-way frame."""

@@ -27,7 +27,7 @@ from nanomsg_kernel.errors import (
     FrameTooLarge,
     Unavailable,
 )
-from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32
+from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32, cancel_frame
 from nanomsg_kernel.transports.base import Connection, PendingReplies
 from nanomsg_kernel.transports.tcp_stream import FrameWriter, check_header, parse_address
 
@@ -272,6 +272,13 @@ class TcpConnection(Connection):
         finally:
             timer.cancel()
             pending.discard(cid)
+
+    def cancel(self, correlation_id: int) -> None:
+        """Send ``CANCEL`` for a request whose caller gave up (dropped when not connected:
+        the request's connection is gone, and the server cancelled its handler then)."""
+        out = self._out
+        if out is not None:
+            out.write(cancel_frame(correlation_id))
 
     async def send(self, frame: bytes) -> None:
         """Send a frame that gets no reply (connecting first if needed)."""

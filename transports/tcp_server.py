@@ -1,15 +1,16 @@
 """The server side of ``tcp://``: :class:`TcpListener` and its per-connection reader.
 
-Each connection is read by one task: it reads a header, checks it (refusing a bad or
-oversized frame before reading its body), reads exactly the body, and hands the frame to the
-handler. A request to a handler with a starter (a service's ``start_frame``) starts in the
-reader's step: a handler that does not wait answers there, its reply held until the step
-ends (one write for every request read in it), and one that waits continues in the task the
-starter made. Events, and requests to other handlers, run in a task each. So requests of one
-connection run concurrently. Replies are written as they finish, in any order, each carrying
-its request's correlation id. When
+Each connection is read by one task: it reads a header, checks it (refusing a bad magic,
+an unknown wire version or an oversized body before reading the body, and closing the
+connection, whose next frame cannot be found), reads exactly the body, and hands the frame
+to the listener's :class:`~nanomsg_kernel.transports.server_core.ServerCore`, which does the
+rest as on every transport. A request whose handler does not wait is answered in the
+reader's step, its reply held until the step ends (one write for every request read in it);
+one that waits continues in a task. So requests of one connection run concurrently. Replies
+are written as they finish, in any order, each carrying its request's correlation id. When
 ``max_in_flight`` requests of a connection are running, its reader stops reading until one
-finishes: the peer is slowed down by TCP flow control, nothing is dropped.
+finishes: the peer is slowed down by TCP flow control, nothing is dropped. A ``CANCEL`` from
+the peer cancels its request's handler and frees its place.
 
 Timeouts are enforced by one sweeper task per listener rather than a timer per read: a
 connection that started a frame (or has replies the peer does not read) and makes no
@@ -21,22 +22,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import ssl as _ssl
-from typing import Any
 
-from nanomsg_kernel.errors import ConfigError, DecodeError, FrameTooLarge, Status
-from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32, Kind
-from nanomsg_kernel.transports.base import FrameHandler, FrameStarter, Listener, frame_starter
-from nanomsg_kernel.transports.replies import error_reply, handler_failed, task_reply
-from nanomsg_kernel.transports.tcp_stream import FrameWriter, check_header, format_address, parse_address
+from nanomsg_kernel.errors import ConfigError
+from nanomsg_kernel.frame import (
+    DEFAULT_MAX_BODY,
+    HEADER_SIZE,
+    HEADER_STRUCT,
+    MAGIC,
+    MAX_U32,
+    WIRE_VERSION,
+    Refusal,
+    refusal,
+)
+from nanomsg_kernel.transports.base import FrameHandler, Listener
+from nanomsg_kernel.transports.server_core import Caller, ServerCore
+from nanomsg_kernel.transports.tcp_stream import FrameWriter, format_address, parse_address
 
 __all__ = ["TcpListener"]
 
 log = logging.getLogger("nanomsg_kernel.transports.tcp")
 
-_REQUEST = int(Kind.REQUEST)
+_unpack_header = HEADER_STRUCT.unpack_from
 # What a connection's reader is doing, for the sweeper.
 _IDLE, _FRAME, _WRITING, _BUSY, _DONE = range(5)
 _READ_BUFFER = 256 * 1024
@@ -52,18 +60,20 @@ def _positive(name: str, value: float | None, *, optional: bool = True) -> None:
         raise ConfigError(f"{name} must be a positive number{' or None' if optional else ''}, got {value!r}")
 
 
-class _Peer:
-    """One accepted connection: its reader loop, requests in flight and write side."""
+class _Peer(Caller):
+    """One accepted connection: its reader loop and write side (its calls: the core's)."""
 
-    __slots__ = ("listener", "loop", "name", "out", "phase", "reader", "since", "slot", "task", "tasks", "writer")
+    __slots__ = ("core", "listener", "loop", "name", "out", "phase", "reader", "since", "slot", "task", "writer")
 
     def __init__(self, listener: TcpListener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        super().__init__()
         self.listener = listener
+        assert listener.core is not None
+        self.core: ServerCore = listener.core
         self.reader = reader
         self.writer = writer
         self.loop = asyncio.get_running_loop()
         self.out = FrameWriter(writer, listener.write_high_water)
-        self.tasks: set[asyncio.Task[Any]] = set()
         self.slot: asyncio.Future[None] | None = None
         self.phase = _IDLE
         self.since = self.loop.time()
@@ -97,9 +107,9 @@ class _Peer:
         max_body, max_in_flight = listener.max_body_size, listener.max_in_flight
         read = reader.read
         readexactly = reader.readexactly
-        starter = listener.starter
+        start = self.core.start
         while True:
-            if len(self.tasks) >= max_in_flight:
+            if self.in_flight >= max_in_flight:
                 self.phase = _BUSY
                 self.slot = loop.create_future()
                 await self.slot
@@ -117,82 +127,38 @@ class _Peer:
             self.since = loop.time()
             if len(header) < HEADER_SIZE:
                 header += await readexactly(HEADER_SIZE - len(header))
-            try:
-                kind, _cid, length = check_header(header, max_body)
-            except DecodeError as exc:
-                self._refuse(header, exc)
-                return
-            frame = header + await readexactly(length) if length else header
-            if starter is not None and kind == _REQUEST:
-                self._start(starter, frame)
-            else:
-                self.tasks.add(loop.create_task(self._serve(frame, kind)))
+            magic, wire, _kind, _route, _cver, _flags, _cid, _tmo, length = _unpack_header(header)
+            if magic != MAGIC or wire != WIRE_VERSION or length > max_body:
+                why = refusal(header, max_body, whole=False)
+                if why is not None and why.closes:
+                    self._refuse(header, why)
+                    return
+            reply = start(header + await readexactly(length) if length else header, self)
+            if reply is not None:
+                out.write(reply)  # held until this step ends, with the replies read after it
 
-    def _start(self, starter: FrameStarter, frame: bytes) -> None:
-        """Serve a request through the handler's starter: answered now if the handler does
-        not wait (the reply is held until this step of the reader ends, with the replies of
-        the requests read after it), else by the task it made."""
-        try:
-            result = starter(frame, self.loop)
-        except Exception:
-            result = handler_failed(frame, log, self.name)
-        if result is None or isinstance(result, bytes):
-            self._reply(frame, result, True)
-        else:
-            self.tasks.add(result)
-            result.add_done_callback(functools.partial(self._finished, frame))
-
-    def _finished(self, frame: bytes, task: asyncio.Task[bytes | None]) -> None:
-        """A task the starter made ended: its result is the reply."""
-        self._forget(task)
-        self._reply(frame, task_reply(task, frame, log, self.name), bool(self.tasks))
-
-    def _reply(self, frame: bytes, reply: bytes | None, more: bool) -> None:
-        """Write ``reply`` (if any; ``more``: other replies are expected soon)."""
-        if reply is None:
-            return
-        if len(reply) - HEADER_SIZE > self.listener.max_body_size:
-            log.error("%s: reply of %d bytes exceeds max_body_size", self.name, len(reply))
-            reply = error_reply(frame, Status.RESOURCE_EXHAUSTED, "reply exceeds the maximum body size")
+    def finished(self, request: bytes, reply: bytes | None) -> None:
+        """A call that continued in a task ended: write its reply, make room for the reader."""
         if reply is not None:
-            self.out.write(reply, more)
-
-    def _forget(self, task: asyncio.Task[Any] | None) -> None:
-        """A request's task is done: make room for the reader."""
-        tasks = self.tasks
-        tasks.discard(task)
+            self.out.write(reply, self.in_flight > 0)
         slot = self.slot
         if slot is not None and not slot.done():
             slot.set_result(None)
-        elif not tasks and self.phase == _IDLE:
+        elif not self.in_flight and self.phase == _IDLE:
             self.since = self.loop.time()
 
-    def _refuse(self, header: bytes, exc: DecodeError) -> None:
-        status = Status.RESOURCE_EXHAUSTED if isinstance(exc, FrameTooLarge) else Status.BAD_REQUEST
-        log.warning("%s: refused a frame (%s); closing the connection", self.name, exc)
-        reply = error_reply(header, status, str(exc))
+    def _refuse(self, header: bytes, why: Refusal) -> None:
+        log.warning("%s: closing the connection", self.name)
+        reply = self.core.refuse(header, why)
         if reply is not None:
             self.out.write(reply)
-
-    async def _serve(self, frame: bytes, kind: int) -> None:
-        try:
-            try:
-                reply = await self.listener.handler(frame)
-            except Exception:
-                failed = handler_failed(frame, log, self.name)
-                reply = failed if kind == _REQUEST else None
-            self._reply(frame, reply, len(self.tasks) > 1)
-        finally:
-            # Done here rather than in a done-callback, which would cost a loop iteration.
-            # (A task cancelled before it started stays in the set: only at shutdown.)
-            self._forget(asyncio.current_task())
 
     def check(self, now: float) -> None:
         """Close the connection if it broke the idle or read timeout (called by the sweeper)."""
         listener, phase = self.listener, self.phase
         if phase == _IDLE:
             idle = listener.idle_timeout
-            if idle is not None and not self.tasks and now - self.since > idle:
+            if idle is not None and not self.in_flight and now - self.since > idle:
                 log.info("%s: idle for %.1fs, closing", self.name, now - self.since)
                 self.writer.transport.close()
         elif phase in (_FRAME, _WRITING):
@@ -209,8 +175,7 @@ class _Peer:
 
     def cancel_requests(self) -> None:
         """Cancel the requests in flight (their replies are not sent)."""
-        for t in self.tasks:
-            t.cancel()
+        self.core.cancel_calls(self)
 
     def abort(self) -> None:
         """Cancel the requests in flight and drop the connection."""
@@ -222,8 +187,7 @@ class _Peer:
         try:
             if lost or self.writer.transport.is_closing():
                 self.cancel_requests()
-            if self.tasks:
-                await asyncio.wait(set(self.tasks))
+            await self.core.wait_calls(self)
             self.out.flush()
             self.writer.close()
             try:
@@ -290,8 +254,8 @@ class TcpListener(Listener):
         self.scheme = scheme
         self.url = url
         self.handler = handler
-        self.starter = frame_starter(handler)
-        """The handler's synchronous start, if it has one (a service's ``start_frame``)."""
+        self.core: ServerCore | None = None
+        """What serves the frames of every connection (made when the listener starts)."""
         self.ssl = ssl
         self.max_in_flight = max_in_flight
         self.max_connections = max_connections
@@ -324,6 +288,7 @@ class TcpListener(Listener):
             raise ConfigError(f"cannot listen on {self.url}: {exc}") from exc
         sockname = self._server.sockets[0].getsockname()
         self.url = format_address(self.scheme, self.host, int(sockname[1]))
+        self.core = ServerCore(self.handler, name=self.url, max_body_size=self.max_body_size)
         self.closing = False
         limits = [t for t in (self.read_timeout, self.idle_timeout) if t is not None]
         if limits:
@@ -367,17 +332,13 @@ class TcpListener(Listener):
         peers = list(self.peers)
         for peer in peers:
             peer.stop_reading()
+        if self.core is not None:
+            await self.core.close(grace)  # the calls in flight end, or are cancelled after grace
         runs = {p.task: p for p in peers if p.task is not None}
-        if runs:
-            _done, late = await asyncio.wait(runs, timeout=grace)
+        if runs:  # each connection flushes its last replies and closes
+            _done, late = await asyncio.wait(runs, timeout=2 * _CLOSE_LINGER)
+            for task in late:
+                runs[task].abort()
             if late:
-                log.warning("%s: requests still running after %.1fs on %d connection(s), cancelling them",
-                            self.url, grace, len(late))
-                for task in late:
-                    runs[task].cancel_requests()
-                _done, late = await asyncio.wait(late, timeout=2 * _CLOSE_LINGER)
-                for task in late:
-                    runs[task].abort()
-                if late:
-                    await asyncio.wait(late)
+                await asyncio.wait(late)
         await server.wait_closed()

@@ -33,7 +33,7 @@ from typing import Any
 import zmq
 
 from nanomsg_kernel.errors import DeadlineExceeded, EncodeError, Unavailable
-from nanomsg_kernel.frame import HEADER_SIZE, MAGIC, Kind
+from nanomsg_kernel.frame import HEADER_SIZE, MAGIC, Kind, cancel_frame
 from nanomsg_kernel.transports.base import Connection, PendingReplies, correlation_id_of
 from nanomsg_kernel.transports.zmq_endpoints import connect_endpoints
 from nanomsg_kernel.transports.zmq_options import ConnectOptions, configure
@@ -268,6 +268,18 @@ class ZmqConnection(Connection):
                 pending.discard(cid)  # however it ended
         except _NotSent:
             return await self._request_when_room(frame, cid, timeout)
+
+    def cancel(self, correlation_id: int) -> None:
+        """Send ``CANCEL`` for a request whose caller gave up, with this iteration's burst
+        (after the request itself, if that has not left yet). With several endpoints it may
+        reach one that did not take the request, which ignores it."""
+        pump = self._pump
+        if pump is None or self._closed:
+            return
+        outbox = self._outbox
+        outbox.append(cancel_frame(correlation_id))
+        if len(outbox) == 1:
+            pump.loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         """Send the queued requests; those ZeroMQ has no room for wait for room, each."""

@@ -3,10 +3,9 @@
 Requests arrive on a ``ROUTER`` as ``[routing envelope..., frame]``: the envelope is one
 identity from a client's ``DEALER``, or more when a proxy sits in between, and it goes back
 unchanged in front of the reply. Each request is handed to the
-:data:`~nanomsg_kernel.transports.base.FrameHandler` as soon as it is read, started eagerly: through its
-:data:`~nanomsg_kernel.transports.base.FrameStarter` when it has one (a service's ``start_frame``), else
-with :func:`~nanomsg_kernel.eager.start_eagerly`. A handler that finishes without waiting
-never gets a task, and one that waits continues in a task of its own. At most ``max_in_flight``
+:class:`~nanomsg_kernel.transports.server_core.ServerCore` as soon as it is read, as on every
+transport: a handler that finishes without waiting answers at once, one that waits continues
+in a task of its own, and a ``CANCEL`` from the same envelope cancels it. At most ``max_in_flight``
 run at once, and while that many do, the socket is not read, so ZeroMQ's queues fill up to
 their high-water marks and senders wait (backpressure rather than unbounded memory).
 
@@ -29,22 +28,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import logging
 from typing import Any
 
 import zmq
 
-from nanomsg_kernel.eager import start_eagerly
-from nanomsg_kernel.errors import Status
-from nanomsg_kernel.transports.base import FrameHandler, frame_starter
-from nanomsg_kernel.transports.replies import error_reply, handler_failed, task_reply
+from nanomsg_kernel.frame import HEADER_SIZE
+from nanomsg_kernel.transports.base import FrameHandler
+from nanomsg_kernel.transports.server_core import Caller, ServerCore
 from nanomsg_kernel.transports.zmq_socket import SocketPump, raw_send
 
 __all__ = ["DRAIN_SECONDS", "REPLY_BURST", "REQUEST_BATCH", "FrameServer", "ReplyQueue"]
 
 log = logging.getLogger("nanomsg_kernel.transports.zmq")
-_current_task = asyncio.current_task
 _NB = int(zmq.NOBLOCK)
 _MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 _Again = zmq.Again
@@ -77,11 +73,13 @@ class ReplyQueue:
     (``EHOSTUNREACH``) is dropped and counted at once.
     """
 
-    __slots__ = ("_retry", "_scheduled", "held", "pump", "queued", "server")
+    __slots__ = ("_retry", "_scheduled", "callers", "held", "pump", "queued", "server")
 
     def __init__(self, server: FrameServer, pump: SocketPump) -> None:
         self.server = server
         self.pump = pump
+        self.callers: dict[object, _Envelope] = {}
+        """The return addresses with calls running in a task (for ``CANCEL``)."""
         self.queued: list[list[bytes]] = []
         self.held: list[tuple[list[bytes], float]] = []
         """Replies refused for lack of room, with the loop time at which they are dropped."""
@@ -205,20 +203,44 @@ class ReplyQueue:
             self.held = []
 
 
+class _Envelope(Caller):
+    """One return address of a ``ROUTER``: the calls of one client (through any proxies)."""
+
+    __slots__ = ("envelope", "key", "replies", "server")
+
+    def __init__(self, server: FrameServer, replies: ReplyQueue, key: object, envelope: list[bytes]) -> None:
+        super().__init__()
+        self.server = server
+        self.replies = replies
+        self.key = key
+        self.envelope = envelope
+
+    def finished(self, request: bytes, reply: bytes | None) -> None:
+        """Queue the reply of a call that continued in a task; it is no longer in flight."""
+        server = self.server
+        if reply is not None:
+            self.replies.put([*self.envelope, reply], server.core.in_flight == 0)
+        if not self.in_flight and self.replies.callers.get(self.key) is self:
+            del self.replies.callers[self.key]
+        if server._paused:
+            server._resume()
+
+
 class FrameServer:
     """Hands the frames of some sockets to a handler and sends the replies back.
 
     Args:
         handler: called with each frame; returns the reply frame or ``None``.
         max_in_flight: frames handled at once.
-        max_frame: the largest reply sent; a larger one is replaced by a
+        max_frame: the largest frame received or sent; a larger reply is replaced by a
             ``RESOURCE_EXHAUSTED`` error frame (the client would be disconnected otherwise).
         reply_timeout: seconds a reply waits for room in the client's queue.
     """
 
     def __init__(self, handler: FrameHandler, *, max_in_flight: int, max_frame: int, reply_timeout: float) -> None:
         self.handler = handler
-        self._starter = frame_starter(handler)
+        self.core = ServerCore(handler, name="zmq", max_body_size=max_frame - HEADER_SIZE)
+        """What serves the frames (as on every transport)."""
         self.max_in_flight = max_in_flight
         self.max_frame = max_frame
         self.reply_timeout = reply_timeout
@@ -227,22 +249,27 @@ class FrameServer:
         """The reply queue of each request socket."""
         self._event_pumps: list[SocketPump] = []
         self._event_ready: list[asyncio.Event] = []
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self.in_flight = 0
-        self.peak_in_flight = 0
-        """The most frames ever handled at once."""
+        self._consumers: set[asyncio.Task[None]] = set()
         self.dropped_messages = 0
         """Messages that were not ``[envelope..., frame]``."""
         self.dropped_replies = 0
         """Replies whose client was gone or did not make room in time."""
         self._held = 0
-        self._starting = False
-        """True while a request's handler runs its first step (from the socket's callback)."""
         self._paused = False
         self._closing = False
         self._loop = asyncio.get_running_loop()
         self._create_task = self._loop.create_task
         self._last_reply = -DRAIN_SECONDS
+
+    @property
+    def in_flight(self) -> int:
+        """Frames being handled now."""
+        return self.core.in_flight
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most frames ever handled at once."""
+        return self.core.peak_in_flight
 
     def serve_requests(self, sock: zmq.Socket[Any]) -> None:
         """Serve a ``ROUTER`` (replies go back along each message's envelope)."""
@@ -284,17 +311,14 @@ class FrameServer:
         pump = SocketPump(sock, on_message)
         self._event_pumps.append(pump)
         task = self._create_task(self._consume(queue, ready, pump))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self._consumers.add(task)
+        task.add_done_callback(self._consumers.discard)
 
     async def _consume(self, queue: collections.deque[bytes], ready: asyncio.Event, pump: SocketPump) -> None:
-        handler = self.handler
+        run_event = self.core.run_event
         while True:
             while queue:
-                try:
-                    await handler(queue.popleft())
-                except Exception:
-                    log.exception("frame handler failed on an event")
+                await run_event(queue.popleft())
                 if not self._closing and len(queue) <= self.max_in_flight // 2:
                     pump.resume()
             if self._closing:
@@ -303,59 +327,20 @@ class FrameServer:
             await ready.wait()
 
     def _start(self, parts: list[bytes], replies: ReplyQueue) -> None:
-        self.in_flight += 1
-        if self.in_flight > self.peak_in_flight:
-            self.peak_in_flight = self.in_flight
-        starter = self._starter
-        if starter is not None:
-            try:
-                result = starter(parts[-1], self._loop)
-            except Exception:
-                result = handler_failed(parts[-1], log, "")
-            if result is None or isinstance(result, bytes):
-                self._answer(parts, result, replies, True)
-            else:
-                self.tasks.add(result)
-                result.add_done_callback(functools.partial(self._finished, parts, replies))
-        else:
-            self._starting = True
-            try:
-                # A task, if the handler waits, removes itself from ``tasks`` when it ends
-                # (cheaper than a done callback).
-                start_eagerly(self._loop, self._serve(parts, replies), on_task=self.tasks.add)
-            finally:
-                self._starting = False
-        if self.in_flight + self._held >= self.max_in_flight:
-            self._pause()
-
-    def _finished(self, parts: list[bytes], replies: ReplyQueue, task: asyncio.Task[bytes | None]) -> None:
-        """A task the starter made ended: its result is the reply."""
-        self.tasks.discard(task)
-        self._answer(parts, task_reply(task, parts[-1], log, ""), replies, False)
-
-    def _answer(self, parts: list[bytes], reply: bytes | None, replies: ReplyQueue, in_batch: bool) -> None:
-        """Queue ``reply`` (if any) for the client; the request is no longer in flight.
-
-        ``in_batch``: answered while the batch it came in is being read."""
-        try:
-            if reply is None:
-                return
-            if len(reply) > self.max_frame:
-                reply = error_reply(
-                    parts[-1], Status.RESOURCE_EXHAUSTED,
-                    f"reply of {len(reply)} bytes exceeds the maximum frame of {self.max_frame} bytes",
-                )
-                if reply is None:
-                    return
+        key: object = parts[0] if len(parts) == 2 else tuple(parts[:-1])
+        callers = replies.callers
+        caller = callers.get(key)
+        if caller is None:
+            caller = _Envelope(self, replies, key, parts[:-1])
+        core = self.core
+        reply = core.start(parts[-1], caller)
+        if reply is not None:
             parts[-1] = reply
-            if in_batch:
-                replies.put(parts, False, in_batch=True)
-            else:
-                replies.put(parts, self.in_flight == 1)
-        finally:
-            self.in_flight -= 1
-            if self._paused:
-                self._resume()
+            replies.put(parts, False, in_batch=True)
+        if caller.in_flight and key not in callers:
+            callers[key] = caller  # a call continues in a task: a CANCEL may come for it
+        if core.in_flight + self._held >= self.max_in_flight:
+            self._pause()
 
     def _pause(self) -> None:
         self._paused = True
@@ -363,7 +348,7 @@ class FrameServer:
             p.pause()
 
     def _resume(self) -> None:
-        if self._paused and self.in_flight + self._held < self.max_in_flight and not self._closing:
+        if self._paused and self.core.in_flight + self._held < self.max_in_flight and not self._closing:
             self._paused = False
             for p in self.pumps:
                 p.resume()
@@ -371,23 +356,10 @@ class FrameServer:
     def _held_changed(self, delta: int) -> None:
         """Replies held for lack of room count among the ``max_in_flight``."""
         self._held += delta
-        if delta > 0 and self.in_flight + self._held >= self.max_in_flight:
+        if delta > 0 and self.core.in_flight + self._held >= self.max_in_flight:
             self._pause()
         elif delta < 0:
             self._resume()
-
-    async def _serve(self, parts: list[bytes], replies: ReplyQueue) -> None:
-        """Serve one request through a handler without a starter (started eagerly)."""
-        reply = None
-        try:
-            reply = await self.handler(parts[-1])
-        except Exception:
-            reply = handler_failed(parts[-1], log, "")
-        finally:  # also when cancelled (no reply then)
-            in_batch = self._starting
-            if not in_batch:  # finished in a task of its own (none was made otherwise)
-                self.tasks.discard(_current_task(self._loop))
-            self._answer(parts, reply, replies, in_batch)
 
     async def close(self, grace: float) -> None:
         """Stop reading; let frames in flight finish within ``grace`` seconds; cancel the rest.
@@ -404,8 +376,9 @@ class FrameServer:
             p.pause()
         for ev in self._event_ready:
             ev.set()  # consumers finish the events already read, then return
-        if self.tasks:
-            _done, pending = await asyncio.wait(set(self.tasks), timeout=grace)
+        await self.core.close(grace)
+        if self._consumers:
+            _done, pending = await asyncio.wait(set(self._consumers), timeout=max(0.0, deadline - loop.time()))
             for t in pending:
                 t.cancel()
             if pending:

@@ -1,0 +1,265 @@
+"""One server core under every transport: what a server does the same way, whatever carries
+its frames.
+
+A transport reads frames and writes replies; :class:`ServerCore` does everything in between:
+
+* checks each frame's header the same way on every transport
+  (:func:`~nanomsg_kernel.frame.refusal`): the same bad header gets the same error reply;
+* starts the handler: through its :data:`~nanomsg_kernel.transports.base.FrameStarter` (a
+  service's ``start_frame``) when it has one, answering at once when the handler does not
+  wait, else in a task of its own (an eager one where the interpreter has them);
+* honours ``CANCEL``: the running call of that caller with that correlation id is cancelled;
+* counts what is in flight, in frames and in bytes, per server and per caller;
+* finishes a call: its reply is checked against the size limit and handed to the caller;
+* closes with grace: calls still running after the grace period are cancelled.
+
+All a transport writes is one :class:`Caller` subclass, one object per connection (or per
+return address), whose :meth:`Caller.finished` writes a reply::
+
+    core = ServerCore(handler, name=url, max_body_size=limit)
+
+    class Conn(Caller):
+        def finished(self, request: bytes, reply: bytes | None) -> None:
+            if reply is not None:
+                write(reply)             # a call that continued in a task ended
+
+    reply = core.start(frame, conn)      # for every whole frame read from conn
+    if reply is not None:
+        write(reply)                     # the call ended without waiting
+    ...
+    core.cancel_calls(conn)              # the connection was lost
+    await core.close(grace)              # the listener closes
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from nanomsg_kernel.eager import start_task
+from nanomsg_kernel.errors import Status
+from nanomsg_kernel.frame import (
+    HEADER_SIZE,
+    HEADER_STRUCT,
+    MAGIC,
+    WIRE_VERSION,
+    Kind,
+    Refusal,
+    refusal,
+)
+from nanomsg_kernel.transports.base import FrameHandler, frame_starter
+from nanomsg_kernel.transports.replies import error_reply, handler_failed, task_reply
+
+__all__ = ["Caller", "ServerCore"]
+
+log = logging.getLogger("nanomsg_kernel.transports.server")
+
+_unpack_header = HEADER_STRUCT.unpack_from
+_REQUEST, _EVENT, _CANCEL = int(Kind.REQUEST), int(Kind.EVENT), int(Kind.CANCEL)
+_KINDS = frozenset(int(k) for k in Kind)
+
+
+class Caller:
+    """One peer of a server, as the core sees it: a connection, or one return address.
+
+    A transport subclasses it and implements :meth:`finished`. The core keeps in it the calls
+    that continue in tasks (by correlation id, for ``CANCEL``) and how many of its calls are
+    in flight (:attr:`in_flight`, for a per-connection limit).
+    """
+
+    __slots__ = ("by_id", "in_flight", "tasks")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        """Calls of this caller started and not yet finished."""
+        self.by_id: dict[int, asyncio.Task[Any]] = {}
+        """Requests running in a task, by correlation id."""
+        self.tasks: set[asyncio.Task[Any]] = set()
+        """Every call of this caller running in a task (requests and events)."""
+
+    def finished(self, request: bytes, reply: bytes | None) -> None:
+        """A call of this caller that continued in a task ended, with ``reply`` to send
+        (``None``: nothing to send: an event, or a cancelled call). Called after the counts
+        were lowered, so a transport can start reading again here."""
+        raise NotImplementedError("The 'finished' method must be implemented.")
+
+
+class ServerCore:
+    """Starts, counts, cancels and finishes the calls of one server.
+
+    Args:
+        handler: the :data:`~nanomsg_kernel.transports.base.FrameHandler` frames go to.
+        name: what the log lines name (the listener's URL).
+        max_body_size: the largest body accepted in a frame and sent in a reply; a larger
+            reply is replaced by a ``RESOURCE_EXHAUSTED`` error frame.
+    """
+
+    def __init__(self, handler: FrameHandler, *, name: str, max_body_size: int) -> None:
+        self.handler = handler
+        self.starter = frame_starter(handler)
+        """The handler's synchronous start, if it has one (a service's ``start_frame``)."""
+        self.name = name
+        self.max_body_size = max_body_size
+        self.loop = asyncio.get_running_loop()
+        self.tasks: set[asyncio.Task[Any]] = set()
+        """Every call running in a task."""
+        self.in_flight = 0
+        """Calls started and not finished."""
+        self.in_flight_bytes = 0
+        """Bytes of the frames of the calls in flight."""
+        self.peak_in_flight = 0
+        """The most calls ever in flight at once."""
+        self.refused = 0
+        """Frames refused for their header (answered with an error frame when possible)."""
+        self.cancelled = 0
+        """Calls cancelled by their caller's ``CANCEL`` frame."""
+        self.oversized_replies = 0
+        """Replies over ``max_body_size``, replaced by an error frame."""
+        self.closing = False
+
+    def __repr__(self) -> str:
+        return f"<ServerCore {self.name} in_flight={self.in_flight}>"
+
+    # -- starting ----------------------------------------------------------------------
+
+    def start(self, frame: bytes, caller: Caller, *, eager: bool = True) -> bytes | None:
+        """Serve one whole frame received from ``caller``.
+
+        Returns the reply when the call ended in this step (``None``: no reply, or the call
+        continues in a task and ``caller.finished`` gets its reply). ``eager=False`` runs
+        even a request's handler in a task started at the next loop iteration.
+        Never raises for a bad frame: it is answered (see :meth:`refuse`).
+        """
+        try:
+            magic, wire, kind, _route, _cver, _flags, cid, _tmo, length = _unpack_header(frame)
+        except Exception:  # struct.error: shorter than a header
+            return self.refuse(frame, refusal(frame, self.max_body_size))
+        if (magic != MAGIC or wire != WIRE_VERSION or kind not in _KINDS
+                or length != len(frame) - HEADER_SIZE or length > self.max_body_size):
+            return self.refuse(frame, refusal(frame, self.max_body_size))
+        if kind == _CANCEL:
+            self.cancel(caller, cid)
+            return None
+        size = len(frame)
+        self.in_flight += 1
+        self.in_flight_bytes += size
+        caller.in_flight += 1
+        if self.in_flight > self.peak_in_flight:
+            self.peak_in_flight = self.in_flight
+        starter = self.starter
+        if starter is not None and kind == _REQUEST and eager:
+            try:
+                result = starter(frame, self.loop)
+            except Exception:
+                result = handler_failed(frame, log, self.name)
+            if result is None or isinstance(result, bytes):
+                self.in_flight -= 1
+                self.in_flight_bytes -= size
+                caller.in_flight -= 1
+                return self._checked(frame, result)
+            task = result
+        elif kind == _REQUEST:
+            task = start_task(self.loop, self._serve(frame, True), eager=eager)
+        else:  # events, and responses or errors sent to a server (the handler answers them)
+            task = self.loop.create_task(self._serve(frame, False))
+        if task.done():  # an eager task that ended in its first step
+            self.in_flight -= 1
+            self.in_flight_bytes -= size
+            caller.in_flight -= 1
+            return self._checked(frame, task_reply(task, frame, log, self.name))
+        self.tasks.add(task)
+        caller.tasks.add(task)
+        if kind == _REQUEST:
+            caller.by_id[cid] = task
+        task.add_done_callback(functools.partial(self._finished, frame, caller, cid if kind == _REQUEST else -1))
+        return None
+
+    async def _serve(self, frame: bytes, request: bool) -> bytes | None:
+        """Serve a frame through the handler itself (no starter, or not a request)."""
+        try:
+            return await self.handler(frame)
+        except Exception:
+            failed = handler_failed(frame, log, self.name)
+            return failed if request else None
+
+    def run_event(self, frame: bytes) -> Coroutine[Any, Any, None]:
+        """Hand an event to the handler in the caller's own task (for a transport that
+        keeps events in order); the handler's failure is logged."""
+        return self._event(frame)
+
+    async def _event(self, frame: bytes) -> None:
+        try:
+            await self.handler(frame)
+        except Exception:
+            log.exception("%s: frame handler failed on an event", self.name)
+
+    # -- finishing ---------------------------------------------------------------------
+
+    def _finished(self, frame: bytes, caller: Caller, cid: int, task: asyncio.Task[Any]) -> None:
+        """A call's task ended: lower the counts, hand its reply to the caller."""
+        self.tasks.discard(task)
+        caller.tasks.discard(task)
+        if cid >= 0 and caller.by_id.get(cid) is task:
+            del caller.by_id[cid]
+        self.in_flight -= 1
+        self.in_flight_bytes -= len(frame)
+        caller.in_flight -= 1
+        caller.finished(frame, self._checked(frame, task_reply(task, frame, log, self.name)))
+
+    def _checked(self, frame: bytes, reply: bytes | None) -> bytes | None:
+        """``reply``, or a ``RESOURCE_EXHAUSTED`` error frame in its place when its body is
+        over ``max_body_size`` (the peer would refuse it, or drop the connection)."""
+        if reply is None or len(reply) - HEADER_SIZE <= self.max_body_size:
+            return reply
+        self.oversized_replies += 1
+        log.error("%s: a reply of %d bytes exceeds max_body_size %d", self.name, len(reply), self.max_body_size)
+        return error_reply(frame, Status.RESOURCE_EXHAUSTED,
+                           f"the reply's body of {len(reply) - HEADER_SIZE} bytes exceeds the maximum of "
+                           f"{self.max_body_size} bytes")
+
+    def refuse(self, frame: bytes, why: Refusal | None) -> bytes | None:
+        """The error frame answering a frame refused for its header (``None`` when no
+        correlation id can be read from it); counted and logged."""
+        if why is None:  # pragma: no cover - start() calls this only for refused frames
+            return None
+        self.refused += 1
+        log.warning("%s: refused a frame: %s", self.name, why.message)
+        return error_reply(frame, why.status, why.message)
+
+    # -- cancelling and closing --------------------------------------------------------
+
+    def cancel(self, caller: Caller, correlation_id: int) -> bool:
+        """Cancel ``caller``'s running request ``correlation_id`` (its reply is not sent);
+        False if none is running (it ended already, or never continued in a task)."""
+        task = caller.by_id.pop(correlation_id, None)
+        if task is None or task.done():
+            return False
+        self.cancelled += 1
+        task.cancel("cancelled by the caller")
+        return True
+
+    def cancel_calls(self, caller: Caller) -> None:
+        """Cancel every call of ``caller`` still running (its connection is gone)."""
+        for task in list(caller.tasks):
+            task.cancel()
+
+    async def wait_calls(self, caller: Caller) -> None:
+        """Wait until every call of ``caller`` running in a task has ended."""
+        while caller.tasks:
+            await asyncio.wait(set(caller.tasks))
+
+    async def close(self, grace: float) -> None:
+        """Let the calls in flight finish within ``grace`` seconds, then cancel the rest and
+        wait for them to end (their replies are not sent)."""
+        self.closing = True
+        if not self.tasks:
+            return
+        _done, late = await asyncio.wait(set(self.tasks), timeout=grace)
+        if late:
+            log.warning("%s: %d call(s) still running after %.1fs, cancelling them", self.name, len(late), grace)
+            for task in late:
+                task.cancel()
+            await asyncio.wait(late)
