@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 from conftest import TRANSPORT_URLS
 from reliability.figures import record
@@ -30,8 +34,10 @@ from nanomsg_kernel.errors import (
     Status,
     Unavailable,
 )
-from nanomsg_kernel.frame import Kind, pack_header
+from nanomsg_kernel.frame import HEADER_SIZE, Kind, pack_header
+from nanomsg_kernel.service import Service
 from nanomsg_kernel.transports.base import Listener, get_transport
+from nanomsg_kernel.transports.server_core import ServerCore
 
 LIMIT = reli.codec.max_body_size
 CODEC = ReliRoute.codec(max_body_size=LIMIT)
@@ -112,6 +118,22 @@ async def peer(request: pytest.FixtureRequest) -> AsyncIterator[Served | Bound]:
         await s.close()
 
 
+def server_core(listener: Listener) -> ServerCore:
+    """The server core of a listener served in this process."""
+    core = getattr(listener, "core", None)
+    if core is None:
+        server = getattr(listener, "server", None)
+        core = server.core if server is not None else None
+    assert isinstance(core, ServerCore), listener
+    return core
+
+
+def cancelled_count() -> int:
+    """Calls of ``Hold`` that ``reli`` counted as cancelled."""
+    metrics = reli.metrics.contracts.get("Hold")
+    return 0 if metrics is None else metrics.errors.get(Status.CANCELLED, 0)
+
+
 async def until(predicate: Any, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while not predicate():
@@ -186,9 +208,26 @@ async def test_unknown_route(served: Served) -> None:
     assert "unknown route 999" in reply.message
 
 
-async def test_handler_exception_is_internal(peer: Served | Bound) -> None:
-    with pytest.raises(RemoteError) as e:
-        await peer.call(Crash(what="kaboom"), timeout=5)
+async def test_handler_exception_is_internal_with_a_generic_message(
+    peer: Served | Bound, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The exception's text may hold secrets: it stays in the service's log."""
+    with caplog.at_level(logging.ERROR, logger="nanomsg_kernel.service.reli"), pytest.raises(RemoteError) as e:
+        await peer.call(Crash(what="secret db password=hunter2"), timeout=5)
+    assert e.value.status is Status.INTERNAL
+    assert e.value.message == "internal error in reli handling Crash (details in the service's log)"
+    assert "hunter2" not in repr(e.value.details)
+    assert any("password=hunter2" in (r.exc_text or "") for r in caplog.records)
+
+
+async def test_expose_errors_sends_the_exception_text(peer: Served | Bound) -> None:
+    """For development, ``expose_errors=True`` sends the exception's text."""
+    reli.expose_errors = True
+    try:
+        with pytest.raises(RemoteError) as e:
+            await peer.call(Crash(what="kaboom"), timeout=5)
+    finally:
+        reli.expose_errors = False
     assert e.value.status is Status.INTERNAL
     assert e.value.message == "ValueError: kaboom"
 
@@ -200,25 +239,180 @@ async def test_bad_body_gets_a_decode_error_reply(served: Served, body: bytes) -
     assert reply.message.startswith("Text")
 
 
+BAD_HEADERS = {
+    # name: (damage to a good request, status, message, whether a stream closes)
+    "wire version 2": (lambda f: f[:2] + b"\x02" + f[3:], Status.BAD_REQUEST,
+                       "unsupported wire version 2, expected 1", True),
+    "kind 7": (lambda f: f[:3] + b"\x07" + f[4:], Status.BAD_REQUEST, "unknown frame kind 7", False),
+    "kind response": (lambda f: f[:3] + b"\x02" + f[4:], Status.BAD_REQUEST,
+                      "a service takes requests, not RESPONSE", False),
+}
+
+
+async def exchange(url: str, frame: bytes) -> tuple[bytes, bool]:
+    """Send a hand-made ``frame``; its reply, and whether the connection closed after it (a
+    stream only: message transports have no connection to lose). A request sent after it on
+    the same connection must still be answered when it stays open."""
+    if not url.startswith("tcp://"):
+        async with get_transport(url).connect(url, max_body_size=LIMIT) as conn:
+            reply = await conn.request(frame, 5)
+            after = await conn.request(CODEC.encode(Text(text="after"), correlation_id=43), 5)
+        assert CODEC.decode(after).reply == "after"
+        return reply, False
+    host, port = url.removeprefix("tcp://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        async with asyncio.timeout(5):
+            writer.write(frame)
+            header = await reader.readexactly(HEADER_SIZE)
+            reply = header + await reader.readexactly(CODEC.read_header(header).body_length)
+            writer.write(CODEC.encode(Text(text="after"), correlation_id=43))
+            try:  # the next reply, or the end of the stream
+                after = await reader.readexactly(HEADER_SIZE)
+            except asyncio.IncompleteReadError as exc:
+                assert exc.partial == b""
+                return reply, True
+            after += await reader.readexactly(CODEC.read_header(after).body_length)
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    assert CODEC.decode(after).reply == "after"
+    return reply, False
+
+
+@pytest.mark.parametrize("damage", sorted(BAD_HEADERS))
+async def test_a_bad_header_gets_the_same_reply_on_every_transport(served: Served, damage: str) -> None:
+    """One check for every transport (``docs/wire.md``, "What a receiver refuses")."""
+    spoil, status, message, closes = BAD_HEADERS[damage]
+    reply, closed = await exchange(served.listener.url, spoil(CODEC.encode(Text(text="x"), correlation_id=41)))
+    header, error = CODEC.decode_frame(reply)
+    assert (header.kind, header.correlation_id) == (Kind.ERROR, 41)
+    assert isinstance(error, RemoteError) and (error.status, error.message) == (status, message)
+    assert closed == (closes and served.transport == "tcp")
+    assert (await served.call(Text(text="next"), timeout=5)).reply == "next"
+
+
+# -- handlers run as real tasks -----------------------------------------------------------
+
+web = Service("web", ReliRoute)
+"""A service whose handler calls an HTTP server with httpx under an anyio deadline."""
+
+
+@web.handler(Text)
+async def fetch(msg: Text) -> Text:
+    """GET ``msg.text`` (an http:// URL); reply with the body. anyio's cancel scope needs the
+    current task to be a real task (it keeps a weak reference to it)."""
+    task = asyncio.current_task()
+    assert task is not None and weakref.ref(task)() is task
+    with anyio.fail_after(5):
+        async with httpx.AsyncClient(trust_env=False) as http:
+            response = await http.get(msg.text)
+    return Text(text=msg.text, reply=response.text)
+
+
+@contextlib.asynccontextmanager
+async def http_server(body: bytes) -> AsyncIterator[str]:
+    """An HTTP/1.1 server on 127.0.0.1, port 0, answering every request with ``body``."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/page"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("transport", [*sorted(TRANSPORT_URLS), "binding"])
+async def test_a_handler_using_anyio_and_httpx(transport: str) -> None:
+    """httpx (through anyio) works inside a handler, whatever carries the call."""
+    async with http_server("fetched ✓".encode()) as page:
+        if transport == "binding":
+            reply = await LocalBinding("web", web).call(Text(text=page), timeout=10)
+        else:
+            async with web.serve(TRANSPORT_URLS[transport]()) as listener, \
+                    Client(ReliRoute, listener.url) as client:
+                reply = await client.call(Text(text=page), timeout=10)
+    assert reply == Text(text=page, reply="fetched ✓")
+
+
 # -- cancellation and deadlines ---------------------------------------------------------
 
 
 async def test_call_cancelled_after_it_began(peer: Served | Bound) -> None:
-    """The caller stops waiting; the connection stays usable. Over a wire the server is not
-    told (there is no cancel frame): it finishes and its late reply is discarded."""
+    """The caller stops waiting: the handler it started is cancelled (over a wire, by a
+    CANCEL frame), never finishes, and the connection stays usable."""
+    cancelled_before = cancelled_count()
     call = asyncio.ensure_future(peer.call(Hold(tag="cancelled"), timeout=30))
     await asyncio.wait_for(probe.started.wait(), 10)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
+    await until(lambda: probe.running == 0)  # the gate stays shut: only cancellation ends it
+    assert cancelled_count() == cancelled_before + 1
     assert (await peer.call(Text(text="after"), timeout=5)).reply == "after"
-    probe.gate.set()
-    await until(lambda: probe.running == 0)
-    if isinstance(peer, Served):
-        pending = peer.client.connection.pending  # type: ignore[attr-defined]
-        await until(lambda: pending.late_replies == 1)
-    assert (await peer.call(Text(text="later"), timeout=5)).reply == "later"
     assert probe.calls["cancelled"] == 1
+    if isinstance(peer, Served):
+        assert peer.client.connection.pending.late_replies == 0  # type: ignore[attr-defined]
+        assert server_core(peer.listener).in_flight == 0
+
+
+async def test_200_cancelled_calls_cancel_their_handlers_and_free_their_slots(served: Served) -> None:
+    """Each caller that gives up cancels its handler: none of them runs on, and the places
+    they held among the requests in flight are free again (TCP holds 128 per connection)."""
+    core = server_core(served.listener)
+    cap = min(200, getattr(served.listener, "max_in_flight", 1024))
+    cancelled_before = cancelled_count()
+    loop = asyncio.get_running_loop()
+    calls = [asyncio.ensure_future(served.call(Hold(tag="held"), timeout=30)) for _ in range(200)]
+    await until(lambda: probe.running == cap)
+    assert core.in_flight == cap
+    began = loop.time()
+    for call in calls:
+        call.cancel()
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(o, asyncio.CancelledError) for o in outcomes)
+    # The gate never opens: a handler ends only by being cancelled. Calls TCP had not read
+    # yet are read now, started, and cancelled by the CANCEL frames behind them.
+    await until(lambda: probe.running == 0 and core.in_flight == 0)
+    freed = loop.time() - began
+    started = probe.calls["held"]
+    assert cap <= started <= 200
+    assert cancelled_count() == cancelled_before + started
+    assert (await served.call(Text(text="after"), timeout=5)).reply == "after"
+    record(f"cancel {served.transport}", calls=200, handlers_started=started, handlers_cancelled=started,
+           handlers_finished=0, in_flight_after=core.in_flight, seconds_to_free=round(freed, 3))
+
+
+async def test_a_call_past_its_deadline_cancels_a_handler_that_ignores_deadlines(served: Served) -> None:
+    """A plain frame handler does not read the deadline in the header: the caller's CANCEL,
+    sent when its timeout passes, is what stops it."""
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def forever(frame: bytes) -> bytes | None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return None  # pragma: no cover - never released
+
+    url = TRANSPORT_URLS[served.transport]()
+    async with get_transport(url).listen(url, forever) as listener, Client(ReliRoute, listener.url) as client:
+        with pytest.raises(DeadlineExceeded):
+            await client.call(Hold(tag="deadline"), timeout=0.2)
+        assert started.is_set()
+        await asyncio.wait_for(cancelled.wait(), 5)
+        await until(lambda: server_core(listener).in_flight == 0)
 
 
 async def test_a_1ms_deadline(peer: Served | Bound) -> None:

@@ -8,9 +8,12 @@ rest as on every transport. A request whose handler does not wait is answered in
 reader's step, its reply held until the step ends (one write for every request read in it);
 one that waits continues in a task. So requests of one connection run concurrently. Replies
 are written as they finish, in any order, each carrying its request's correlation id. When
-``max_in_flight`` requests of a connection are running, its reader stops reading until one
-finishes: the peer is slowed down by TCP flow control, nothing is dropped. A ``CANCEL`` from
-the peer cancels its request's handler and frees its place.
+``max_in_flight`` requests of a connection are running, the frames read after them wait
+for a place (up to ``max_in_flight`` frames and 256 KiB), and beyond that the reader stops
+reading until one finishes: the peer is slowed down by TCP flow control, nothing is
+dropped. A ``CANCEL`` from the peer cancels its request's handler and frees its place (or
+drops the request, if it was still waiting): reading goes on past waiting requests so that
+the ``CANCEL`` behind them is seen.
 
 Timeouts are enforced by one sweeper task per listener rather than a timer per read: a
 connection that started a frame (or has replies the peer does not read) and makes no
@@ -21,6 +24,7 @@ nothing for ``idle_timeout`` seconds is closed.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import ssl as _ssl
@@ -33,6 +37,7 @@ from nanomsg_kernel.frame import (
     MAGIC,
     MAX_U32,
     WIRE_VERSION,
+    Kind,
     Refusal,
     refusal,
 )
@@ -45,10 +50,15 @@ __all__ = ["TcpListener"]
 log = logging.getLogger("nanomsg_kernel.transports.tcp")
 
 _unpack_header = HEADER_STRUCT.unpack_from
+_CANCEL = int(Kind.CANCEL)
+_REQUEST_KIND = bytes((Kind.REQUEST,))
 # What a connection's reader is doing, for the sweeper.
 _IDLE, _FRAME, _WRITING, _BUSY, _DONE = range(5)
 _READ_BUFFER = 256 * 1024
 """The stream reader's buffer limit: reading pauses when twice this much is unread."""
+_WAITING_BYTES = _READ_BUFFER
+"""Bytes of frames read while ``max_in_flight`` calls run that may wait for a place; beyond
+it (or ``max_in_flight`` frames) the connection is not read until a call ends."""
 _CLOSE_LINGER = 1.0
 """Seconds a closing connection may take to flush its last replies before it is aborted."""
 
@@ -63,7 +73,8 @@ def _positive(name: str, value: float | None, *, optional: bool = True) -> None:
 class _Peer(Caller):
     """One accepted connection: its reader loop and write side (its calls: the core's)."""
 
-    __slots__ = ("core", "listener", "loop", "name", "out", "phase", "reader", "since", "slot", "task", "writer")
+    __slots__ = ("core", "listener", "loop", "name", "out", "phase", "reader", "since", "slot", "task",
+                 "waiting", "waiting_bytes", "writer")
 
     def __init__(self, listener: TcpListener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         super().__init__()
@@ -75,6 +86,10 @@ class _Peer(Caller):
         self.loop = asyncio.get_running_loop()
         self.out = FrameWriter(writer, listener.write_high_water)
         self.slot: asyncio.Future[None] | None = None
+        self.waiting: collections.deque[tuple[int, bytes]] = collections.deque()
+        """Frames read while ``max_in_flight`` calls ran, waiting for a place (with their
+        correlation ids)."""
+        self.waiting_bytes = 0
         self.phase = _IDLE
         self.since = self.loop.time()
         self.task: asyncio.Task[None] | None = None
@@ -108,8 +123,9 @@ class _Peer(Caller):
         read = reader.read
         readexactly = reader.readexactly
         start = self.core.start
+        waiting = self.waiting
         while True:
-            if self.in_flight >= max_in_flight:
+            if self.waiting_bytes >= _WAITING_BYTES or len(waiting) >= max_in_flight:
                 self.phase = _BUSY
                 self.slot = loop.create_future()
                 await self.slot
@@ -127,20 +143,49 @@ class _Peer(Caller):
             self.since = loop.time()
             if len(header) < HEADER_SIZE:
                 header += await readexactly(HEADER_SIZE - len(header))
-            magic, wire, _kind, _route, _cver, _flags, _cid, _tmo, length = _unpack_header(header)
+            magic, wire, kind, _route, _cver, _flags, cid, _tmo, length = _unpack_header(header)
             if magic != MAGIC or wire != WIRE_VERSION or length > max_body:
                 why = refusal(header, max_body, whole=False)
                 if why is not None and why.closes:
                     self._refuse(header, why)
                     return
-            reply = start(header + await readexactly(length) if length else header, self)
+            frame = header + await readexactly(length) if length else header
+            if kind == _CANCEL:
+                if waiting and self._drop_waiting(cid):
+                    continue  # its request had not started: it never will
+            elif waiting or self.in_flight >= max_in_flight:
+                # No place for it now: it waits (reading goes on, so that a CANCEL behind
+                # it is still read), and starts when a call ends.
+                waiting.append((cid, frame))
+                self.waiting_bytes += len(frame)
+                continue
+            reply = start(frame, self)
             if reply is not None:
                 out.write(reply)  # held until this step ends, with the replies read after it
+
+    def _drop_waiting(self, cid: int) -> bool:
+        """Forget the request ``cid`` waiting for a place (its caller gave up); False if
+        it is not waiting."""
+        for i, (waiting_cid, frame) in enumerate(self.waiting):
+            if waiting_cid == cid and frame[3:4] == _REQUEST_KIND:
+                del self.waiting[i]
+                self.waiting_bytes -= len(frame)
+                return True
+        return False
 
     def finished(self, request: bytes, reply: bytes | None) -> None:
         """A call that continued in a task ended: write its reply, make room for the reader."""
         if reply is not None:
             self.out.write(reply, self.in_flight > 0)
+        waiting = self.waiting
+        if waiting:
+            max_in_flight, start = self.listener.max_in_flight, self.core.start
+            while waiting and self.in_flight < max_in_flight:
+                _cid, frame = waiting.popleft()
+                self.waiting_bytes -= len(frame)
+                started = start(frame, self)
+                if started is not None:
+                    self.out.write(started)
         slot = self.slot
         if slot is not None and not slot.done():
             slot.set_result(None)
@@ -174,7 +219,10 @@ class _Peer(Caller):
             self.task.cancel()
 
     def cancel_requests(self) -> None:
-        """Cancel the requests in flight (their replies are not sent)."""
+        """Cancel the requests in flight (their replies are not sent) and forget those
+        waiting for a place."""
+        self.waiting.clear()
+        self.waiting_bytes = 0
         self.core.cancel_calls(self)
 
     def abort(self) -> None:
