@@ -1,21 +1,26 @@
-"""Eager start: a coroutine's first step runs at once, a task takes over only if it waits, and
-what the coroutine sees (current task, cancellation, timeouts, context variables) is what a
-task would give it. Then the same over a ZeroMQ service, whose handlers start this way."""
+"""Handlers run in real asyncio tasks: eager ones where the interpreter has them (3.12+),
+plain ones on 3.11. What the coroutine sees (current task, cancellation, timeouts, context
+variables, weak references, done callbacks) is a task's. Then the same through services
+over ZeroMQ, TCP and ``inproc://``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import sys
 import time
+import weakref
+from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from nanomsg_kernel import Bindings, Context, LocalBinding, Service
 from nanomsg_kernel.client import Client
 from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel.deadlines import task_deadlines
-from nanomsg_kernel.eager import StartingTask, start_eagerly
+from nanomsg_kernel.eager import EAGER, continuation, start_task
 from nanomsg_kernel.errors import DeadlineExceeded
 
 var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
@@ -36,47 +41,83 @@ async def from_callback(fn: Any) -> Any:
     return await fut
 
 
-async def test_a_coroutine_that_does_not_wait_gets_no_task() -> None:
-    seen: list[object] = []
+def test_eager_exactly_where_the_interpreter_has_eager_tasks() -> None:
+    assert sys.version_info >= (3, 12) or not EAGER
+    assert EAGER == hasattr(asyncio, "eager_task_factory")
 
-    async def quick() -> None:
-        seen.append(asyncio.current_task())
 
+def test_no_private_asyncio_name_is_used() -> None:
+    import nanomsg_kernel.eager as eager
+    import nanomsg_kernel.service as service
+    import nanomsg_kernel.transports.server_core as core
+
+    for module in (eager, service, core):
+        source = Path(module.__file__ or "").read_text(encoding="utf-8")
+        assert "asyncio.tasks" not in source and "_enter_task" not in source and "_leave_task" not in source
+
+
+async def test_the_coroutine_runs_in_a_real_task() -> None:
     loop = asyncio.get_running_loop()
-    task = await from_callback(lambda: start_eagerly(loop, quick()))
-    assert task is None
-    assert len(seen) == 1 and isinstance(seen[0], StartingTask)
-    assert seen[0].done() and not seen[0].cancelled()
+    seen: list[asyncio.Task[Any] | None] = []
+    called: list[str] = []
+
+    async def quick() -> str:
+        seen.append(asyncio.current_task())
+        return "done"
+
+    def start() -> tuple[asyncio.Task[str], bool]:
+        task = start_task(loop, quick())
+        return task, task.done()
+
+    task, done_at_once = await from_callback(start)
+    assert isinstance(task, asyncio.Task)
+    assert done_at_once == EAGER  # 3.12+: the first step ran before start_task returned
+    assert await task == "done"
+    assert seen == [task]
+    assert weakref.ref(task)() is task
+    task.add_done_callback(lambda _: called.append("called"))
+    await asyncio.sleep(0)
+    assert called == ["called"]
 
 
-async def test_runs_at_once_and_a_task_takes_over_when_it_waits() -> None:
+async def test_eager_start_runs_the_first_step_at_once_and_the_rest_in_the_task() -> None:
     loop = asyncio.get_running_loop()
     order: list[str] = []
     gate = asyncio.Event()
-    tasks: list[asyncio.Task[Any]] = []
 
     async def waits() -> str:
-        first = asyncio.current_task()
         order.append("first step")
         await gate.wait()
         order.append("rest")
-        assert isinstance(first, StartingTask) and first.task is asyncio.current_task()
         return "result"
 
-    def start() -> asyncio.Task[Any] | None:
-        task = start_eagerly(loop, waits(), name="waiter", on_task=tasks.append)
+    def start() -> asyncio.Task[str]:
+        task = start_task(loop, waits(), name="waiter")
         order.append("returned")
         return task
 
     task = await from_callback(start)
-    assert order == ["first step", "returned"]
-    assert task is not None and tasks == [task] and task.get_name() == "waiter"
+    assert order == (["first step", "returned"] if EAGER else ["returned", "first step"])
+    assert task.get_name() == "waiter"
     gate.set()
     assert await asyncio.wait_for(task, 5) == "result"
-    assert order == ["first step", "returned", "rest"]
+    assert order[-1] == "rest"
 
 
-async def test_asyncio_timeout_entered_in_the_first_step_cancels_the_right_task() -> None:
+async def test_eager_false_waits_for_the_next_iteration() -> None:
+    loop = asyncio.get_running_loop()
+    order: list[str] = []
+
+    async def note() -> None:
+        order.append("ran")
+
+    task = start_task(loop, note(), eager=False)
+    order.append("returned")
+    await task
+    assert order == ["returned", "ran"]
+
+
+async def test_asyncio_timeout_in_the_first_step_cancels_the_right_task() -> None:
     loop = asyncio.get_running_loop()
     outcome: list[str] = []
 
@@ -90,13 +131,26 @@ async def test_asyncio_timeout_entered_in_the_first_step_cancels_the_right_task(
             pass
         outcome.append("went on")
 
-    task = await from_callback(lambda: start_eagerly(loop, handler()))
-    assert task is not None
+    task = await from_callback(lambda: start_task(loop, handler()))
     done, _ = await asyncio.wait({task}, timeout=5)  # (wait_for would cancel it: a false pass)
     if not done:
         task.cancel()
     assert outcome == ["timed out", "went on"]
     assert not task.cancelled() and task.cancelling() == 0
+
+
+async def test_anyio_cancel_scopes_work_in_the_task() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def handler() -> str:
+        with anyio.move_on_after(0.05) as scope:
+            await asyncio.Event().wait()  # until cancelled
+        with anyio.fail_after(5):
+            await anyio.sleep(0)
+        return f"cancelled_caught={scope.cancelled_caught}"
+
+    task = await from_callback(lambda: start_task(loop, handler()))
+    assert await asyncio.wait_for(task, 5) == "cancelled_caught=True"
 
 
 async def test_a_task_group_in_the_first_step_works() -> None:
@@ -111,15 +165,8 @@ async def test_a_task_group_in_the_first_step_works() -> None:
             ts = [tg.create_task(child(n)) for n in range(3)]
         return [t.result() for t in ts]
 
-    results: list[list[int]] = []
-
-    async def keep() -> None:
-        results.append(await handler())
-
-    task = await from_callback(lambda: start_eagerly(loop, keep()))
-    assert task is not None
-    await asyncio.wait_for(task, 5)
-    assert results == [[0, 2, 4]]
+    task = await from_callback(lambda: start_task(loop, handler()))
+    assert await asyncio.wait_for(task, 5) == [0, 2, 4]
 
 
 async def test_context_variables_stay_with_the_coroutine() -> None:
@@ -134,8 +181,8 @@ async def test_context_variables_stay_with_the_coroutine() -> None:
         seen.append(var.get())
 
     var.set("caller")
-    t1 = await from_callback(lambda: start_eagerly(loop, handler("one")))
-    t2 = await from_callback(lambda: start_eagerly(loop, handler("two")))
+    t1 = await from_callback(lambda: start_task(loop, handler("one")))
+    t2 = await from_callback(lambda: start_task(loop, handler("two")))
     assert var.get() == "caller"  # nothing leaked back
     gate.set()
     await asyncio.wait_for(asyncio.gather(t1, t2), 5)
@@ -157,31 +204,10 @@ async def test_cancel_asked_in_the_first_step_lands_at_the_first_wait() -> None:
             outcome.append(f"cancelled: {exc.args[0] if exc.args else ''}")
             raise
 
-    task = await from_callback(lambda: start_eagerly(loop, handler()))
-    assert task is not None
+    task = await from_callback(lambda: start_task(loop, handler()))
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, 5)
     assert outcome == ["still running", "cancelled: stop"]
-
-
-async def test_cancelling_the_task_reaches_the_coroutine() -> None:
-    loop = asyncio.get_running_loop()
-    cleaned = asyncio.Event()
-    started = asyncio.Event()
-
-    async def handler() -> None:
-        try:
-            started.set()
-            await asyncio.Event().wait()  # until cancelled
-        finally:
-            cleaned.set()
-
-    task = await from_callback(lambda: start_eagerly(loop, handler()))
-    assert task is not None and started.is_set()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert cleaned.is_set()
 
 
 async def test_started_from_inside_a_task_the_caller_is_current_again_after() -> None:
@@ -195,41 +221,45 @@ async def test_started_from_inside_a_task_the_caller_is_current_again_after() ->
         await gate.wait()
         seen.append(asyncio.current_task())
 
-    task = start_eagerly(loop, handler())  # from this test's own task
+    task = start_task(loop, handler())  # from this test's own task
     assert asyncio.current_task() is me
-    assert task is not None and isinstance(seen[0], StartingTask) and seen[0] is not me
     gate.set()
     await asyncio.wait_for(task, 5)
-    assert seen[1] is task
+    assert seen == [task, task]
 
 
-async def test_an_error_in_the_first_step_reaches_the_caller() -> None:
+async def test_an_error_in_the_first_step_is_the_tasks() -> None:
     loop = asyncio.get_running_loop()
 
     async def broken() -> None:
         raise ValueError("bad")
 
+    task = await from_callback(lambda: start_task(loop, broken()))
     with pytest.raises(ValueError, match="bad"):
-        await from_callback(lambda: start_eagerly(loop, broken()))
-    assert asyncio.current_task() is not None  # the caller's own task is current again
+        await task
+    assert asyncio.current_task() is not None  # the caller's own task is current
 
 
-async def test_a_starting_task_refuses_what_it_cannot_know_yet() -> None:
-    loop = asyncio.get_running_loop()
-    errors: list[str] = []
+async def test_a_continuation_awaits_the_rest_of_a_coroutine_stepped_by_hand() -> None:
+    gate = asyncio.Event()
 
-    async def handler() -> None:
-        me = asyncio.current_task()
-        try:
-            me.add_done_callback(lambda _: None)  # type: ignore[union-attr]
-        except AttributeError as exc:
-            errors.append(str(exc))
+    async def inner() -> str:
+        await gate.wait()
+        return "rest"
 
-    await from_callback(lambda: start_eagerly(loop, handler()))
-    assert errors and "before its first suspension" in errors[0]
+    async def outer() -> str:
+        coro = inner()
+        step = coro.send(None)  # the first step, by hand, in this task
+        return await continuation(coro, step)
+
+    task = asyncio.create_task(outer())
+    await asyncio.sleep(0)
+    assert not task.done()
+    gate.set()
+    assert await asyncio.wait_for(task, 5) == "rest"
 
 
-# -- through a ZeroMQ service ------------------------------------------------------------------
+# -- through services ----------------------------------------------------------------------
 
 eager_svc = Service("eager", CalcRoute)
 cancelled_handlers: list[str] = []
@@ -266,15 +296,13 @@ async def eager_echo(msg: Echo) -> Echo:
     return msg.evolve(reply=msg.text.upper())
 
 
-@pytest.mark.parametrize("scheme", ["zmq+tcp", "inproc"])
+@pytest.mark.parametrize("scheme", ["zmq+tcp", "tcp", "inproc"])
 async def test_service_handlers_see_a_task_timeouts_and_their_own_context(scheme: str, inproc_url: str) -> None:
-    url = "zmq+tcp://127.0.0.1:0" if scheme == "zmq+tcp" else inproc_url
+    url = f"{scheme}://127.0.0.1:0" if scheme != "inproc" else inproc_url
     cancelled_handlers.clear()
     slow_cancelled["event"] = asyncio.Event()
     async with eager_svc.serve(url) as listener, Client(CalcRoute, listener.url) as client:
-        task_kind = (await client.call(Echo(text="task"), timeout=5)).reply
-        assert task_kind in {"StartingTask", "Task"}
-        assert task_kind == "StartingTask"  # started eagerly: no task was made for it
+        assert (await client.call(Echo(text="task"), timeout=5)).reply == "Task"  # a real one
         assert (await client.call(Echo(text="scope"), timeout=5)).reply == "scope expired"
         replies = await asyncio.gather(*(client.call(Echo(text=f"ctx:{i}"), timeout=5) for i in range(20)))
         assert [r.reply for r in replies] == [f"unset|ctx:{i}" for i in range(20)]
@@ -342,10 +370,9 @@ async def test_nested_binding_calls_and_thread_handlers_started_eagerly() -> Non
             await inner.call(CalcWork(a=400, b=0, op=WorkType.SUM), timeout=0.1)
 
 
-async def test_inproc_calls_nest_and_answer_without_a_task(inproc_url: str) -> None:
-    """Over ``inproc://`` a handler that does not wait answers inside the caller's own step;
-    a handler that calls another service over ``inproc://`` nests, and every caller's task
-    is current again when its call returns."""
+async def test_inproc_calls_nest(inproc_url: str) -> None:
+    """A handler that calls another service over ``inproc://`` nests (each in a task of its
+    own), and every caller's task is current again when its call returns."""
     calls: list[object] = []
     front = Service("eager-front", CalcRoute)
     back_url = inproc_url + "-back"
@@ -369,9 +396,8 @@ async def test_inproc_calls_nest_and_answer_without_a_task(inproc_url: str) -> N
             await client.call(Echo(text="wait"), timeout=0.3)  # inner waits; front is cancelled
         assert asyncio.current_task() is me
     assert len(calls) == 21
-    for before, after in calls:  # the handler's own task, whether or not it had to wait
-        assert isinstance(before, StartingTask)
-        assert after is before or after is before.task
+    for before, after in calls:  # the handler's own task, before and after it waited
+        assert isinstance(before, asyncio.Task) and after is before and before is not me
 
 
 async def test_an_inproc_call_answered_at_once_still_gives_the_loop_a_turn(inproc_url: str) -> None:
