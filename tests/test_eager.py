@@ -43,7 +43,7 @@ async def from_callback(fn: Any) -> Any:
 
 def test_eager_exactly_where_the_interpreter_has_eager_tasks() -> None:
     assert sys.version_info >= (3, 12) or not EAGER
-    assert EAGER == hasattr(asyncio, "eager_task_factory")
+    assert hasattr(asyncio, "eager_task_factory") == EAGER
 
 
 def test_no_private_asyncio_name_is_used() -> None:

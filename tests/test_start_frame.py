@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from nanomsg_kernel import Context, Service
 from nanomsg_kernel.contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel.eager import EAGER
-from nanomsg_kernel.frame import cancel_frame
 from nanomsg_kernel.errors import RemoteError, ServiceError, Status
+from nanomsg_kernel.frame import cancel_frame
 from nanomsg_kernel.testing import frames, mutated_frames
 from nanomsg_kernel.transports.base import frame_starter
 
