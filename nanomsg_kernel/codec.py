@@ -85,7 +85,8 @@ if not _PREFIX.size + 16 == _KEY.size == HEADER_SIZE:  # pragma: no cover - a la
 
 
 class Frame(NamedTuple):
-    """A decoded frame: its header and its message (a contract, or a RemoteError)."""
+    """A decoded frame: its header and its message (a contract, a RemoteError, or ``None``
+    for a ``CANCEL``)."""
 
     header: Header
     message: Any
@@ -371,6 +372,8 @@ class Codec:
         body = memoryview(frame)[HEADER_SIZE:]
         if header.kind == Kind.ERROR:
             return Frame(header, decode_error_body(body))
+        if header.kind == Kind.CANCEL:
+            return Frame(header, None)
         return Frame(header, self._body(header.route, body))
 
     def read_header(self, data: bytes | bytearray | memoryview) -> Header:

@@ -48,14 +48,24 @@ class Node(AsyncResource):
         *,
         bindings: Mapping[str, BindingTarget] | None = None,
         listen: Iterable[str | tuple[str, Mapping[str, Any]]] = (),
+        expose_errors: bool | None = None,
     ) -> Service:
         """Host ``service``, give it ``bindings`` (name -> service, URL or Binding) and
-        serve it on each ``listen`` URL (or ``(url, options)``)."""
+        serve it on each ``listen`` URL (or ``(url, options)``).
+
+        ``expose_errors``: set the service's
+        :attr:`~nanomsg_kernel.service.Service.expose_errors` (send the text of unexpected
+        exceptions to callers: development only); ``None`` leaves it as it is.
+        """
+        if expose_errors is not None and not isinstance(expose_errors, bool):
+            raise ConfigError(f"expose_errors must be true or false, got {expose_errors!r}")
         if self._started:
             raise ConfigError(f"node {self.name!r} is running; add services before start()")
         if service.name in self.services:
             raise ConfigError(f"node {self.name!r} already has a service named {service.name!r}")
         self.services[service.name] = service
+        if expose_errors is not None:
+            service.expose_errors = expose_errors
         self._bindings[service.name] = dict(bindings or {})
         self._listen[service.name] = [
             (item, {}) if isinstance(item, str) else (item[0], dict(item[1])) for item in listen

@@ -67,7 +67,7 @@ def test_unknown_keys_at_every_level(tmp_path: Path) -> None:
     problems = refused(path)
     assert f"{path}: colour: unknown key (expected one of: node, services)" in problems
     assert f"{path}: node.nmae: unknown key (expected one of: name, grace, metrics)" in problems
-    assert f"{path}: services.calc.listne: unknown key (expected one of: object, listen, bindings)" in problems
+    assert f"{path}: services.calc.listne: unknown key (expected one of: object, listen, bindings, expose_errors)" in problems
 
 
 def test_no_services(tmp_path: Path) -> None:
@@ -313,3 +313,16 @@ def test_bad_listener_options_are_refused_before_anything_starts(tmp_path: Path)
     assert problems[3].startswith(f"{path}: services.calc.listen[3]: bad listen option: ")
     assert "'queue'" in problems[3]
     assert len(problems) == 4  # the last listener's options are good
+
+
+def test_expose_errors_is_a_development_switch_per_service() -> None:
+    config = parse_config(f"{CALC}listen = [\"inproc://cfg-expose\"]\nexpose_errors = true\n", "n.toml")
+    assert calc.expose_errors is False
+    try:
+        config.build()
+        assert calc.expose_errors is True
+    finally:
+        calc.expose_errors = False
+    assert parse_config(f"{CALC}listen = [\"inproc://cfg-expose\"]\n", "n.toml").services[0].expose_errors is None
+    with pytest.raises(NodeConfigError, match="services.calc.expose_errors: expected true or false, got 'yes'"):
+        parse_config(f"{CALC}expose_errors = \"yes\"\n", "n.toml")

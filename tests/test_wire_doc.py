@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from nanomsg_kernel import Kind, Status
 from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, Echo, WorkType
-from nanomsg_kernel.frame import HEADER_SIZE, HEADER_SPEC, HEADER_STRUCT, MAGIC, WIRE_VERSION
+from nanomsg_kernel.frame import HEADER_SIZE, HEADER_SPEC, HEADER_STRUCT, MAGIC, WIRE_VERSION, cancel_frame
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "wire.md"
 codec = CalcRoute.codec()
@@ -24,6 +24,7 @@ EXAMPLES = {
     ),
     "calc_error": lambda: codec.encode_error(Status.BAD_REQUEST, "division by zero", correlation_id=8, route=1),
     "echo_request": lambda: codec.encode(Echo(text="héllo"), correlation_id=2**40 + 5),
+    "cancel": lambda: cancel_frame(7),
 }
 
 

@@ -62,7 +62,7 @@ __all__ = [
 _TOP_KEYS = ("node", "services")
 _NODE_KEYS = ("name", "grace", "metrics")
 _METRICS_KEYS = ("listen",)
-_SERVICE_KEYS = ("object", "listen", "bindings")
+_SERVICE_KEYS = ("object", "listen", "bindings", "expose_errors")
 
 
 class NodeConfigError(ConfigError):
@@ -92,6 +92,9 @@ class ServiceSpec:
     bindings: dict[str, str]
     """Binding name -> a service name of this node, or a URL."""
     listen: tuple[ListenSpec, ...]
+    expose_errors: bool | None = None
+    """Send the text of unexpected exceptions to callers (development only); ``None``: as
+    the service object says."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,8 @@ class NodeConfig:
             targets: dict[str, Service | str] = {
                 name: by_name.get(target, target) for name, target in spec.bindings.items()
             }
-            node.add(spec.service, bindings=targets, listen=[(ls.url, ls.options) for ls in spec.listen])
+            node.add(spec.service, bindings=targets, listen=[(ls.url, ls.options) for ls in spec.listen],
+                     expose_errors=spec.expose_errors)
         return node
 
 
@@ -398,6 +402,7 @@ def parse_config(text: str, path: str = "<config>") -> NodeConfig:
         c.bad("services", "missing: declare at least one [services.NAME] table")
 
     loaded: dict[str, tuple[Service | None, str, dict[str, str], list[ListenSpec]]] = {}
+    exposed: dict[str, bool | None] = {}
     for sname, raw in raw_services.items():
         key = f"services.{sname}"
         table = c.table(raw, key, _SERVICE_KEYS)
@@ -425,6 +430,11 @@ def parse_config(text: str, path: str = "<config>") -> NodeConfig:
                     targets[bname] = target
             else:
                 targets[bname] = target
+        expose = table.get("expose_errors")
+        if expose is not None and not isinstance(expose, bool):
+            c.bad(f"{key}.expose_errors", f"expected true or false, got {expose!r}")
+            expose = None
+        exposed[sname] = expose
         loaded[sname] = (service, str(table.get("object", "")), targets, listen)
 
     # Cross checks: listeners declared twice, bindings to nothing, cycles.
@@ -471,7 +481,7 @@ def parse_config(text: str, path: str = "<config>") -> NodeConfig:
     for sname in order:
         svc, obj, targets, listen = loaded[sname]
         assert svc is not None
-        specs.append(ServiceSpec(sname, obj, svc, targets, tuple(listen)))
+        specs.append(ServiceSpec(sname, obj, svc, targets, tuple(listen), exposed[sname]))
     return NodeConfig(path, str(name), tuple(specs), float(grace), metrics_listen, tuple(c.warnings))
 
 
