@@ -31,6 +31,7 @@ TITLES = {
     "backpressure": "Full queues",
     "restart": "Server process killed and restarted",
     "reconnect": "Reconnect after a server restart (conformance)",
+    "cancel": "200 calls cancelled while their handlers wait (conformance)",
     "long": "Long soak (--long only)",
 }
 """Table titles by kind of test, in the order the tables are printed."""
