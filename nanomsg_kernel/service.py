@@ -33,7 +33,7 @@ import inspect
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nanomsg_kernel.binding import Bindings
@@ -41,7 +41,7 @@ from nanomsg_kernel.codec import Codec
 from nanomsg_kernel.context import Context
 from nanomsg_kernel.contract import contract_info
 from nanomsg_kernel.deadlines import GRAIN, task_deadlines
-from nanomsg_kernel.eager import continuation, start_task
+from nanomsg_kernel.eager import continuation
 from nanomsg_kernel.errors import (
     ConfigError,
     ContractError,
@@ -399,18 +399,17 @@ class Service:
 
     def start_frame(
         self, frame: bytes, loop: asyncio.AbstractEventLoop,
-    ) -> bytes | asyncio.Task[bytes | None] | None:
-        """Serve ``frame`` as far as it goes without waiting: :meth:`handle_frame` for a
-        transport that reads frames in a callback of ``loop`` (or in one of its tasks).
+    ) -> bytes | Coroutine[Any, Any, bytes | None] | None:
+        """Serve ``frame`` as far as it goes without a task: :meth:`handle_frame` for a
+        server that starts handlers itself (the transports' server core).
 
-        Returns the reply frame, or ``None`` for a frame without one, when the call ended
-        without suspending; otherwise the task that finishes the call, whose result is the
-        reply (or ``None``). An inline handler is one plain call. An async handler runs in a
-        real task (:func:`~nanomsg_kernel.eager.start_task`): started eagerly on Python 3.12
-        and later, so that one that does not wait has answered when this returns; on 3.11 the
-        task's first step runs at the next loop iteration. The request's deadline is taken
-        from the moment the frame arrived. Never raises for a bad frame (it is answered, as by
-        :meth:`handle_frame`).
+        An inline handler is one plain call: its reply frame is returned (``None`` for a
+        frame without reply). Otherwise returns the coroutine that serves the frame, whose
+        result is the reply: the caller runs it in a real task
+        (:func:`~nanomsg_kernel.eager.start_task`: eager on Python 3.12 and later, so that a
+        handler that does not wait has answered when the task is made). The request's
+        deadline is taken from the moment the frame arrived. Never raises for a bad frame
+        (it is answered, as by :meth:`handle_frame`).
         """
         codec = self.codec
         try:
@@ -418,18 +417,18 @@ class Service:
         except DecodeError:
             request = None  # handle_frame answers it
         if request is None:
-            return _started(start_task(loop, self.handle_frame(frame)))
+            return self.handle_frame(frame)
         msg, corr, timeout_ms, route = request
         h = self._handlers.get(type(msg))
         if h is None or not (h.is_async or h.inline):  # no handler, or one in a thread
-            return _started(start_task(loop, self.handle_frame(frame)))
+            return self.handle_frame(frame)
         if timeout_ms:
             left = timeout_ms / 1000
             deadline: float | None = loop.time() + left
         else:
             left, deadline = 0.0, None
         if h.is_async:
-            return _started(start_task(loop, self._respond(msg, corr, route, deadline, left, loop)))
+            return self._respond(msg, corr, route, deadline, left, loop)
         started = _clock()
         if h.takes_ctx:
             args: tuple[Any, ...] = (msg, Context(self.name, h.name, corr, deadline, self.bindings, self.logger))
@@ -493,14 +492,6 @@ class Service:
             f"service {self.name!r} is not a module-level attribute of {self._module!r}; "
             "worker processes need to import it"
         )
-
-
-def _started(task: asyncio.Task[bytes | None]) -> bytes | asyncio.Task[bytes | None] | None:
-    """The reply of an eager ``task`` that ended in its first step, else ``task`` itself
-    (also when it failed or was cancelled: the transport reads that from the task)."""
-    if task.done() and not task.cancelled() and task.exception() is None:
-        return task.result()
-    return task
 
 
 def _caller_module() -> str:

@@ -33,7 +33,7 @@ import abc
 import asyncio
 import importlib
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -59,11 +59,13 @@ __all__ = [
 FrameHandler = Callable[[bytes], Awaitable[bytes | None]]
 """Server callback: receives one frame, returns the reply frame, or ``None`` (no reply)."""
 
-FrameStarter = Callable[[bytes, asyncio.AbstractEventLoop], "bytes | asyncio.Task[bytes | None] | None"]
+FrameStarter = Callable[
+    [bytes, asyncio.AbstractEventLoop], "bytes | Coroutine[Any, Any, bytes | None] | None"
+]
 """The synchronous start of a :data:`FrameHandler` (a service's
 :meth:`~nanomsg_kernel.service.Service.start_frame`): called with a frame on the loop's
-thread, it returns the reply (or ``None``) if the call ended without waiting, else the task
-whose result is the reply."""
+thread, it returns the reply (or ``None``) if the call ended at once, else the coroutine
+that finishes it (its result is the reply), for the caller to run in a task."""
 
 
 def frame_starter(handler: FrameHandler) -> FrameStarter | None:

@@ -2,8 +2,7 @@
 
 * :func:`error_reply` — an error frame answering a frame whose correlation id is readable;
 * :func:`handler_failed` — log a handler's failure and answer it with ``INTERNAL``;
-* :func:`task_reply` — the reply a handler's task ended with, when a
-  :data:`~nanomsg_kernel.transports.base.FrameStarter` handed the call over to a task.
+* :func:`task_reply` — the reply a handler's task ended with.
 """
 
 from __future__ import annotations

@@ -34,7 +34,6 @@ return address), whose :meth:`Caller.finished` writes a reply::
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -60,6 +59,7 @@ log = logging.getLogger("nanomsg_kernel.transports.server")
 _unpack_header = HEADER_STRUCT.unpack_from
 _REQUEST, _EVENT, _CANCEL = int(Kind.REQUEST), int(Kind.EVENT), int(Kind.CANCEL)
 _KINDS = frozenset(int(k) for k in Kind)
+_Call = tuple[bytes, "Caller", int]
 
 
 class Caller:
@@ -104,8 +104,11 @@ class ServerCore:
         self.name = name
         self.max_body_size = max_body_size
         self.loop = asyncio.get_running_loop()
-        self.tasks: set[asyncio.Task[Any]] = set()
-        """Every call running in a task."""
+        self.calls: dict[asyncio.Task[Any], _Call] = {}
+        """Every call running in a task: its frame, caller and correlation id (-1: not a
+        request)."""
+        self._starting = False
+        """True while a call's task runs its first step (eagerly, inside :meth:`start`)."""
         self.in_flight = 0
         """Calls started and not finished."""
         self.in_flight_bytes = 0
@@ -150,7 +153,8 @@ class ServerCore:
         if self.in_flight > self.peak_in_flight:
             self.peak_in_flight = self.in_flight
         starter = self.starter
-        if starter is not None and kind == _REQUEST and eager:
+        request = kind == _REQUEST
+        if starter is not None and request and eager:
             try:
                 result = starter(frame, self.loop)
             except Exception:
@@ -160,22 +164,41 @@ class ServerCore:
                 self.in_flight_bytes -= size
                 caller.in_flight -= 1
                 return self._checked(frame, result)
-            task = result
-        elif kind == _REQUEST:
-            task = start_task(self.loop, self._serve(frame, True), eager=eager)
-        else:  # events, and responses or errors sent to a server (the handler answers them)
-            task = self.loop.create_task(self._serve(frame, False))
-        if task.done():  # an eager task that ended in its first step
+            work = result
+        else:  # events (in order of arrival: never eager), responses or errors sent to a server
+            work = self._serve(frame, request)
+            eager = eager and request
+        call = (frame, caller, cid if request else -1)
+        starting, self._starting = self._starting, True
+        try:
+            task = start_task(self.loop, self._run(work, call), eager=eager)
+        finally:
+            self._starting = starting
+        if task.done():  # an eager task that ended in its first step: its result is the reply
             self.in_flight -= 1
             self.in_flight_bytes -= size
             caller.in_flight -= 1
             return self._checked(frame, task_reply(task, frame, log, self.name))
-        self.tasks.add(task)
+        self.calls[task] = call
         caller.tasks.add(task)
-        if kind == _REQUEST:
+        if request:
             caller.by_id[cid] = task
-        task.add_done_callback(functools.partial(self._finished, frame, caller, cid if kind == _REQUEST else -1))
         return None
+
+    async def _run(self, work: Coroutine[Any, Any, bytes | None], call: _Call) -> bytes | None:
+        """A call's task: ``work``, then (if it waited) its end, here rather than in a done
+        callback, which would cost a loop iteration before the reply leaves."""
+        reply = None
+        try:
+            reply = await work
+        except Exception:
+            reply = handler_failed(call[0], log, self.name) if call[2] >= 0 else None
+        finally:
+            if not self._starting:  # it waited: it is a registered task now
+                task = asyncio.current_task()
+                if task is not None:
+                    self._end(task, reply)
+        return reply
 
     async def _serve(self, frame: bytes, request: bool) -> bytes | None:
         """Serve a frame through the handler itself (no starter, or not a request)."""
@@ -198,16 +221,25 @@ class ServerCore:
 
     # -- finishing ---------------------------------------------------------------------
 
-    def _finished(self, frame: bytes, caller: Caller, cid: int, task: asyncio.Task[Any]) -> None:
-        """A call's task ended: lower the counts, hand its reply to the caller."""
-        self.tasks.discard(task)
+    def _end(self, task: asyncio.Task[Any], reply: bytes | None) -> None:
+        """A call's task ended (once: later calls do nothing): lower the counts, hand its
+        reply to the caller."""
+        call = self.calls.pop(task, None)
+        if call is None:
+            return
+        frame, caller, cid = call
         caller.tasks.discard(task)
         if cid >= 0 and caller.by_id.get(cid) is task:
             del caller.by_id[cid]
         self.in_flight -= 1
         self.in_flight_bytes -= len(frame)
         caller.in_flight -= 1
-        caller.finished(frame, self._checked(frame, task_reply(task, frame, log, self.name)))
+        caller.finished(frame, self._checked(frame, reply))
+
+    def _reap(self, task: asyncio.Task[Any]) -> None:
+        """A task the core cancelled ended: end its call, if its coroutine could not (a task
+        cancelled before its first step never runs it)."""
+        self._end(task, None)
 
     def _checked(self, frame: bytes, reply: bytes | None) -> bytes | None:
         """``reply``, or a ``RESOURCE_EXHAUSTED`` error frame in its place when its body is
@@ -238,13 +270,17 @@ class ServerCore:
         if task is None or task.done():
             return False
         self.cancelled += 1
-        task.cancel("cancelled by the caller")
+        self._cancel(task, "cancelled by the caller")
         return True
 
     def cancel_calls(self, caller: Caller) -> None:
         """Cancel every call of ``caller`` still running (its connection is gone)."""
         for task in list(caller.tasks):
-            task.cancel()
+            self._cancel(task, None)
+
+    def _cancel(self, task: asyncio.Task[Any], why: str | None) -> None:
+        task.cancel(why)
+        task.add_done_callback(self._reap)
 
     async def wait_calls(self, caller: Caller) -> None:
         """Wait until every call of ``caller`` running in a task has ended."""
@@ -255,11 +291,11 @@ class ServerCore:
         """Let the calls in flight finish within ``grace`` seconds, then cancel the rest and
         wait for them to end (their replies are not sent)."""
         self.closing = True
-        if not self.tasks:
+        if not self.calls:
             return
-        _done, late = await asyncio.wait(set(self.tasks), timeout=grace)
+        _done, late = await asyncio.wait(set(self.calls), timeout=grace)
         if late:
             log.warning("%s: %d call(s) still running after %.1fs, cancelling them", self.name, len(late), grace)
             for task in late:
-                task.cancel()
+                self._cancel(task, None)
             await asyncio.wait(late)
