@@ -14,7 +14,7 @@ import pytest
 from nanomsg_kernel.app.inspect_frame import decode_input, inspect_frames, render_text
 from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel.errors import DecodeError, Status
-from nanomsg_kernel.frame import Kind
+from nanomsg_kernel.frame import Kind, cancel_frame
 
 CODEC = CalcRoute.codec()
 WORK = CODEC.encode(CalcWork(a=6, b=3, op=WorkType.DIV), correlation_id=7, timeout_ms=1500)
@@ -172,3 +172,12 @@ def test_the_examples_in_the_inspect_page_are_real(tmp_path: Path) -> None:
             assert proc.stdout == expected, (command, proc.stderr)
             checked += 1
     assert checked >= 5
+
+
+def test_a_cancel_frame_names_the_request_it_cancels() -> None:
+    proc = cli("--hex", "--json", stdin=cancel_frame(7).hex().encode())
+    assert proc.returncode == 0, proc.stderr
+    [report] = json.loads(proc.stdout)
+    assert report["header"]["kind"] == "CANCEL" and report["body"] == {"cancels": 7}
+    text = cli("--raw", stdin=cancel_frame(7))
+    assert text.returncode == 0 and "the request with correlation id 7" in text.stdout

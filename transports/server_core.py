@@ -57,7 +57,7 @@ __all__ = ["Caller", "ServerCore"]
 log = logging.getLogger("nanomsg_kernel.transports.server")
 
 _unpack_header = HEADER_STRUCT.unpack_from
-_REQUEST, _EVENT, _CANCEL = int(Kind.REQUEST), int(Kind.EVENT), int(Kind.CANCEL)
+_REQUEST, _CANCEL = int(Kind.REQUEST), int(Kind.CANCEL)
 _KINDS = frozenset(int(k) for k in Kind)
 _Call = tuple[bytes, "Caller", int]
 
@@ -122,6 +122,7 @@ class ServerCore:
         self.oversized_replies = 0
         """Replies over ``max_body_size``, replaced by an error frame."""
         self.closing = False
+        """True once :meth:`close` began."""
 
     def __repr__(self) -> str:
         return f"<ServerCore {self.name} in_flight={self.in_flight}>"

@@ -81,6 +81,8 @@ def _header_fields(header: Header, routes: type[RoutingEnum] | None) -> dict[str
 def _body(
     header: Header, body: bytes, routes: type[RoutingEnum] | None, max_body: int, fmt: BytesFormat
 ) -> dict[str, Any]:
+    if header.kind is Kind.CANCEL and not body:
+        return {"cancels": header.correlation_id}
     if header.kind is Kind.ERROR:
         err = decode_error_body(body)
         return {"status": err.status.name, "message": err.message, "details": plain_json(err.details, bytes_format=fmt)}
@@ -153,6 +155,8 @@ def render_text(reports: list[FrameReport]) -> str:
             if "contract" in body:
                 fields["contract"] = body["contract"]
                 fields.update({f"  .{k}": v for k, v in body["fields"].items()})
+            elif "cancels" in body:
+                fields["cancels"] = f"the request with correlation id {body['cancels']}"
             elif "status" in body:
                 fields.update({"status": body["status"], "message": body["message"]})
                 if body["details"] is not None:
