@@ -209,7 +209,7 @@ def _render(kernel: KernelSchema, schema_label: str, command: str) -> str:
     blocks += [_message_lines(r, kernel) for r in record_order(kernel)]
     blocks += [_message_lines(c, kernel) for c in kernel.contracts]
     uses_field = any(
-        " = field(" in _field_lines(f, implicit, kernel)[0]
+        f.default is EMPTY_LIST or f.default is EMPTY_DICT or f.tag != implicit or f.since != 1  # as _field_lines
         for m in (*kernel.records, *kernel.contracts)
         for f, implicit in zip(m.fields, [1, *(g.tag + 1 for g in m.fields)], strict=False)
     )

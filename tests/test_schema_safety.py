@@ -389,3 +389,21 @@ def test_a_schema_file_refuses_every_name_that_is_not_an_identifier(name: str, w
              *(n for e in kernel.enums for n, _ in e.members), *(m.name for m in (*kernel.records, *kernel.contracts)),
              *(f.name for m in (*kernel.records, *kernel.contracts) for f in m.fields)]
     assert all(is_identifier(n) for n in names)
+
+
+def test_schema_errors_print_names_and_paths_with_control_characters_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "a\x1b[2Jb.toml"
+    path.write_text('[routes]\nname = "R"\n[routes.members]\n"\\u001b]0;pwned\\u0007\\nOK" = 1\n')
+    done = CliRunner().invoke(codegen_command, [str(path), "--out", str(tmp_path / "out")])
+    assert done.exit_code == 2
+    assert "\x1b" not in done.output and "\x07" not in done.output
+    assert "a\\x1b[2Jb.toml:4: R.\\x1b]0;pwned\\x07\\nOK: a route name must be an identifier" in done.output
+
+
+def test_a_default_that_looks_like_code_is_only_a_value() -> None:
+    kernel = KernelSchema("k", "R", (("ONE", 1),), contracts=(
+        MessageSchema("One", (FieldSchema("s", 1, TypeRef("str"), 'x = field(1) #'),), route="ONE"),))
+    source = render_module(kernel, schema_label="k.toml", command="c")
+    assert "from nanomsg_kernel import RoutingEnum, contract\n" in source
+    assert '    s: str = "x = field(1) #"\n' in source
+    assert load_module(kernel).One().s == "x = field(1) #"
