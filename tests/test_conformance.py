@@ -392,6 +392,27 @@ async def test_200_cancelled_calls_cancel_their_handlers_and_free_their_slots(se
            handlers_finished=0, in_flight_after=core.in_flight, seconds_to_free=round(freed, 3))
 
 
+@pytest.mark.parametrize("transport", sorted(TRANSPORT_URLS))
+async def test_cancelled_calls_free_their_places_at_the_in_flight_limit(transport: str) -> None:
+    """With every place taken (``max_in_flight=16``), the CANCEL frames of 100 callers
+    still reach the server, behind requests it cannot start yet: every running handler is
+    cancelled and the waiting requests are dropped or cancelled in turn."""
+    probe.reset()
+    url = TRANSPORT_URLS[transport]()
+    async with reli.serve(url, max_body_size=LIMIT, max_in_flight=16) as listener, \
+            Client(ReliRoute, listener.url, max_body_size=LIMIT) as client:
+        core = server_core(listener)
+        calls = [asyncio.ensure_future(client.call(Hold(tag="capped"), timeout=30)) for _ in range(100)]
+        await until(lambda: probe.running == 16)
+        assert core.in_flight == 16
+        for call in calls:
+            call.cancel()
+        await asyncio.gather(*calls, return_exceptions=True)
+        await until(lambda: probe.running == 0 and core.in_flight == 0)
+        assert 16 <= probe.calls["capped"] <= 100
+        assert (await client.call(Text(text="after"), timeout=5)).reply == "after"
+
+
 async def test_a_call_past_its_deadline_cancels_a_handler_that_ignores_deadlines(served: Served) -> None:
     """A plain frame handler does not read the deadline in the header: the caller's CANCEL,
     sent when its timeout passes, is what stops it."""

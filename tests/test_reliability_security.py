@@ -48,8 +48,9 @@ async def test_capability_rule_holds_over_the_network() -> None:
     node = Node()
     node.add(calc)
     node.add(secret, listen=["tcp://127.0.0.1:0"])
-    node.add(gateway, bindings={"calc": calc}, listen=["tcp://127.0.0.1:0"])
-    node.add(lonely, listen=["tcp://127.0.0.1:0"])
+    # expose_errors: the callers see which exception the handlers met (development only)
+    node.add(gateway, bindings={"calc": calc}, listen=["tcp://127.0.0.1:0"], expose_errors=True)
+    node.add(lonely, listen=["tcp://127.0.0.1:0"], expose_errors=True)
     async with node:
         _secret_url, gw_url, lonely_url = (ls.url for ls in node.listeners)
         async with Client(CalcRoute, gw_url) as gw, Client(CalcRoute, lonely_url) as alone:

@@ -217,14 +217,16 @@ async def test_connections_beyond_the_maximum_are_closed() -> None:
         await second.close()
 
 
-async def test_a_connection_is_not_read_beyond_max_in_flight() -> None:
+async def test_a_connection_is_not_served_beyond_max_in_flight() -> None:
+    """The requests read past ``max_in_flight`` wait for a place (so that a CANCEL behind
+    them is still read) and start as places free up."""
     handler = Blocking()
     async with TcpTransport().listen("tcp://127.0.0.1:0", handler, max_in_flight=3) as listener, \
             TcpTransport().connect(listener.url) as conn:
         calls = [asyncio.ensure_future(conn.request(echo_frame(f"wait {i}"), 10.0)) for i in range(10)]
         await eventually(lambda: handler.running == 3)
         [peer] = listener.peers
-        await eventually(lambda: peer.slot is not None)  # the reader waits for a free slot
+        await eventually(lambda: len(peer.waiting) == 7)  # read, waiting for a place
         for _ in range(20):
             await asyncio.sleep(0)
         assert handler.running == 3 and handler.seen == 3

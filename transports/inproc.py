@@ -1,8 +1,9 @@
 """``inproc://name``: frames through bounded in-memory queues, within one process.
 
 Carries exactly the bytes TCP and ZeroMQ carry, for full isolation between services (each
-call is encoded and decoded) and for testing the wire without sockets. A listener owns a
-bounded queue: a sender waits while it is full (backpressure, never a drop). Names live in
+call is encoded and decoded) and for testing the wire without sockets. While a listener
+runs ``max_in_flight`` calls, frames wait for a place in a bounded queue, and a sender waits
+while it is full (backpressure, never a drop). Names live in
 one process-wide table; binding a name twice is an error.
 
 Frames are served by the listener's :class:`~nanomsg_kernel.transports.server_core.ServerCore`,
@@ -16,11 +17,10 @@ in a task of its own. A caller that gives up sends ``CANCEL``, which cancels tha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 from nanomsg_kernel.errors import ConfigError, EncodeError, Unavailable
-from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Kind, cancel_frame
+from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, cancel_frame
 from nanomsg_kernel.transports.base import (
     Connection,
     FrameHandler,
@@ -30,18 +30,16 @@ from nanomsg_kernel.transports.base import (
     correlation_id_of,
     split_url,
 )
-from nanomsg_kernel.transports.server_core import Caller, ServerCore
+from nanomsg_kernel.transports.server_core import Caller, ServerCore, Waiting
 
 __all__ = ["InprocConnection", "InprocListener", "InprocTransport"]
 
 _yield = asyncio.sleep
-_CANCEL = bytes((Kind.CANCEL,))
 
 EAGER_MAX_FRAME = 64 * 1024
 """Requests up to this size start their handler in the caller's step (larger: in a task)."""
 
 _LISTENERS: dict[str, InprocListener] = {}
-_Item = tuple[bytes, "InprocConnection | None"]
 
 
 def _name(url: str) -> str:
@@ -68,14 +66,19 @@ class _Link(Caller):
             if reply is not None:
                 conn.deliver(reply)
             elif self.listener.closing:
-                # Cancelled at the end of the grace period: the caller gets no reply.
-                conn.abandon(correlation_id_of(request), Unavailable(
-                    f"inproc://{self.listener.name}: the listener closed before the request was answered"))
-        self.listener._slot_free.set()
+                self.listener.abandon(request, conn)
+        self.listener._start_waiting()
 
 
 class InprocListener(Listener):
-    """Serves frames put on its queue by :class:`InprocConnection` objects."""
+    """Serves the frames of :class:`InprocConnection` objects.
+
+    Args:
+        queue_size: frames that may wait while ``max_in_flight`` calls run; a sender waits
+            while that many wait (backpressure, never a drop).
+        max_in_flight: calls handled at once.
+        max_body_size: the largest body accepted, and sent in a reply.
+    """
 
     def __init__(self, url: str, handler: FrameHandler, *, queue_size: int = 1024,
                  max_in_flight: int = 1024, max_body_size: int = DEFAULT_MAX_BODY) -> None:
@@ -83,12 +86,13 @@ class InprocListener(Listener):
         self.name = _name(url)
         self.handler = handler
         self.max_body_size = max_body_size
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue(queue_size)
+        self.queue_size = queue_size
         self.max_in_flight = max_in_flight
         self.core: ServerCore | None = None
         """What serves the frames (made when the listener starts)."""
-        self._slot_free = asyncio.Event()
-        self._pump: asyncio.Task[None] | None = None
+        self.waiting = Waiting()
+        """Frames sent while ``max_in_flight`` calls ran, waiting for a place, in order."""
+        self._room = asyncio.Event()
         self._events: _Link | None = None
         self.closing = False
 
@@ -99,35 +103,29 @@ class InprocListener(Listener):
         self.core = ServerCore(self.handler, name=self.url, max_body_size=self.max_body_size)
         self._events = _Link(self, None)
         _LISTENERS[self.name] = self
-        self._pump = asyncio.create_task(self._run(), name=f"inproc://{self.name}")
-
-    @property
-    def _in_flight(self) -> int:
-        return self.core.in_flight if self.core is not None else 0
 
     async def submit(self, frame: bytes, conn: InprocConnection | None) -> None:
-        """Queue a frame (waits while the queue is full)."""
+        """Hand a frame to the listener: started at once when there is a place, else it
+        waits for one (and the sender waits while ``queue_size`` frames wait)."""
+        while len(self.waiting) >= self.queue_size and not self.closing:
+            self._room.clear()
+            await self._room.wait()
         if self.closing:
             raise Unavailable(f"inproc://{self.name} is closing")
         core = self.core
         assert core is not None
-        if core.in_flight < self.max_in_flight and self._queue.empty():
-            self._start(frame, conn)  # capacity now: no queue hop
-        else:
-            await self._queue.put((frame, conn))
+        link = self._link(conn)
+        reply = core.offer(frame, link, self.waiting, core.in_flight < self.max_in_flight, eager=_eager(frame, conn))
+        if reply is not None and conn is not None:
+            conn.deliver(reply)
 
     def cancel(self, conn: InprocConnection, correlation_id: int) -> None:
-        """The ``CANCEL`` frame of ``conn`` for ``correlation_id``: served at once when its
-        request runs (or nothing is queued), else after the frames queued before it (its
-        request may be among them)."""
-        frame = cancel_frame(correlation_id)
-        if correlation_id in self._link(conn).by_id or self._queue.empty() or self.closing:
-            self._start(frame, conn)
-            return
-        try:
-            self._queue.put_nowait((frame, conn))
-        except asyncio.QueueFull:
-            self._start(frame, conn)
+        """The ``CANCEL`` frame of ``conn`` for ``correlation_id``: its request is cancelled
+        if it runs, dropped if it waits for a place."""
+        core = self.core
+        if core is not None:
+            core.offer(cancel_frame(correlation_id), self._link(conn), self.waiting, True)
+            self._start_waiting()
 
     def _link(self, conn: InprocConnection | None) -> _Link:
         if conn is None:
@@ -138,32 +136,34 @@ class InprocListener(Listener):
             link = conn.link = _Link(self, conn)
         return link
 
-    def _start(self, frame: bytes, conn: InprocConnection | None) -> None:
-        # A request starts in the caller's step. Events run in a task, after the publisher's
-        # step. A large request runs in a task too, so that the caller's buffers are freed
-        # before the reply's are made (measured: answered in the caller's step, a 1 MiB echo
-        # kept enough large buffers alive at once for the allocator to hand memory back to
-        # the system and fault it in again on every call, 10x slower).
-        core = self.core
-        assert core is not None
-        reply = core.start(frame, self._link(conn), eager=len(frame) <= EAGER_MAX_FRAME)
-        if reply is not None and conn is not None:
-            conn.deliver(reply)
+    def _start_waiting(self) -> None:
+        """Start the frames that waited, while there is a place (once the grace period of
+        a close ran out, their callers get ``Unavailable`` instead)."""
+        waiting, core = self.waiting, self.core
+        if not waiting or core is None:
+            return
+        while waiting and (core.cancelling or core.in_flight < self.max_in_flight):
+            frame, link = waiting.pop()
+            assert isinstance(link, _Link)
+            conn = link.conn
+            if core.cancelling:
+                if conn is not None:
+                    self.abandon(frame, conn)
+                continue
+            reply = core.resume(frame, link, eager=_eager(frame, conn))
+            if reply is not None and conn is not None:
+                conn.deliver(reply)
+        if len(waiting) < self.queue_size:
+            self._room.set()
 
-    async def _slot(self) -> None:
-        while self._in_flight >= self.max_in_flight:
-            self._slot_free.clear()
-            await self._slot_free.wait()
-
-    async def _run(self) -> None:
-        while True:
-            frame, conn = await self._queue.get()
-            if frame[3:4] != _CANCEL:  # a CANCEL takes no slot
-                await self._slot()
-            self._start(frame, conn)
+    def abandon(self, request: bytes, conn: InprocConnection) -> None:
+        """The listener closed before ``request`` was answered: its caller gets ``Unavailable``."""
+        conn.abandon(correlation_id_of(request), Unavailable(
+            f"inproc://{self.name}: the listener closed before the request was answered"))
 
     async def close(self, grace: float = 5.0) -> None:
-        """Stop taking frames, finish those in flight within ``grace`` seconds, then stop.
+        """Stop taking frames, finish those in flight (and those waiting) within ``grace``
+        seconds, then stop.
 
         Requests still being handled after ``grace`` are cancelled, and their callers get
         ``Unavailable``.
@@ -171,19 +171,19 @@ class InprocListener(Listener):
         if _LISTENERS.get(self.name) is self:
             del _LISTENERS[self.name]
         self.closing = True
-        if self._pump is not None:
-            # Frames already queued were accepted: serve them too.
-            while not self._queue.empty():
-                frame, conn = self._queue.get_nowait()
-                if frame[3:4] != _CANCEL:
-                    await self._slot()
-                self._start(frame, conn)
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
-            self._pump = None
+        self._room.set()  # senders waiting for room get Unavailable
         if self.core is not None:
             await self.core.close(grace)
+            self._start_waiting()
+
+
+def _eager(frame: bytes, conn: InprocConnection | None) -> bool:
+    """Whether ``frame`` starts in the sender's step. Events run in a task, after the
+    publisher's step. A large request runs in a task too, so that the caller's buffers are
+    freed before the reply's are made (measured: answered in the caller's step, a 1 MiB echo
+    kept enough large buffers alive at once for the allocator to hand memory back to the
+    system and fault it in again on every call, 10x slower)."""
+    return conn is not None and len(frame) <= EAGER_MAX_FRAME
 
 
 class InprocConnection(Connection):

@@ -34,7 +34,10 @@ return address), whose :meth:`Caller.finished` writes a reply::
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextvars
 import logging
+import struct
 from collections.abc import Coroutine
 from typing import Any
 
@@ -52,14 +55,18 @@ from nanomsg_kernel.frame import (
 from nanomsg_kernel.transports.base import FrameHandler, frame_starter
 from nanomsg_kernel.transports.replies import error_reply, handler_failed, task_reply
 
-__all__ = ["Caller", "ServerCore"]
+__all__ = ["WAITING_BYTES", "WAITING_FRAMES", "Caller", "ServerCore", "Waiting"]
 
 log = logging.getLogger("nanomsg_kernel.transports.server")
 
 _unpack_header = HEADER_STRUCT.unpack_from
 _REQUEST, _CANCEL = int(Kind.REQUEST), int(Kind.CANCEL)
 _KINDS = frozenset(int(k) for k in Kind)
-_Call = tuple[bytes, "Caller", int]
+_Call = tuple[bytes, "Caller", int, Coroutine[Any, Any, "bytes | None"]]
+_REQUEST_KIND, _CANCEL_KIND = bytes((_REQUEST,)), bytes((_CANCEL,))
+_CID_AT = 10
+"""Offset of the correlation id in the header."""
+_unpack_cid = struct.Struct(">Q").unpack_from
 
 
 class Caller:
@@ -70,11 +77,13 @@ class Caller:
     in flight (:attr:`in_flight`, for a per-connection limit).
     """
 
-    __slots__ = ("by_id", "in_flight", "tasks")
+    __slots__ = ("by_id", "in_flight", "queued", "tasks")
 
     def __init__(self) -> None:
         self.in_flight = 0
         """Calls of this caller started and not yet finished."""
+        self.queued = 0
+        """Frames of this caller waiting for a place (in a :class:`Waiting`)."""
         self.by_id: dict[int, asyncio.Task[Any]] = {}
         """Requests running in a task, by correlation id."""
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -85,6 +94,67 @@ class Caller:
         (``None``: nothing to send: an event, or a cancelled call). Called after the counts
         were lowered, so a transport can start reading again here."""
         raise NotImplementedError("The 'finished' method must be implemented.")
+
+
+WAITING_BYTES = 256 * 1024
+"""Bytes of frames a :class:`Waiting` holds before it is :attr:`~Waiting.full`."""
+WAITING_FRAMES = 4096
+"""Frames a :class:`Waiting` holds before it is :attr:`~Waiting.full`."""
+
+
+class Waiting:
+    """Frames read while their transport had no place for them, in the order they came.
+
+    A transport at its in-flight limit may go on reading into one of these (up to its own
+    bound in frames and :attr:`bytes`) instead of stopping at once, so that a ``CANCEL``
+    behind the waiting requests is still read: :meth:`ServerCore.offer` then drops the
+    request it names, which never starts.
+    """
+
+    __slots__ = ("bytes", "frames")
+
+    def __init__(self) -> None:
+        self.frames: collections.deque[tuple[bytes, Caller]] = collections.deque()
+        self.bytes = 0
+        """Bytes of the frames waiting."""
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def full(self) -> bool:
+        """Whether :data:`WAITING_FRAMES` frames or :data:`WAITING_BYTES` bytes wait: the
+        transport stops reading until frames start."""
+        return len(self.frames) >= WAITING_FRAMES or self.bytes >= WAITING_BYTES
+
+    def add(self, frame: bytes, caller: Caller) -> None:
+        """Keep ``frame`` of ``caller`` until :meth:`pop`."""
+        self.frames.append((frame, caller))
+        self.bytes += len(frame)
+        caller.queued += 1
+
+    def pop(self) -> tuple[bytes, Caller]:
+        """The frame that waited longest, and its caller."""
+        frame, caller = self.frames.popleft()
+        self.bytes -= len(frame)
+        caller.queued -= 1
+        return frame, caller
+
+    def drop(self, caller: Caller, correlation_id: int) -> bool:
+        """Forget ``caller``'s waiting request ``correlation_id``; False if none waits."""
+        for i, (frame, owner) in enumerate(self.frames):
+            if (owner is caller and frame[3:4] == _REQUEST_KIND and len(frame) >= HEADER_SIZE
+                    and _unpack_cid(frame, _CID_AT)[0] == correlation_id):
+                del self.frames[i]
+                self.bytes -= len(frame)
+                caller.queued -= 1
+                return True
+        return False
+
+    def clear(self) -> None:
+        """Forget every waiting frame (they get no reply)."""
+        while self.frames:
+            self.pop()
 
 
 class ServerCore:
@@ -104,9 +174,12 @@ class ServerCore:
         self.name = name
         self.max_body_size = max_body_size
         self.loop = asyncio.get_running_loop()
+        self._context = contextvars.copy_context()
+        """The context frames that waited start in (not the one of the call whose end made
+        room for them, which its handler may have changed)."""
         self.calls: dict[asyncio.Task[Any], _Call] = {}
-        """Every call running in a task: its frame, caller and correlation id (-1: not a
-        request)."""
+        """Every call running in a task: its frame, caller, correlation id (-1: not a
+        request) and the coroutine that serves it."""
         self._starting = False
         """True while a call's task runs its first step (eagerly, inside :meth:`start`)."""
         self.in_flight = 0
@@ -123,6 +196,9 @@ class ServerCore:
         """Replies over ``max_body_size``, replaced by an error frame."""
         self.closing = False
         """True once :meth:`close` began."""
+        self.cancelling = False
+        """True once the grace period of :meth:`close` ran out: waiting frames are not
+        started any more."""
 
     def __repr__(self) -> str:
         return f"<ServerCore {self.name} in_flight={self.in_flight}>"
@@ -169,7 +245,7 @@ class ServerCore:
         else:  # events (in order of arrival: never eager), responses or errors sent to a server
             work = self._serve(frame, request)
             eager = eager and request
-        call = (frame, caller, cid if request else -1)
+        call = (frame, caller, cid if request else -1, work)
         starting, self._starting = self._starting, True
         try:
             task = start_task(self.loop, self._run(work, call), eager=eager)
@@ -185,6 +261,27 @@ class ServerCore:
         if request:
             caller.by_id[cid] = task
         return None
+
+    def offer(self, frame: bytes, caller: Caller, waiting: Waiting, room: bool, *,
+              eager: bool = True) -> bytes | None:
+        """:meth:`start` for a transport that lets frames wait while it has no ``room`` (its
+        in-flight limit is reached): the frame waits in ``waiting`` when there is no room or
+        others wait before it; a ``CANCEL`` drops the waiting request it names (or cancels
+        it, if it runs). Start the waiting frames with :meth:`start` as room comes."""
+        if frame[3:4] == _CANCEL_KIND and len(frame) >= HEADER_SIZE:
+            if waiting and waiting.drop(caller, _unpack_cid(frame, _CID_AT)[0]):
+                self.cancelled += 1
+                return None
+            return self.start(frame, caller)
+        if waiting or not room:
+            waiting.add(frame, caller)
+            return None
+        return self.start(frame, caller, eager=eager)
+
+    def resume(self, frame: bytes, caller: Caller, *, eager: bool = True) -> bytes | None:
+        """:meth:`start` for a frame that waited (in a :class:`Waiting`), called when a call
+        ended: it starts in the server's own context, as if it had just arrived."""
+        return self._context.run(self.start, frame, caller, eager=eager)
 
     async def _run(self, work: Coroutine[Any, Any, bytes | None], call: _Call) -> bytes | None:
         """A call's task: ``work``, then (if it waited) its end, here rather than in a done
@@ -228,7 +325,7 @@ class ServerCore:
         call = self.calls.pop(task, None)
         if call is None:
             return
-        frame, caller, cid = call
+        frame, caller, cid, _work = call
         caller.tasks.discard(task)
         if cid >= 0 and caller.by_id.get(cid) is task:
             del caller.by_id[cid]
@@ -239,8 +336,11 @@ class ServerCore:
 
     def _reap(self, task: asyncio.Task[Any]) -> None:
         """A task the core cancelled ended: end its call, if its coroutine could not (a task
-        cancelled before its first step never runs it)."""
-        self._end(task, None)
+        cancelled before its first step never runs it, nor the handler's coroutine)."""
+        call = self.calls.get(task)
+        if call is not None:
+            call[3].close()
+            self._end(task, None)
 
     def _checked(self, frame: bytes, reply: bytes | None) -> bytes | None:
         """``reply``, or a ``RESOURCE_EXHAUSTED`` error frame in its place when its body is
@@ -292,9 +392,14 @@ class ServerCore:
         """Let the calls in flight finish within ``grace`` seconds, then cancel the rest and
         wait for them to end (their replies are not sent)."""
         self.closing = True
-        if not self.calls:
-            return
-        _done, late = await asyncio.wait(set(self.calls), timeout=grace)
+        deadline = self.loop.time() + grace
+        while self.calls:  # calls started meanwhile (frames that waited) are waited for too
+            left = deadline - self.loop.time()
+            if left <= 0:
+                break
+            await asyncio.wait(set(self.calls), timeout=left)
+        self.cancelling = True
+        late = set(self.calls)
         if late:
             log.warning("%s: %d call(s) still running after %.1fs, cancelling them", self.name, len(late), grace)
             for task in late:

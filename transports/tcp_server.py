@@ -9,7 +9,7 @@ reader's step, its reply held until the step ends (one write for every request r
 one that waits continues in a task. So requests of one connection run concurrently. Replies
 are written as they finish, in any order, each carrying its request's correlation id. When
 ``max_in_flight`` requests of a connection are running, the frames read after them wait
-for a place (up to ``max_in_flight`` frames and 256 KiB), and beyond that the reader stops
+for a place (up to 4096 frames and 256 KiB), and beyond that the reader stops
 reading until one finishes: the peer is slowed down by TCP flow control, nothing is
 dropped. A ``CANCEL`` from the peer cancels its request's handler and frees its place (or
 drops the request, if it was still waiting): reading goes on past waiting requests so that
@@ -24,7 +24,6 @@ nothing for ``idle_timeout`` seconds is closed.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import ssl as _ssl
@@ -37,12 +36,11 @@ from nanomsg_kernel.frame import (
     MAGIC,
     MAX_U32,
     WIRE_VERSION,
-    Kind,
     Refusal,
     refusal,
 )
 from nanomsg_kernel.transports.base import FrameHandler, Listener
-from nanomsg_kernel.transports.server_core import Caller, ServerCore
+from nanomsg_kernel.transports.server_core import Caller, ServerCore, Waiting
 from nanomsg_kernel.transports.tcp_stream import FrameWriter, format_address, parse_address
 
 __all__ = ["TcpListener"]
@@ -50,15 +48,10 @@ __all__ = ["TcpListener"]
 log = logging.getLogger("nanomsg_kernel.transports.tcp")
 
 _unpack_header = HEADER_STRUCT.unpack_from
-_CANCEL = int(Kind.CANCEL)
-_REQUEST_KIND = bytes((Kind.REQUEST,))
 # What a connection's reader is doing, for the sweeper.
 _IDLE, _FRAME, _WRITING, _BUSY, _DONE = range(5)
 _READ_BUFFER = 256 * 1024
 """The stream reader's buffer limit: reading pauses when twice this much is unread."""
-_WAITING_BYTES = _READ_BUFFER
-"""Bytes of frames read while ``max_in_flight`` calls run that may wait for a place; beyond
-it (or ``max_in_flight`` frames) the connection is not read until a call ends."""
 _CLOSE_LINGER = 1.0
 """Seconds a closing connection may take to flush its last replies before it is aborted."""
 
@@ -73,8 +66,8 @@ def _positive(name: str, value: float | None, *, optional: bool = True) -> None:
 class _Peer(Caller):
     """One accepted connection: its reader loop and write side (its calls: the core's)."""
 
-    __slots__ = ("core", "listener", "loop", "name", "out", "phase", "reader", "since", "slot", "task",
-                 "waiting", "waiting_bytes", "writer")
+    __slots__ = ("core", "listener", "loop", "name", "out", "phase", "reader", "since", "slot", "task", "waiting",
+                 "writer")
 
     def __init__(self, listener: TcpListener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         super().__init__()
@@ -86,10 +79,8 @@ class _Peer(Caller):
         self.loop = asyncio.get_running_loop()
         self.out = FrameWriter(writer, listener.write_high_water)
         self.slot: asyncio.Future[None] | None = None
-        self.waiting: collections.deque[tuple[int, bytes]] = collections.deque()
-        """Frames read while ``max_in_flight`` calls ran, waiting for a place (with their
-        correlation ids)."""
-        self.waiting_bytes = 0
+        self.waiting = Waiting()
+        """Frames read while ``max_in_flight`` calls ran, waiting for a place."""
         self.phase = _IDLE
         self.since = self.loop.time()
         self.task: asyncio.Task[None] | None = None
@@ -122,10 +113,10 @@ class _Peer(Caller):
         max_body, max_in_flight = listener.max_body_size, listener.max_in_flight
         read = reader.read
         readexactly = reader.readexactly
-        start = self.core.start
+        offer = self.core.offer
         waiting = self.waiting
         while True:
-            if self.waiting_bytes >= _WAITING_BYTES or len(waiting) >= max_in_flight:
+            if waiting.full:
                 self.phase = _BUSY
                 self.slot = loop.create_future()
                 await self.slot
@@ -143,35 +134,18 @@ class _Peer(Caller):
             self.since = loop.time()
             if len(header) < HEADER_SIZE:
                 header += await readexactly(HEADER_SIZE - len(header))
-            magic, wire, kind, _route, _cver, _flags, cid, _tmo, length = _unpack_header(header)
+            magic, wire, _kind, _route, _cver, _flags, _cid, _tmo, length = _unpack_header(header)
             if magic != MAGIC or wire != WIRE_VERSION or length > max_body:
                 why = refusal(header, max_body, whole=False)
                 if why is not None and why.closes:
                     self._refuse(header, why)
                     return
-            frame = header + await readexactly(length) if length else header
-            if kind == _CANCEL:
-                if waiting and self._drop_waiting(cid):
-                    continue  # its request had not started: it never will
-            elif waiting or self.in_flight >= max_in_flight:
-                # No place for it now: it waits (reading goes on, so that a CANCEL behind
-                # it is still read), and starts when a call ends.
-                waiting.append((cid, frame))
-                self.waiting_bytes += len(frame)
-                continue
-            reply = start(frame, self)
+            # With no place for it now, a frame waits (reading goes on, so that a CANCEL
+            # behind it is still read) and starts when a call ends.
+            reply = offer(header + await readexactly(length) if length else header, self, waiting,
+                          self.in_flight < max_in_flight)
             if reply is not None:
                 out.write(reply)  # held until this step ends, with the replies read after it
-
-    def _drop_waiting(self, cid: int) -> bool:
-        """Forget the request ``cid`` waiting for a place (its caller gave up); False if
-        it is not waiting."""
-        for i, (waiting_cid, frame) in enumerate(self.waiting):
-            if waiting_cid == cid and frame[3:4] == _REQUEST_KIND:
-                del self.waiting[i]
-                self.waiting_bytes -= len(frame)
-                return True
-        return False
 
     def finished(self, request: bytes, reply: bytes | None) -> None:
         """A call that continued in a task ended: write its reply, make room for the reader."""
@@ -179,11 +153,12 @@ class _Peer(Caller):
             self.out.write(reply, self.in_flight > 0)
         waiting = self.waiting
         if waiting:
-            max_in_flight, start = self.listener.max_in_flight, self.core.start
+            core = self.core
+            if core.cancelling:
+                waiting.clear()
+            max_in_flight = self.listener.max_in_flight
             while waiting and self.in_flight < max_in_flight:
-                _cid, frame = waiting.popleft()
-                self.waiting_bytes -= len(frame)
-                started = start(frame, self)
+                started = core.resume(waiting.pop()[0], self)
                 if started is not None:
                     self.out.write(started)
         slot = self.slot
@@ -222,7 +197,6 @@ class _Peer(Caller):
         """Cancel the requests in flight (their replies are not sent) and forget those
         waiting for a place."""
         self.waiting.clear()
-        self.waiting_bytes = 0
         self.core.cancel_calls(self)
 
     def abort(self) -> None:

@@ -35,7 +35,7 @@ import zmq
 
 from nanomsg_kernel.frame import HEADER_SIZE
 from nanomsg_kernel.transports.base import FrameHandler
-from nanomsg_kernel.transports.server_core import Caller, ServerCore
+from nanomsg_kernel.transports.server_core import Caller, ServerCore, Waiting
 from nanomsg_kernel.transports.zmq_socket import SocketPump, raw_send
 
 __all__ = ["DRAIN_SECONDS", "REPLY_BURST", "REQUEST_BATCH", "FrameServer", "ReplyQueue"]
@@ -159,6 +159,8 @@ class ReplyQueue:
             self.pump.kick()  # sending may have consumed the socket's edge
         if len(self.held) != held_before:
             server._held_changed(len(self.held) - held_before)
+        elif queued and (server.waiting or server._paused):
+            server._resume()  # the replies queued took places: those that left free them
         if self.held and self._retry is None:
             self._retry = server._loop.call_later(_FIRST_RETRY, self._on_retry, _FIRST_RETRY)
 
@@ -220,10 +222,16 @@ class _Envelope(Caller):
         server = self.server
         if reply is not None:
             self.replies.put([*self.envelope, reply], server.core.in_flight == 0)
-        if not self.in_flight and self.replies.callers.get(self.key) is self:
-            del self.replies.callers[self.key]
+        if server.waiting:
+            server._start_waiting()
+        self.forget()
         if server._paused:
             server._resume()
+
+    def forget(self) -> None:
+        """Leave the table of return addresses once nothing of this one runs or waits."""
+        if not self.in_flight and not self.queued and self.replies.callers.get(self.key) is self:
+            del self.replies.callers[self.key]
 
 
 class FrameServer:
@@ -247,6 +255,9 @@ class FrameServer:
         self.pumps: list[SocketPump] = []
         self.replies: list[ReplyQueue] = []
         """The reply queue of each request socket."""
+        self.waiting = Waiting()
+        """Requests read while ``max_in_flight`` ran, waiting for a place (reading goes on
+        until it is full, so that a ``CANCEL`` behind them is still read)."""
         self._event_pumps: list[SocketPump] = []
         self._event_ready: list[asyncio.Event] = []
         self._consumers: set[asyncio.Task[None]] = set()
@@ -333,14 +344,46 @@ class FrameServer:
         if caller is None:
             caller = _Envelope(self, replies, key, parts[:-1])
         core = self.core
-        reply = core.start(parts[-1], caller)
+        waiting = self.waiting
+        reply = core.offer(parts[-1], caller, waiting, self._occupied() < self.max_in_flight)
         if reply is not None:
             parts[-1] = reply
             replies.put(parts, False, in_batch=True)
-        if caller.in_flight and key not in callers:
-            callers[key] = caller  # a call continues in a task: a CANCEL may come for it
-        if core.in_flight + self._held >= self.max_in_flight:
+        if (caller.in_flight or caller.queued) and key not in callers:
+            callers[key] = caller  # a call runs or waits: a CANCEL may come for it
+        if waiting.full or self._held_full():
             self._pause()
+
+    def _occupied(self) -> int:
+        """Places taken among the ``max_in_flight``: calls running, and replies queued or
+        held for lack of room."""
+        queued = 0
+        for replies in self.replies:
+            queued += len(replies.queued)
+        return self.core.in_flight + self._held + queued
+
+    def _held_full(self) -> bool:
+        """Replies held for lack of room fill the places: stop reading (the clients do not
+        read their replies; reading on would only hold more)."""
+        return self._held > 0 and self._occupied() >= self.max_in_flight
+
+    def _start_waiting(self) -> None:
+        """Start the requests that waited, while there is room (drop them once the grace
+        period of a close ran out)."""
+        waiting, core = self.waiting, self.core
+        if core.cancelling:
+            while waiting:
+                dropped = waiting.pop()[1]
+                assert isinstance(dropped, _Envelope)
+                dropped.forget()
+            return
+        while waiting and self._occupied() < self.max_in_flight:
+            frame, caller = waiting.pop()
+            assert isinstance(caller, _Envelope)
+            reply = core.resume(frame, caller)
+            if reply is not None:
+                caller.replies.put([*caller.envelope, reply], core.in_flight == 0)
+            caller.forget()
 
     def _pause(self) -> None:
         self._paused = True
@@ -348,7 +391,10 @@ class FrameServer:
             p.pause()
 
     def _resume(self) -> None:
-        if self._paused and self.core.in_flight + self._held < self.max_in_flight and not self._closing:
+        if self.waiting:
+            self._start_waiting()
+        waiting = self.waiting
+        if self._paused and not self._closing and not waiting.full and not self._held_full():
             self._paused = False
             for p in self.pumps:
                 p.resume()
@@ -356,7 +402,7 @@ class FrameServer:
     def _held_changed(self, delta: int) -> None:
         """Replies held for lack of room count among the ``max_in_flight``."""
         self._held += delta
-        if delta > 0 and self.core.in_flight + self._held >= self.max_in_flight:
+        if delta > 0 and self._held_full():
             self._pause()
         elif delta < 0:
             self._resume()
