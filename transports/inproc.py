@@ -131,7 +131,7 @@ class InprocListener(Listener):
         if conn is None:
             assert self._events is not None
             return self._events
-        link = conn.link
+        link: _Link | None = getattr(conn, "link", None)  # (a test may hand in its own collector)
         if link is None or link.listener is not self:
             link = conn.link = _Link(self, conn)
         return link
