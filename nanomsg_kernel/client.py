@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from nanomsg_kernel.errors import (
     DeadlineExceeded,
@@ -39,10 +39,14 @@ from nanomsg_kernel.lifecycle import AsyncResource
 
 if TYPE_CHECKING:
     from nanomsg_kernel.codec import Codec
+    from nanomsg_kernel.contract import Request
     from nanomsg_kernel.routing import RoutingEnum
     from nanomsg_kernel.transports.base import Connection
 
 __all__ = ["Client", "caller_error"]
+
+M = TypeVar("M")
+R = TypeVar("R")
 
 _REQUEST, _EVENT = Kind.REQUEST, Kind.EVENT
 _TIMEOUT, _UNAVAILABLE = Status.TIMEOUT, Status.UNAVAILABLE
@@ -126,8 +130,16 @@ class Client(AsyncResource):
         codec: Codec = type(route).codec(max_body_size=self.max_body_size)
         return codec
 
+    @overload
+    async def call(self, msg: Request[R], *, timeout: float | None = None) -> R: ...
+    @overload
+    async def call(self, msg: M, *, timeout: float | None = None) -> M: ...
     async def call(self, msg: Any, *, timeout: float | None = None) -> Any:
         """Send ``msg`` as a request and return the decoded reply.
+
+        To a type checker the reply of a contract derived from
+        :class:`~nanomsg_kernel.contract.Request` ``[R]`` is an ``R``, and that of any
+        other contract is of the request's own type (the reply is an evolved copy of it).
 
         Raises:
             RemoteError: the service answered with an error status (but see below).
