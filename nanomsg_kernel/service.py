@@ -53,6 +53,7 @@ from nanomsg_kernel.errors import (
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Kind, peek_correlation_id
 from nanomsg_kernel.handler_threads import HandlerThreads
 from nanomsg_kernel.metrics import ServiceMetrics
+from nanomsg_kernel.ratelimit import rate_limited
 
 if TYPE_CHECKING:
     from nanomsg_kernel.routing import RoutingEnum
@@ -371,7 +372,7 @@ class Service:
                 event = codec._body(route, memoryview(frame)[HEADER_SIZE:])
             except DecodeError as exc:
                 self.metrics.observe("<bad event>", Status.DECODE_ERROR, 0.0)
-                self.logger.warning("dropped undecodable event: %s", exc)
+                rate_limited(self.logger).warning("dropped undecodable event: %s", exc)
                 return None
             await self.publish_local(event)
             return None
