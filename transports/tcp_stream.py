@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from nanomsg_kernel.errors import ConfigError
@@ -99,15 +101,27 @@ class FrameWriter:
 
     Backpressure: :attr:`congested` tells when more than ``high_water`` bytes (held here or
     in the transport) wait to be sent; :meth:`drain` then waits until the transport has
-    sent most of them.
+    sent most of them. A hard bound: when more than ``max_unsent`` bytes wait in the
+    transport after a write, ``on_overflow(unsent)`` is called (at most once), to drop a
+    peer that does not read.
     """
 
-    __slots__ = ("_corked", "_held", "_held_bytes", "high_water", "loop", "transport", "writer")
+    __slots__ = ("_corked", "_held", "_held_bytes", "_max_unsent", "high_water", "loop", "on_overflow",
+                 "transport", "writer")
 
-    def __init__(self, writer: asyncio.StreamWriter, high_water: int) -> None:
+    def __init__(
+        self,
+        writer: asyncio.StreamWriter,
+        high_water: int,
+        max_unsent: int | None = None,
+        on_overflow: Callable[[int], None] | None = None,
+    ) -> None:
         self.writer = writer
         self.transport = writer.transport
         self.high_water = high_water
+        self.on_overflow = on_overflow
+        """Called with the unsent byte count when it exceeds ``max_unsent``."""
+        self._max_unsent = sys.maxsize if max_unsent is None or on_overflow is None else max_unsent
         self.transport.set_write_buffer_limits(high=high_water)
         self.loop = asyncio.get_running_loop()
         """The event loop the writer runs on."""
@@ -127,8 +141,11 @@ class FrameWriter:
             if len(self._held) >= MAX_BATCH or self._held_bytes >= MAX_BATCH_BYTES:
                 self._write_held()
         elif not self.transport.is_closing():
-            self.transport.write(frame)
-            if more:
+            transport = self.transport
+            transport.write(frame)
+            if transport.get_write_buffer_size() > self._max_unsent:
+                self._overflow()
+            elif more:
                 self._corked = True
                 self.loop.call_soon(self.flush)
 
@@ -144,6 +161,16 @@ class FrameWriter:
         self._held_bytes = 0
         if not self.transport.is_closing():
             self.transport.writelines(held)
+            if self.transport.get_write_buffer_size() > self._max_unsent:
+                self._overflow()
+
+    def _overflow(self) -> None:
+        unsent = self.transport.get_write_buffer_size()
+        self._max_unsent = sys.maxsize  # once
+        self._held = []
+        self._held_bytes = 0
+        if self.on_overflow is not None:
+            self.on_overflow(unsent)
 
     @property
     def congested(self) -> bool:
