@@ -40,6 +40,7 @@ from nanomsg_kernel.transports.admission import ConnectionGate
 from nanomsg_kernel.transports.base import FrameHandler, FrameStarter, Listener, frame_starter
 from nanomsg_kernel.transports.replies import error_reply, handler_failed, task_reply
 from nanomsg_kernel.transports.tcp_stream import FrameWriter, check_header, format_address, parse_address
+from nanomsg_kernel.transports.tcp_tls import handshake, start_plain_server
 
 __all__ = ["DEFAULT_MAX_UNSENT", "TcpListener"]
 
@@ -343,7 +344,7 @@ class TcpListener(Listener):
         self.dropped_slow_readers = 0
         """Connections dropped because their unsent replies exceeded ``max_unsent``."""
         self.closing = False
-        self._handshakes: set[asyncio.StreamWriter] = set()
+        self._handshakes: set[asyncio.Task[Any]] = set()
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -373,8 +374,9 @@ class TcpListener(Listener):
         try:
             # TLS starts in _accept, once the connection is admitted (asyncio's own TLS server
             # would hold handshakes in progress outside any count).
-            self._server = await asyncio.start_server(
+            self._server = await start_plain_server(
                 self._accept, self.host, self.port, backlog=self.backlog, limit=_READ_BUFFER,
+                hold_reading=self.ssl is not None,
             )
         except OSError as exc:
             raise ConfigError(f"cannot listen on {self.url}: {exc}") from exc
@@ -406,15 +408,20 @@ class TcpListener(Listener):
     async def _handshake(self, writer: asyncio.StreamWriter) -> bool:
         """Run the TLS handshake of an admitted connection (within ``read_timeout``)."""
         assert self.ssl is not None
-        self._handshakes.add(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self._handshakes.add(task)
         try:
-            await writer.start_tls(self.ssl, ssl_handshake_timeout=self.read_timeout)
-        except (OSError, EOFError) as exc:  # ssl.SSLError, reset, the handshake timeout
+            await handshake(writer, self.ssl, self.read_timeout)
+        except OSError as exc:  # ssl.SSLError, reset, the handshake timeout
             log.debug("%s: TLS handshake with %s failed: %s", self.url, writer.get_extra_info("peername"), exc)
-            writer.transport.abort()
+            return False
+        except asyncio.CancelledError:
+            if not self.closing:
+                raise
             return False
         finally:
-            self._handshakes.discard(writer)
+            self._handshakes.discard(task)
         return True
 
     async def _sweep(self, tick: float) -> None:
@@ -435,8 +442,11 @@ class TcpListener(Listener):
         grace = self.grace if grace is None else grace
         self.closing = True
         server.close()
-        for writer in list(self._handshakes):
-            writer.transport.abort()
+        handshakes = set(self._handshakes)
+        for task in handshakes:
+            task.cancel()
+        if handshakes:
+            await asyncio.wait(handshakes)
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
