@@ -173,6 +173,11 @@ class FrameWriter:
             self.on_overflow(unsent)
 
     @property
+    def unsent(self) -> int:
+        """Bytes written and not yet sent (held here or in the transport)."""
+        return self._held_bytes + self.transport.get_write_buffer_size()
+
+    @property
     def congested(self) -> bool:
         """Whether more than ``high_water`` bytes wait to be sent."""
         return self._held_bytes + self.transport.get_write_buffer_size() > self.high_water
