@@ -29,6 +29,7 @@ from nanomsg_kernel.client import Client
 from nanomsg_kernel.contracts.calc import CalcRoute, Echo
 from nanomsg_kernel.contracts.services import calc
 from nanomsg_kernel.fdbudget import descriptor_capacity, listener_share
+from nanomsg_kernel.transports.loop import uvloop_available
 from nanomsg_kernel.transports.tcp_stream import parse_address
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,11 +50,11 @@ class FloodedProcess:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def running(cls, nofile: int) -> AsyncIterator[FloodedProcess]:
-        """Start the child with ``RLIMIT_NOFILE`` ``nofile``; stop it on exit."""
+    async def running(cls, nofile: int, loop: str) -> AsyncIterator[FloodedProcess]:
+        """Start the child with ``RLIMIT_NOFILE`` ``nofile`` on event ``loop``; stop it on exit."""
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(CHILD), str(nofile), cwd=ROOT, env=env,
+            sys.executable, str(CHILD), str(nofile), loop, cwd=ROOT, env=env,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         self = cls(proc)
@@ -187,11 +188,11 @@ async def scrape(url: str) -> bytes:
             await writer.wait_closed()
 
 
-async def run_flood(nofile: int, flood_size: int) -> dict[str, Any]:
+async def run_flood(nofile: int, flood_size: int, loop: str = "asyncio") -> dict[str, Any]:
     """The whole check; returns its figures."""
-    async with FloodedProcess.running(nofile) as child, calc.serve("tcp://127.0.0.1:0") as outside:
+    async with FloodedProcess.running(nofile, loop) as child, calc.serve("tcp://127.0.0.1:0") as outside:
         urls, caps = child.info["urls"], child.info["max_connections"]
-        assert child.info["limit"] == nofile
+        assert child.info["limit"] == nofile and child.info["loop"] == loop
         assert child.info["capacity"] == descriptor_capacity(nofile)
         assert caps["flooded"] == caps["tcp"] == listener_share(nofile)
         assert caps["flooded"] < flood_size
@@ -229,6 +230,7 @@ async def run_flood(nofile: int, flood_size: int) -> dict[str, Any]:
     stderr = child.stderr.decode(errors="replace")
     assert "out of system resource" not in stderr and "Too many open files" not in stderr, stderr[-3000:]
     return {
+        "loop": loop,
         "limit": nofile,
         "capacity": child.info["capacity"],
         "flooded max_connections": caps["flooded"],
@@ -253,18 +255,24 @@ def _ensure_own_descriptors(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
 
 
+LOOPS = ["asyncio", pytest.param("uvloop", marks=pytest.mark.skipif(not uvloop_available(),
+                                                                    reason="uvloop is an optional extra"))]
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts descriptors in /proc/self/fd")
-async def test_a_flood_on_one_listener_leaves_the_others_and_outgoing_calls_working() -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+async def test_a_flood_on_one_listener_leaves_the_others_and_outgoing_calls_working(loop: str) -> None:
     nofile, flood_size = 256, 400
     _ensure_own_descriptors(flood_size + 256)
-    figures = await run_flood(nofile, flood_size)
-    record(f"descriptor flood limit {nofile}", **figures)
+    figures = await run_flood(nofile, flood_size, loop)
+    record(f"descriptor flood limit {nofile} {loop}", **figures)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts descriptors in /proc/self/fd")
-async def test_the_reported_flood_1100_idle_sockets_under_ulimit_1024() -> None:
+@pytest.mark.parametrize("loop", LOOPS)
+async def test_the_reported_flood_1100_idle_sockets_under_ulimit_1024(loop: str) -> None:
     nofile, flood_size = 1024, 1100
     _ensure_own_descriptors(flood_size + 256)
-    figures = await run_flood(nofile, flood_size)
-    record(f"descriptor flood limit {nofile}", **figures)
+    figures = await run_flood(nofile, flood_size, loop)
+    record(f"descriptor flood limit {nofile} {loop}", **figures)

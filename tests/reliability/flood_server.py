@@ -1,6 +1,7 @@
 """A process with a low descriptor limit and several listeners, for the descriptor-flood tests.
 
-Run ``python tests/reliability/flood_server.py NOFILE`` (with the repository on ``PYTHONPATH``). It lowers
+Run ``python tests/reliability/flood_server.py NOFILE [asyncio|uvloop]`` (with the repository on
+``PYTHONPATH``). It lowers
 its soft ``RLIMIT_NOFILE`` to ``NOFILE``, then serves the calculator's ``calc`` on a TCP
 listener to be flooded, a second TCP listener, a ``zmq+tcp://`` listener and the metrics
 HTTP listener, and prints one JSON line::
@@ -32,6 +33,7 @@ from nanomsg_kernel.client import Client
 from nanomsg_kernel.contracts.calc import CalcRoute, Echo
 from nanomsg_kernel.contracts.services import calc
 from nanomsg_kernel.fdbudget import descriptor_capacity, descriptor_limit, process_budget
+from nanomsg_kernel.transports.loop import loop_name, run
 from nanomsg_kernel.transports.tcp_server import TcpListener
 
 CALL_TIMEOUT = 5.0
@@ -66,7 +68,7 @@ async def main(nofile: int) -> None:
         metrics = await stack.enter_async_context(MetricsServer(lambda: [calc.metrics], "127.0.0.1", 0))
         assert isinstance(flooded, TcpListener) and isinstance(tcp, TcpListener)
         print(json.dumps({
-            "limit": descriptor_limit(), "capacity": descriptor_capacity(),
+            "limit": descriptor_limit(), "capacity": descriptor_capacity(), "loop": loop_name(),
             "urls": {"flooded": flooded.url, "tcp": tcp.url, "zmq": zmq.url, "metrics": metrics.url},
             "max_connections": {"flooded": flooded.max_connections, "tcp": tcp.max_connections,
                                 "metrics": metrics.max_connections},
@@ -89,4 +91,4 @@ async def main(nofile: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1])))
+    run(main(int(sys.argv[1])), prefer_uvloop=sys.argv[2:] == ["uvloop"])
