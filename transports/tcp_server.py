@@ -39,10 +39,16 @@ from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32, Kind
 from nanomsg_kernel.transports.admission import ConnectionGate
 from nanomsg_kernel.transports.base import FrameHandler, FrameStarter, Listener, frame_starter
 from nanomsg_kernel.transports.replies import error_reply, handler_failed, task_reply
-from nanomsg_kernel.transports.tcp_stream import FrameWriter, check_header, format_address, parse_address
-from nanomsg_kernel.transports.tcp_tls import handshake, start_plain_server
+from nanomsg_kernel.transports.tcp_stream import (
+    FrameWriter,
+    check_header,
+    format_address,
+    parse_address,
+    unsent_limit,
+)
+from nanomsg_kernel.transports.tcp_tls import Handshakes, start_plain_server
 
-__all__ = ["DEFAULT_MAX_UNSENT", "TcpListener"]
+__all__ = ["TcpListener"]
 
 log = logging.getLogger("nanomsg_kernel.transports.tcp")
 
@@ -53,8 +59,6 @@ _READ_BUFFER = 256 * 1024
 """The stream reader's buffer limit: reading pauses when twice this much is unread."""
 _CLOSE_LINGER = 1.0
 """Seconds a closing connection may take to flush its last replies before it is aborted."""
-DEFAULT_MAX_UNSENT = 64 * 1024 * 1024
-"""The default ``max_unsent`` (raised to twice the largest frame when that is larger)."""
 
 
 def _positive(name: str, value: float | None, *, optional: bool = True) -> None:
@@ -313,12 +317,7 @@ class TcpListener(Listener):
                 raise ConfigError(f"{name} must be a positive int, got {count!r}")
         if not isinstance(max_body_size, int) or not 0 < max_body_size <= MAX_U32:
             raise ConfigError(f"max_body_size must be 1 to {MAX_U32}, got {max_body_size!r}")
-        largest = max_body_size + HEADER_SIZE
-        if max_unsent is None:
-            max_unsent = max(DEFAULT_MAX_UNSENT, 2 * largest)
-        elif not isinstance(max_unsent, int) or isinstance(max_unsent, bool) or max_unsent < largest:
-            raise ConfigError(f"max_unsent must be an int of at least max_body_size + {HEADER_SIZE} "
-                              f"({largest}), got {max_unsent!r}")
+        max_unsent = unsent_limit(max_unsent, max_body_size)
         self.gate = ConnectionGate(max_connections, descriptor_budget)
         """Admits connections: at most ``max_connections``, each taking a descriptor."""
         _positive("read_timeout", read_timeout)
@@ -344,7 +343,7 @@ class TcpListener(Listener):
         self.dropped_slow_readers = 0
         """Connections dropped because their unsent replies exceeded ``max_unsent``."""
         self.closing = False
-        self._handshakes: set[asyncio.Task[Any]] = set()
+        self._handshakes: Handshakes | None = None
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -383,6 +382,8 @@ class TcpListener(Listener):
         sockname = self._server.sockets[0].getsockname()
         self.url = format_address(self.scheme, self.host, int(sockname[1]))
         self.closing = False
+        if self.ssl is not None:
+            self._handshakes = Handshakes(self.ssl, self.read_timeout, self.url)
         limits = [t for t in (self.read_timeout, self.idle_timeout) if t is not None]
         if limits:
             tick = min(1.0, max(0.01, min(limits) / 4))
@@ -397,32 +398,13 @@ class TcpListener(Listener):
             writer.close()
             return
         try:
-            if self.ssl is not None and not await self._handshake(writer):
+            if self._handshakes is not None and not await self._handshakes.run(writer):
                 return
             peer = _Peer(self, reader, writer)
             self.peers.add(peer)
             await peer.run()
         finally:
             gate.release()
-
-    async def _handshake(self, writer: asyncio.StreamWriter) -> bool:
-        """Run the TLS handshake of an admitted connection (within ``read_timeout``)."""
-        assert self.ssl is not None
-        task = asyncio.current_task()
-        assert task is not None
-        self._handshakes.add(task)
-        try:
-            await handshake(writer, self.ssl, self.read_timeout)
-        except OSError as exc:  # ssl.SSLError, reset, the handshake timeout
-            log.debug("%s: TLS handshake with %s failed: %s", self.url, writer.get_extra_info("peername"), exc)
-            return False
-        except asyncio.CancelledError:
-            if not self.closing:
-                raise
-            return False
-        finally:
-            self._handshakes.discard(task)
-        return True
 
     async def _sweep(self, tick: float) -> None:
         loop = asyncio.get_running_loop()
@@ -442,11 +424,8 @@ class TcpListener(Listener):
         grace = self.grace if grace is None else grace
         self.closing = True
         server.close()
-        handshakes = set(self._handshakes)
-        for task in handshakes:
-            task.cancel()
-        if handshakes:
-            await asyncio.wait(handshakes)
+        if self._handshakes is not None:
+            await self._handshakes.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -5,7 +5,8 @@
   precompiled struct, falling back to :func:`~nanomsg_kernel.frame.parse_header` for the
   precise error, so a bad or oversized header is refused before its body is read.
 * :class:`FrameWriter` — writes frames to a transport, coalescing the frames written during
-  one event-loop iteration into a single socket write.
+  one event-loop iteration into a single socket write; :func:`unsent_limit` — the most
+  bytes it may hold for a peer that does not read.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 from nanomsg_kernel.errors import ConfigError
 from nanomsg_kernel.frame import (
+    HEADER_SIZE,
     HEADER_STRUCT,
     MAGIC,
     WIRE_VERSION,
@@ -26,12 +28,14 @@ from nanomsg_kernel.frame import (
 from nanomsg_kernel.transports.base import split_url
 
 __all__ = [
+    "DEFAULT_MAX_UNSENT",
     "MAX_BATCH",
     "MAX_BATCH_BYTES",
     "FrameWriter",
     "check_header",
     "format_address",
     "parse_address",
+    "unsent_limit",
 ]
 
 _unpack_header = HEADER_STRUCT.unpack_from
@@ -43,6 +47,9 @@ the peer starts on it while the rest is produced (whole-pipeline batches make th
 sides take turns, each idle while the other works)."""
 MAX_BATCH_BYTES = 64 * 1024
 """Bytes held back for one coalesced write at most."""
+DEFAULT_MAX_UNSENT = 64 * 1024 * 1024
+"""The default ``max_unsent`` of a TCP listener (raised to twice the largest frame when that
+is larger)."""
 
 
 def parse_address(url: str, schemes: tuple[str, ...] = ("tcp",)) -> tuple[str, str | None, int]:
@@ -75,6 +82,22 @@ def format_address(scheme: str, host: str | None, port: int) -> str:
     elif ":" in host:
         host = f"[{host}]"
     return f"{scheme}://{host}:{port}"
+
+
+def unsent_limit(max_unsent: int | None, max_body_size: int) -> int:
+    """The ``max_unsent`` to use: ``None`` gives :data:`DEFAULT_MAX_UNSENT` or twice the
+    largest frame, whichever is more.
+
+    Raises:
+        ConfigError: ``max_unsent`` is not an int of at least the largest frame.
+    """
+    largest = max_body_size + HEADER_SIZE
+    if max_unsent is None:
+        return max(DEFAULT_MAX_UNSENT, 2 * largest)
+    if not isinstance(max_unsent, int) or isinstance(max_unsent, bool) or max_unsent < largest:
+        raise ConfigError(f"max_unsent must be an int of at least max_body_size + {HEADER_SIZE} "
+                          f"({largest}), got {max_unsent!r}")
+    return max_unsent
 
 
 def check_header(header: bytes, max_body: int) -> tuple[int, int, int]:

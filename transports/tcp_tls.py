@@ -9,7 +9,8 @@ admits the connection (counting it), and only then upgrades it:
   the bytes a connection sends before :func:`handshake` are kept for the handshake rather
   than read into the stream (asyncio's loop does not read them; uvloop reads a new
   connection at once);
-* :func:`handshake` — upgrade an admitted connection to TLS within a timeout.
+* :func:`handshake` — upgrade an admitted connection to TLS within a timeout;
+* :class:`Handshakes` — a listener's handshakes in progress, dropped when it closes.
 
 A TLS client sends its first message and then waits for the server's answer, so the bytes
 kept before the upgrade are the whole of what was sent: they are handed to the TLS
@@ -20,11 +21,14 @@ handshake starts is dropped.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl as _ssl
 from collections.abc import Awaitable, Callable
-from typing import cast
+from typing import Any, cast
 
-__all__ = ["MAX_EARLY_BYTES", "handshake", "start_plain_server"]
+__all__ = ["MAX_EARLY_BYTES", "Handshakes", "handshake", "start_plain_server"]
+
+log = logging.getLogger("nanomsg_kernel.transports.tcp")
 
 MAX_EARLY_BYTES = 64 * 1024
 """The most bytes kept for a connection before its handshake starts (a TLS ClientHello is
@@ -140,3 +144,54 @@ async def handshake(writer: asyncio.StreamWriter, context: _ssl.SSLContext, time
     except BaseException:
         transport.abort()
         raise
+
+
+class Handshakes:
+    """The TLS handshakes in progress of one listener.
+
+    Args:
+        context: the server's :class:`ssl.SSLContext`.
+        timeout: seconds a handshake may take (``None``: asyncio's default, 60 s).
+        name: the listener, for the log.
+    """
+
+    __slots__ = ("closed", "context", "name", "running", "timeout")
+
+    def __init__(self, context: _ssl.SSLContext, timeout: float | None, name: str) -> None:
+        self.context = context
+        self.timeout = timeout
+        self.name = name
+        self.running: set[asyncio.Task[Any]] = set()
+        """The tasks whose connection is in its handshake."""
+        self.closed = False
+
+    async def run(self, writer: asyncio.StreamWriter) -> bool:
+        """Upgrade ``writer``'s connection; ``False`` (the connection aborted) if the
+        handshake failed, timed out or the listener closed meanwhile."""
+        task = asyncio.current_task()
+        assert task is not None
+        self.running.add(task)
+        try:
+            await handshake(writer, self.context, self.timeout)
+        except OSError as exc:  # ssl.SSLError, reset, the handshake timeout
+            log.debug("%s: TLS handshake with %s failed: %s", self.name, writer.get_extra_info("peername"), exc)
+            return False
+        except asyncio.CancelledError:
+            if not self.closed:
+                raise
+            return False
+        finally:
+            self.running.discard(task)
+        if self.closed:  # finished as the listener closed: not served
+            writer.transport.abort()
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Drop every handshake in progress (and refuse to finish any later)."""
+        self.closed = True
+        running = set(self.running)
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running)
