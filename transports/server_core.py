@@ -52,12 +52,15 @@ from nanomsg_kernel.frame import (
     Refusal,
     refusal,
 )
+from nanomsg_kernel.ratelimit import rate_limited
 from nanomsg_kernel.transports.base import FrameHandler, frame_starter
 from nanomsg_kernel.transports.replies import error_reply, handler_failed, task_reply
 
 __all__ = ["WAITING_BYTES", "WAITING_FRAMES", "Caller", "ServerCore", "Waiting"]
 
 log = logging.getLogger("nanomsg_kernel.transports.server")
+peer_log = rate_limited(log)
+"""For what a peer can cause: one line per interval and kind, with a count."""
 
 _unpack_header = HEADER_STRUCT.unpack_from
 _REQUEST, _CANCEL = int(Kind.REQUEST), int(Kind.CANCEL)
@@ -359,7 +362,7 @@ class ServerCore:
         if why is None:  # pragma: no cover - start() calls this only for refused frames
             return None
         self.refused += 1
-        log.warning("%s: refused a frame: %s", self.name, why.message)
+        peer_log.warning("%s: refused a frame: %s", self.name, why.message)
         return error_reply(frame, why.status, why.message)
 
     # -- cancelling and closing --------------------------------------------------------

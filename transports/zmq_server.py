@@ -34,6 +34,7 @@ from typing import Any
 import zmq
 
 from nanomsg_kernel.frame import HEADER_SIZE
+from nanomsg_kernel.ratelimit import rate_limited
 from nanomsg_kernel.transports.base import FrameHandler
 from nanomsg_kernel.transports.server_core import Caller, ServerCore, Waiting
 from nanomsg_kernel.transports.zmq_socket import SocketPump, raw_send
@@ -41,6 +42,8 @@ from nanomsg_kernel.transports.zmq_socket import SocketPump, raw_send
 __all__ = ["DRAIN_SECONDS", "REPLY_BURST", "REQUEST_BATCH", "FrameServer", "ReplyQueue"]
 
 log = logging.getLogger("nanomsg_kernel.transports.zmq")
+peer_log = rate_limited(log)
+"""For what a peer can cause: one line per interval and kind, with a count."""
 _NB = int(zmq.NOBLOCK)
 _MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 _Again = zmq.Again
@@ -134,7 +137,7 @@ class ReplyQueue:
             # EHOSTUNREACH: the client went away; ETERM/ENOTSOCK: closing.
             self.server.dropped_replies += 1
             if exc.errno != _EHOSTUNREACH and not self.server._closing:
-                log.warning("could not send a reply: %s", exc)
+                peer_log.warning("could not send a reply: %s", exc)
             return None
         return True
 
@@ -183,7 +186,7 @@ class ReplyQueue:
             elif done is False:
                 if now >= drop_at:
                     server.dropped_replies += 1
-                    log.warning("dropped a reply: the client did not make room for %.1fs", server.reply_timeout)
+                    peer_log.warning("dropped a reply: the client did not make room for %.1fs", server.reply_timeout)
                 else:
                     still.append((parts, drop_at))
         self.held = still

@@ -33,6 +33,8 @@ TITLES = {
     "reconnect": "Reconnect after a server restart (conformance)",
     "cancel": "200 calls cancelled while their handlers wait (conformance)",
     "long": "Long soak (--long only)",
+    "descriptor": "Descriptor flood: one listener flooded in a process with a low RLIMIT_NOFILE",
+    "held": "Replies held for a client that does not read",
 }
 """Table titles by kind of test, in the order the tables are printed."""
 
