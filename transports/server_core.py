@@ -356,13 +356,15 @@ class ServerCore:
                            f"the reply's body of {len(reply) - HEADER_SIZE} bytes exceeds the maximum of "
                            f"{self.max_body_size} bytes")
 
-    def refuse(self, frame: bytes, why: Refusal | None) -> bytes | None:
+    def refuse(self, frame: bytes, why: Refusal | None, *, logged: bool = True) -> bytes | None:
         """The error frame answering a frame refused for its header (``None`` when no
-        correlation id can be read from it); counted and logged."""
+        correlation id can be read from it); counted, and logged (rate-limited) unless the
+        transport logs it itself (``logged=False``)."""
         if why is None:  # pragma: no cover - start() calls this only for refused frames
             return None
         self.refused += 1
-        peer_log.warning("%s: refused a frame: %s", self.name, why.message)
+        if logged:
+            peer_log.warning("%s: refused a frame: %s", self.name, why.message)
         return error_reply(frame, why.status, why.message)
 
     # -- cancelling and closing --------------------------------------------------------

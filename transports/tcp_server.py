@@ -182,7 +182,7 @@ class _Peer(Caller):
 
     def _refuse(self, header: bytes, why: Refusal) -> None:
         peer_log.warning("%s: refused a frame (%s); closing the connection", self.name, why.message)
-        reply = self.core.refuse(header, why)
+        reply = self.core.refuse(header, why, logged=False)
         if reply is not None:
             self.out.write(reply)
 
