@@ -178,8 +178,7 @@ class ServerCore:
         self.max_body_size = max_body_size
         self.loop = asyncio.get_running_loop()
         self._context = contextvars.copy_context()
-        """The context frames that waited start in (not the one of the call whose end made
-        room for them, which its handler may have changed)."""
+        """The context the server was made in: each call runs in a fresh copy of it."""
         self.calls: dict[asyncio.Task[Any], _Call] = {}
         """Every call running in a task: its frame, caller, correlation id (-1: not a
         request) and the coroutine that serves it."""
@@ -234,9 +233,12 @@ class ServerCore:
             self.peak_in_flight = self.in_flight
         starter = self.starter
         request = kind == _REQUEST
+        # Each call runs in a fresh copy of the server's context: never in the one of the
+        # code that happens to be running (a handler whose send woke the socket reader).
+        context = self._context.copy()
         if starter is not None and request and eager:
             try:
-                result = starter(frame, self.loop)
+                result = context.run(starter, frame, self.loop)
             except Exception:
                 result = handler_failed(frame, log, self.name)
             if result is None or isinstance(result, bytes):
@@ -251,7 +253,7 @@ class ServerCore:
         call = (frame, caller, cid if request else -1, work)
         starting, self._starting = self._starting, True
         try:
-            task = start_task(self.loop, self._run(work, call), eager=eager)
+            task = start_task(self.loop, self._run(work, call), eager=eager, context=context)
         finally:
             self._starting = starting
         if task.done():  # an eager task that ended in its first step: its result is the reply
@@ -283,8 +285,8 @@ class ServerCore:
 
     def resume(self, frame: bytes, caller: Caller, *, eager: bool = True) -> bytes | None:
         """:meth:`start` for a frame that waited (in a :class:`Waiting`), called when a call
-        ended: it starts in the server's own context, as if it had just arrived."""
-        return self._context.run(self.start, frame, caller, eager=eager)
+        ended: it starts as if it had just arrived."""
+        return self.start(frame, caller, eager=eager)
 
     async def _run(self, work: Coroutine[Any, Any, bytes | None], call: _Call) -> bytes | None:
         """A call's task: ``work``, then (if it waited) its end, here rather than in a done
