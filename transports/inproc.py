@@ -30,7 +30,8 @@ from nanomsg_kernel.transports.base import (
     correlation_id_of,
     split_url,
 )
-from nanomsg_kernel.transports.server_core import Caller, ServerCore, Waiting
+from nanomsg_kernel.transports.server_core import Caller, ServerCore
+from nanomsg_kernel.transports.waiting import Waiting
 
 __all__ = ["InprocConnection", "InprocListener", "InprocTransport"]
 

@@ -27,6 +27,14 @@ return address), whose :meth:`Caller.finished` writes a reply::
     if reply is not None:
         write(reply)                     # the call ended without waiting
     ...
+
+A transport with an in-flight limit reads on past it with :meth:`ServerCore.offer` and a
+:class:`~nanomsg_kernel.transports.waiting.Waiting` (so that a ``CANCEL`` behind the waiting
+requests is still read), stops reading while that is ``full``, and starts the waiting frames
+with :meth:`ServerCore.resume` as calls end::
+
+    reply = core.offer(frame, conn, waiting, room=conn.in_flight < limit)
+    ...
     core.cancel_calls(conn)              # the connection was lost
     await core.close(grace)              # the listener closes
 """
@@ -34,10 +42,8 @@ return address), whose :meth:`Caller.finished` writes a reply::
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextvars
 import logging
-import struct
 from collections.abc import Coroutine
 from typing import Any
 
@@ -53,10 +59,11 @@ from nanomsg_kernel.frame import (
     refusal,
 )
 from nanomsg_kernel.ratelimit import rate_limited
-from nanomsg_kernel.transports.base import FrameHandler, frame_starter
+from nanomsg_kernel.transports.base import FrameHandler, correlation_id_of, frame_starter
 from nanomsg_kernel.transports.replies import error_reply, handler_failed, task_reply
+from nanomsg_kernel.transports.waiting import Waiting
 
-__all__ = ["WAITING_BYTES", "WAITING_FRAMES", "Caller", "ServerCore", "Waiting"]
+__all__ = ["Caller", "ServerCore"]
 
 log = logging.getLogger("nanomsg_kernel.transports.server")
 peer_log = rate_limited(log)
@@ -66,10 +73,7 @@ _unpack_header = HEADER_STRUCT.unpack_from
 _REQUEST, _CANCEL = int(Kind.REQUEST), int(Kind.CANCEL)
 _KINDS = frozenset(int(k) for k in Kind)
 _Call = tuple[bytes, "Caller", int, Coroutine[Any, Any, "bytes | None"]]
-_REQUEST_KIND, _CANCEL_KIND = bytes((_REQUEST,)), bytes((_CANCEL,))
-_CID_AT = 10
-"""Offset of the correlation id in the header."""
-_unpack_cid = struct.Struct(">Q").unpack_from
+_CANCEL_KIND = bytes((_CANCEL,))
 
 
 class Caller:
@@ -97,67 +101,6 @@ class Caller:
         (``None``: nothing to send: an event, or a cancelled call). Called after the counts
         were lowered, so a transport can start reading again here."""
         raise NotImplementedError("The 'finished' method must be implemented.")
-
-
-WAITING_BYTES = 256 * 1024
-"""Bytes of frames a :class:`Waiting` holds before it is :attr:`~Waiting.full`."""
-WAITING_FRAMES = 4096
-"""Frames a :class:`Waiting` holds before it is :attr:`~Waiting.full`."""
-
-
-class Waiting:
-    """Frames read while their transport had no place for them, in the order they came.
-
-    A transport at its in-flight limit may go on reading into one of these (up to its own
-    bound in frames and :attr:`bytes`) instead of stopping at once, so that a ``CANCEL``
-    behind the waiting requests is still read: :meth:`ServerCore.offer` then drops the
-    request it names, which never starts.
-    """
-
-    __slots__ = ("bytes", "frames")
-
-    def __init__(self) -> None:
-        self.frames: collections.deque[tuple[bytes, Caller]] = collections.deque()
-        self.bytes = 0
-        """Bytes of the frames waiting."""
-
-    def __len__(self) -> int:
-        return len(self.frames)
-
-    @property
-    def full(self) -> bool:
-        """Whether :data:`WAITING_FRAMES` frames or :data:`WAITING_BYTES` bytes wait: the
-        transport stops reading until frames start."""
-        return len(self.frames) >= WAITING_FRAMES or self.bytes >= WAITING_BYTES
-
-    def add(self, frame: bytes, caller: Caller) -> None:
-        """Keep ``frame`` of ``caller`` until :meth:`pop`."""
-        self.frames.append((frame, caller))
-        self.bytes += len(frame)
-        caller.queued += 1
-
-    def pop(self) -> tuple[bytes, Caller]:
-        """The frame that waited longest, and its caller."""
-        frame, caller = self.frames.popleft()
-        self.bytes -= len(frame)
-        caller.queued -= 1
-        return frame, caller
-
-    def drop(self, caller: Caller, correlation_id: int) -> bool:
-        """Forget ``caller``'s waiting request ``correlation_id``; False if none waits."""
-        for i, (frame, owner) in enumerate(self.frames):
-            if (owner is caller and frame[3:4] == _REQUEST_KIND and len(frame) >= HEADER_SIZE
-                    and _unpack_cid(frame, _CID_AT)[0] == correlation_id):
-                del self.frames[i]
-                self.bytes -= len(frame)
-                caller.queued -= 1
-                return True
-        return False
-
-    def clear(self) -> None:
-        """Forget every waiting frame (they get no reply)."""
-        while self.frames:
-            self.pop()
 
 
 class ServerCore:
@@ -274,7 +217,7 @@ class ServerCore:
         others wait before it; a ``CANCEL`` drops the waiting request it names (or cancels
         it, if it runs). Start the waiting frames with :meth:`start` as room comes."""
         if frame[3:4] == _CANCEL_KIND and len(frame) >= HEADER_SIZE:
-            if waiting and waiting.drop(caller, _unpack_cid(frame, _CID_AT)[0]):
+            if waiting and waiting.drop(caller, correlation_id_of(frame)):
                 self.cancelled += 1
                 return None
             return self.start(frame, caller)

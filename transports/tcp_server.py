@@ -50,9 +50,10 @@ from nanomsg_kernel.frame import (
 from nanomsg_kernel.ratelimit import rate_limited
 from nanomsg_kernel.transports.admission import ConnectionGate
 from nanomsg_kernel.transports.base import FrameHandler, Listener
-from nanomsg_kernel.transports.server_core import Caller, ServerCore, Waiting
+from nanomsg_kernel.transports.server_core import Caller, ServerCore
 from nanomsg_kernel.transports.tcp_stream import FrameWriter, format_address, parse_address, unsent_limit
 from nanomsg_kernel.transports.tcp_tls import Handshakes, start_plain_server
+from nanomsg_kernel.transports.waiting import Waiting
 
 __all__ = ["TcpListener"]
 

@@ -36,7 +36,8 @@ import zmq
 from nanomsg_kernel.frame import HEADER_SIZE
 from nanomsg_kernel.ratelimit import rate_limited
 from nanomsg_kernel.transports.base import FrameHandler
-from nanomsg_kernel.transports.server_core import Caller, ServerCore, Waiting
+from nanomsg_kernel.transports.server_core import Caller, ServerCore
+from nanomsg_kernel.transports.waiting import Waiting
 from nanomsg_kernel.transports.zmq_socket import SocketPump, raw_send
 
 __all__ = ["DRAIN_SECONDS", "REPLY_BURST", "REQUEST_BATCH", "FrameServer", "ReplyQueue"]
