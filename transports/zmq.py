@@ -155,8 +155,11 @@ class ZmqListener(Listener):
 
     def _start_here(self) -> None:
         opts = self.options
-        server = self._server = FrameServer(self.handler, max_in_flight=opts.max_in_flight,
-                                            max_frame=opts.max_frame, reply_timeout=opts.reply_timeout)
+        server = self._server = FrameServer(
+            self.handler, max_in_flight=opts.max_in_flight, max_frame=opts.max_frame,
+            reply_timeout=opts.reply_timeout, max_held_bytes=opts.max_held_bytes,
+            max_held_bytes_per_client=opts.max_held_bytes_per_client,
+        )
         router = self._bind(zmq.ROUTER, self._endpoint.requests)
         router.router_mandatory = 1
         events_url = None

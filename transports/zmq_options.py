@@ -85,6 +85,11 @@ class ListenOptions(_Common):
     """Client public keys allowed to connect (None: any client that speaks Curve)."""
     reply_timeout: float = 5.0
     """Seconds a reply may wait for room in a slow client's queue before it is dropped."""
+    max_held_bytes: int = 256 * 1024 * 1024
+    """Bytes of replies on their way to all clients together (held for room, or large ones
+    libzmq has not written yet); a reply over it is dropped and counted."""
+    max_held_bytes_per_client: int = 32 * 1024 * 1024
+    """The same, for one client."""
     respawn: bool = True
     """Start a worker again when it dies."""
     start_timeout: float = 60.0
@@ -96,6 +101,8 @@ class ListenOptions(_Common):
             raise ConfigError(f"ZeroMQ option workers must be a number of processes >= 0, got {self.workers!r}")
         _positive("max_in_flight", self.max_in_flight, integer=True)
         _positive("reply_timeout", self.reply_timeout)
+        _positive("max_held_bytes", self.max_held_bytes, integer=True)
+        _positive("max_held_bytes_per_client", self.max_held_bytes_per_client, integer=True)
         _positive("start_timeout", self.start_timeout)
         if self.events is not None:
             routes = tuple(self.events)

@@ -64,6 +64,8 @@ class WorkerSpec:
     max_frame: int
     hwm: int
     reply_timeout: float
+    max_held_bytes: int
+    max_held_bytes_per_client: int
     uvloop: bool
     private_dir: str | None
     """The directory of the ipc endpoints: removed by the workers if the parent dies."""
@@ -135,7 +137,8 @@ async def _serve(handler: FrameHandler, spec: WorkerSpec, conn: multiprocessing.
     ctx: zmq.Context[Any] = zmq.Context()
     sockets: list[zmq.Socket[Any]] = []
     server = FrameServer(handler, max_in_flight=spec.max_in_flight, max_frame=spec.max_frame,
-                         reply_timeout=spec.reply_timeout)
+                         reply_timeout=spec.reply_timeout, max_held_bytes=spec.max_held_bytes,
+                         max_held_bytes_per_client=spec.max_held_bytes_per_client)
     try:
         router = ctx.socket(zmq.ROUTER)
         sockets.append(router)
@@ -331,7 +334,8 @@ class WorkerFarm:
             self._spec = WorkerSpec(
                 target=self._target, requests=last_endpoint(backend), events=events_backend,
                 max_in_flight=self._opts.max_in_flight, max_frame=self._opts.max_frame, hwm=self._opts.hwm,
-                reply_timeout=self._opts.reply_timeout, uvloop=loop_module.startswith("uvloop"),
+                reply_timeout=self._opts.reply_timeout, max_held_bytes=self._opts.max_held_bytes,
+                max_held_bytes_per_client=self._opts.max_held_bytes_per_client, uvloop=loop_module.startswith("uvloop"),
                 private_dir=self._dir,
             )
             self._proxies.append(_Proxy(self._ctx, frontend, backend))
