@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import re
 import select
+
 import zmq
 
 from nanomsg_kernel.contracts.calc import CalcRoute, Echo
