@@ -10,9 +10,14 @@ Failures: a socket monitor reports each endpoint's connection state. When every 
 disconnected (a crash, or heartbeats unanswered), every request in flight is lost and fails
 at once with ``Unavailable``; a request that went to one dead endpoint among live ones fails
 with ``DeadlineExceeded`` at its deadline (one ``DEALER`` does not say which peer took
-which message). A request that no endpoint can take fails with ``Unavailable``: at once
-when every endpoint refused the connection (nothing listens) or the Curve handshake,
-otherwise after ``min(timeout, connect_timeout)``.
+which message). A request that no endpoint can take waits for one, up to
+``min(timeout, connect_timeout)`` (then ``DeadlineExceeded`` when the call's own timeout was
+the shorter, else ``Unavailable``). It fails sooner, with ``Unavailable``, only when every
+endpoint refused the Curve handshake, or refused the connection without ever having been
+connected (nothing listens there: a wrong address, or a service not started yet). Once an
+endpoint has been connected, a drop is taken for a restart: libzmq's
+``EVENT_CONNECT_RETRIED`` means a retry is *scheduled* (every 0.1 s, backing off to 2 s), and
+requests wait for it rather than failing while the service comes back.
 
 Events: ``send(frame)`` publishes on an ``XPUB`` connected to each service's events
 endpoint, where the service's ``SUB`` subscribes to the first 6 header bytes (magic, wire
@@ -84,7 +89,9 @@ class ZmqConnection(Connection):
         self._refused: dict[str, str] = {}
         """Endpoints whose handshake failed last (Curve refused, security mismatch)."""
         self._unreachable: set[str] = set()
-        """Endpoints whose last connection attempt failed (nothing listens there now)."""
+        """Endpoints never connected whose connection attempt failed (nothing listens there)."""
+        self._was_up: set[str] = set()
+        """Endpoints connected at least once: a drop is a restart, waited for."""
         self._down_check = False
         self._closed = False
         self._state_changed = asyncio.Event()
@@ -174,11 +181,17 @@ class ZmqConnection(Connection):
         self._state_changed.set()
         if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self._up.add(endpoint)
+            self._was_up.add(endpoint)
             self._refused.pop(endpoint, None)
             self._unreachable.discard(endpoint)
         elif event == zmq.EVENT_CONNECTED:
             self._unreachable.discard(endpoint)
         elif event == zmq.EVENT_CONNECT_RETRIED:
+            # A retry is scheduled. For an endpoint never connected, the attempt was refused:
+            # nothing listens there. For one connected before, the service is restarting (or
+            # gone for good): requests wait for the retry, up to their deadline.
+            if endpoint in self._was_up:
+                return
             self._unreachable.add(endpoint)
             if self._cannot_send() and self._pump is not None:
                 self._pump.fail_writers(self._failure())
@@ -206,7 +219,8 @@ class ZmqConnection(Connection):
         return not self._up and len(self._refused) >= len(self.endpoints)
 
     def _cannot_send(self) -> bool:
-        """No endpoint is up, and every one refused us or could not be reached last time."""
+        """No endpoint is up, and every one refused the handshake, or refused the connection
+        without ever having been connected."""
         return not self._up and len(self._unreachable | set(self._refused)) >= len(self.endpoints)
 
     def _failure(self) -> Unavailable:
