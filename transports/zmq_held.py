@@ -151,7 +151,7 @@ class HeldReplies:
         size = len(parts[-1])
         if client is not None and client.held:  # the queue is full: no use trying
             return self.hold(parts, key)
-        if not self._admit(client, size):
+        if not self._admit(client, size + HELD_OVERHEAD):  # (what it costs if it is held)
             self._drop(size, self._warn_budget)
             return None
         done = self._send_tracked(parts, key, client)
@@ -159,7 +159,9 @@ class HeldReplies:
             return self.hold(parts, key, admitted=True)
         return done
 
-    def _send_tracked(self, parts: list[bytes], key: Key, client: _Client | None) -> bool | None:
+    def _send_tracked(self, parts: list[bytes], key: Key, client: _Client | None, held_cost: int = 0) -> bool | None:
+        """Send a large reply without a copy and count it until libzmq has written it;
+        ``held_cost``: what it was counted for while held (now replaced)."""
         sock = self.pump.sock
         try:
             for part in parts[:-1]:
@@ -174,8 +176,11 @@ class HeldReplies:
             client = self.clients[key] = _Client()
         size = len(parts[-1])
         client.tracked.append((tracker, size))
-        client.bytes += size
-        self._add(size)
+        if held_cost:
+            client.held.popleft()
+            self.count -= 1
+        client.bytes += size - held_cost
+        self._add(size - held_cost)
         return True
 
     def hold(self, parts: list[bytes], key: Key | None = None, *, admitted: bool = False) -> bool | None:
@@ -246,7 +251,13 @@ class HeldReplies:
             held = client.held
             while held:
                 parts, _drop_at, cost = held[0]
-                done = self._resend(parts, key, client)
+                if len(parts[-1]) >= TRACK_FROM:
+                    done = self._send_tracked(parts, key, client, cost)  # (takes it off ``held``)
+                    if done:
+                        sent = True
+                        continue
+                else:
+                    done = self._resend(parts)
                 if done is False:
                     failed = True
                     while held and held[0][1] <= now:  # oldest first: their time is up
@@ -268,9 +279,7 @@ class HeldReplies:
         if not self.waiting and self._empty is not None and not self._empty.done():
             self._empty.set_result(None)
 
-    def _resend(self, parts: list[bytes], key: Key, client: _Client) -> bool | None:
-        if len(parts[-1]) >= TRACK_FROM:
-            return self._send_tracked(parts, key, client)
+    def _resend(self, parts: list[bytes]) -> bool | None:
         sock = self.pump.sock
         try:
             for part in parts[:-1]:
