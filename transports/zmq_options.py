@@ -90,6 +90,9 @@ class ListenOptions(_Common):
     libzmq has not written yet); a reply over it is dropped and counted."""
     max_held_bytes_per_client: int = 32 * 1024 * 1024
     """The same, for one client."""
+    max_peers: int | None = None
+    """Peers connected at once to each bound socket; more are disconnected as they come
+    (None: ``RLIMIT_NOFILE`` less a reserve, see ``zmq_peers.default_max_peers``)."""
     respawn: bool = True
     """Start a worker again when it dies."""
     start_timeout: float = 60.0
@@ -103,6 +106,7 @@ class ListenOptions(_Common):
         _positive("reply_timeout", self.reply_timeout)
         _positive("max_held_bytes", self.max_held_bytes, integer=True)
         _positive("max_held_bytes_per_client", self.max_held_bytes_per_client, integer=True)
+        _positive("max_peers", self.max_peers, integer=True, allow_none=True)
         _positive("start_timeout", self.start_timeout)
         if self.events is not None:
             routes = tuple(self.events)

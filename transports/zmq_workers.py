@@ -41,6 +41,7 @@ from nanomsg_kernel.errors import ConfigError, TransportError
 from nanomsg_kernel.transports.base import FrameHandler
 from nanomsg_kernel.transports.zmq_endpoints import Endpoint, public_url
 from nanomsg_kernel.transports.zmq_options import ListenOptions, configure
+from nanomsg_kernel.transports.zmq_peers import PeerLimit, default_max_peers
 from nanomsg_kernel.transports.zmq_security import ServerCurve
 from nanomsg_kernel.transports.zmq_server import DRAIN_SECONDS, FrameServer
 from nanomsg_kernel.transports.zmq_socket import last_endpoint
@@ -278,6 +279,8 @@ class WorkerFarm:
         self.restarts = 0
         """Workers started again after dying."""
         self.bound: list[str] = []
+        self.limits: list[PeerLimit] = []
+        """The peer cap of each public socket (watched from this process's event loop)."""
         """The public addresses bound (the private ones live in a directory of their own)."""
 
     @property
@@ -308,6 +311,8 @@ class WorkerFarm:
             raise ConfigError(f"cannot bind {address}: {exc}") from None
         if public:
             self.bound.append(address)
+            limit = self._opts.max_peers if self._opts.max_peers is not None else default_max_peers()
+            self.limits.append(PeerLimit(sock, limit, last_endpoint(sock)))
         return sock
 
     async def start(self) -> str:
@@ -415,6 +420,9 @@ class WorkerFarm:
                 await asyncio.wait(pending, timeout=10.0)
             # Let clients read the last replies before their connections close.
             await asyncio.sleep(max(0.0, min(DRAIN_SECONDS, deadline - loop.time())))
+        for limit in self.limits:
+            limit.close(disable=False)  # the proxy thread owns the socket
+        self.limits.clear()
         for proxy in self._proxies:
             await proxy.stop()
         self._proxies.clear()

@@ -1,0 +1,165 @@
+"""A cap on the peers connected to one bound ZeroMQ socket, so that no listener can exhaust
+the process's file descriptors.
+
+libzmq accepts every connection a bound socket receives and offers no option to limit them:
+``ZMQ_MAXMSGSIZE`` bounds messages, ``ZMQ_HANDSHAKE_IVL`` the time a handshake may take,
+``ZMQ_ROUTER_HANDOVER`` decides which of two peers with the same routing id keeps it, and a
+ZAP handler is asked only once a peer starts the handshake, so a peer that connects and sends
+nothing holds a descriptor for the whole handshake interval (30 s by default) without ever
+being asked about. What libzmq does report is every connection: its socket monitor sends
+``EVENT_ACCEPTED`` with the new connection's descriptor, and ``EVENT_DISCONNECTED`` with the
+same descriptor when libzmq closes it (whatever the reason, handshake done or not).
+
+:class:`PeerLimit` counts those. A connection accepted beyond ``limit`` is shut down
+(``shutdown(2)``, never ``close(2)``: the descriptor stays libzmq's); libzmq then reads the
+end of the stream, drops the connection cleanly and closes the descriptor itself, and the
+peer sees its connection closed (a ZeroMQ peer tries again after its reconnect interval).
+Before shutting a descriptor down, the monitor's events are read up to the last one (a
+descriptor libzmq closed meanwhile has its ``EVENT_DISCONNECTED`` there) and the descriptor's
+local address is checked to be the bound endpoint's. Refusals are counted and logged at most
+once per :data:`~nanomsg_kernel.transports.zmq_held.WARN_INTERVAL` seconds.
+
+The default limit, :func:`default_max_peers`, leaves a reserve below ``RLIMIT_NOFILE`` for
+the rest of the process (its other listeners, its outgoing connections, ZeroMQ's own
+descriptors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import resource
+import socket
+import struct
+from typing import Any
+
+import zmq
+
+from nanomsg_kernel.transports.zmq_ratelog import RateLimitedLog
+from nanomsg_kernel.transports.zmq_socket import SocketPump
+
+__all__ = ["RESERVE_FRACTION", "RESERVE_MIN", "PeerLimit", "default_max_peers"]
+
+log = logging.getLogger("nanomsg_kernel.transports.zmq")
+
+RESERVE_MIN = 64
+"""Descriptors always left to the rest of the process by the default limit."""
+
+RESERVE_FRACTION = 4
+"""The default limit leaves at least ``RLIMIT_NOFILE // RESERVE_FRACTION`` descriptors."""
+
+_EVENT_HEADER = struct.Struct("=hi")
+_ACCEPTED = int(zmq.EVENT_ACCEPTED)
+_DISCONNECTED = int(zmq.EVENT_DISCONNECTED)
+_WATCHED = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
+
+
+def default_max_peers(soft_limit: int | None = None) -> int:
+    """The default cap on one listener's peers: ``RLIMIT_NOFILE`` (its soft limit) less a
+    reserve of a quarter of it, at least :data:`RESERVE_MIN` descriptors."""
+    if soft_limit is None:
+        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft_limit == resource.RLIM_INFINITY or soft_limit <= 0 or soft_limit > 1 << 20:
+        soft_limit = 1 << 20
+    reserve = max(RESERVE_MIN, soft_limit // RESERVE_FRACTION)
+    return max(1, soft_limit - reserve)
+
+
+def _is_accepted_on(fd: int, endpoint: str) -> bool:
+    """Whether descriptor ``fd`` is a connection accepted on ``endpoint`` (a ZeroMQ address
+    with its real port: ``tcp://host:port``, ``ipc://path``)."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return False  # not a socket (any more)
+    try:
+        name = sock.getsockname()
+    except OSError:
+        return False
+    finally:
+        sock.detach()
+    if endpoint.startswith("tcp://"):
+        return isinstance(name, tuple) and str(name[1]) == endpoint.rsplit(":", 1)[1]
+    if endpoint.startswith("ipc://"):
+        path = endpoint[len("ipc://"):]
+        if path.startswith("@"):
+            path = "\0" + path[1:]
+        return bool(name == path or name == path.encode())
+    return False
+
+
+class PeerLimit:
+    """Counts the peers connected to a bound socket and shuts down those over ``limit``.
+
+    Args:
+        sock: the bound socket (``ROUTER``, ``SUB``); its monitor is this object's.
+        limit: the most peers connected at once.
+        endpoint: the address ``sock`` is bound to, with its real port (``LAST_ENDPOINT``).
+    """
+
+    def __init__(self, sock: zmq.Socket[Any], limit: int, endpoint: str) -> None:
+        self.limit = limit
+        self.endpoint = endpoint
+        self.connected: set[int] = set()
+        """Descriptors of the peers connected now (not counting those being shut down)."""
+        self.peak = 0
+        """The most peers ever connected at once."""
+        self.refused = 0
+        """Connections shut down because ``limit`` peers were connected."""
+        self._sock = sock
+        self._over: set[int] = set()
+        """Descriptors accepted over the limit, to shut down after this batch of events."""
+        self._draining = False
+        self._warn = RateLimitedLog(log, f"refused a ZeroMQ peer on {endpoint}: {limit} peers connected (max_peers)")
+        self._monitor: zmq.Socket[Any] = sock.get_monitor_socket(_WATCHED)
+        self._monitor.linger = 0
+        self._pump = SocketPump(self._monitor, self._on_event, after_batch=self._after_batch)
+
+    def _on_event(self, parts: list[bytes]) -> None:
+        if len(parts) != 2 or len(parts[0]) != 6:
+            return
+        event, fd = _EVENT_HEADER.unpack(parts[0])
+        if event == _ACCEPTED:
+            if len(self.connected) >= self.limit:
+                self._over.add(fd)
+            else:
+                self.connected.add(fd)
+                if len(self.connected) > self.peak:
+                    self.peak = len(self.connected)
+        elif event == _DISCONNECTED:
+            self.connected.discard(fd)
+            self._over.discard(fd)  # closed before it was shut down
+
+    def _after_batch(self) -> None:
+        if not self._over or self._draining:
+            return
+        self._draining = True
+        try:
+            self._pump.drain()  # every event up to now: a descriptor closed meanwhile is known
+        finally:
+            self._draining = False
+        over, self._over = self._over, set()
+        for fd in over:
+            self._shut(fd)
+
+    def _shut(self, fd: int) -> None:
+        if not _is_accepted_on(fd, self.endpoint):
+            return  # closed meanwhile (libzmq reports it), never someone else's descriptor
+        sock = socket.socket(fileno=fd)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return
+        finally:
+            sock.detach()
+        self.refused += 1
+        self._warn()
+
+    def close(self, *, disable: bool = True) -> None:
+        """Stop watching (before the socket closes). ``disable=False`` when another thread
+        uses the socket (a proxy's): its monitor then just has no reader any more."""
+        self._pump.close()
+        if disable:
+            with contextlib.suppress(zmq.ZMQError):
+                self._sock.disable_monitor()
+        self._monitor.close(0)
