@@ -16,6 +16,7 @@ import textwrap
 from collections.abc import Callable, Iterator
 
 import pytest
+from reliability.figures import record
 
 from nanomsg_kernel.contracts.calc import CalcRoute, Echo
 from nanomsg_kernel.frame import Kind
@@ -166,6 +167,8 @@ async def test_a_flood_of_idle_connections_stops_neither_another_listener_nor_ou
                 assert CODEC.decode(await client.request(frame, 10.0)).reply == "other"
             async with ZmqTransport().listen("zmq+tcp://127.0.0.1:0", echo_handler, events=[]) as mine:
                 assert await ask(f"call {mine.url}") == "out"  # the flooded process calls out
+        record("flood zmq+tcp", rlimit_nofile=256, idle_connections=300, max_peers=int(max_peers),
+               connected=connected, refused=refused, other_listener="served", outgoing_call="answered")
     finally:
         stdin.close()
         with contextlib.suppress(ProcessLookupError):

@@ -31,6 +31,9 @@ TITLES = {
     "backpressure": "Full queues",
     "restart": "Server process killed and restarted",
     "reconnect": "Reconnect after a server restart (conformance)",
+    "wait": "Calls made while a ZeroMQ service restarts on the same port",
+    "held": "A ZeroMQ client that never reads its replies",
+    "flood": "A flood of idle connections to one ZeroMQ listener",
     "long": "Long soak (--long only)",
 }
 """Table titles by kind of test, in the order the tables are printed."""
