@@ -264,9 +264,11 @@ class ZmqConnection(Connection):
                 raw_send(self._sock, frame, _NB)
             except _Again:
                 pending.discard(cid)
+                pump.recheck()  # the failed send may have taken the news of a reply
                 return await self._request_when_room(frame, cid, timeout)
             except zmq.ZMQError as exc:
                 pending.discard(cid)
+                pump.recheck()  # the failed send may have taken the news of a reply
                 raise Unavailable(f"{self.url}: cannot send: {exc}") from None
             pump.kick()
         try:
