@@ -16,7 +16,7 @@ the shorter, else ``Unavailable``). It fails sooner, with ``Unavailable``, only 
 endpoint refused the Curve handshake, or refused the connection without ever having been
 connected (nothing listens there: a wrong address, or a service not started yet). Once an
 endpoint has been connected, a drop is taken for a restart: libzmq's
-``EVENT_CONNECT_RETRIED`` means a retry is *scheduled* (every 0.1 s, backing off to 2 s), and
+``EVENT_CONNECT_RETRIED`` means a retry is *scheduled* (every 0.1 s, backing off to 0.5 s), and
 requests wait for it rather than failing while the service comes back.
 
 Events: ``send(frame)`` publishes on an ``XPUB`` connected to each service's events
@@ -60,6 +60,11 @@ _FAILED = {
 }
 _EVENT_HEADER = struct.Struct("=hi")
 _EVENTS_LINGER_MS = 1000
+
+RECONNECT_MAX_MS = 500
+"""The longest interval between two connection attempts to an endpoint that is down (from
+0.1 s, doubling): a service that comes back is used again within half a second, so calls
+waiting for it succeed within a deadline of a second or more."""
 _NB = int(zmq.NOBLOCK)
 
 
@@ -153,7 +158,7 @@ class ZmqConnection(Connection):
             configure(sock, self.options, ipv6=self._ipv6())
             sock.immediate = 1
             sock.reconnect_ivl = 100
-            sock.reconnect_ivl_max = 2000
+            sock.reconnect_ivl_max = RECONNECT_MAX_MS
             if self._curve is not None:
                 self._curve.apply(sock)
             monitor = sock.get_monitor_socket(_MONITORED)
@@ -351,7 +356,7 @@ class ZmqConnection(Connection):
             pub.xpub_nodrop = 1
             pub.xpub_verboser = 1  # every (un)subscription of every service, to count them
             pub.reconnect_ivl = 100
-            pub.reconnect_ivl_max = 2000
+            pub.reconnect_ivl_max = RECONNECT_MAX_MS
             if self._curve is not None:
                 self._curve.apply(pub)
             for ep in self.endpoints:
