@@ -52,6 +52,8 @@ log = logging.getLogger("nanomsg_kernel.transports.zmq")
 _proxy_ids = itertools.count(1)
 _MAX_RESPAWN_DELAY = 5.0
 _STABLE_AFTER = 10.0
+_CONNECT_WAIT_MS = 10_000
+"""How long a starting worker waits for its connection to the proxy before saying ready."""
 
 
 @dataclass(frozen=True)
@@ -146,7 +148,15 @@ async def _serve(handler: FrameHandler, spec: WorkerSpec, conn: multiprocessing.
         router.sndhwm = router.rcvhwm = spec.hwm
         router.maxmsgsize = spec.max_frame
         router.router_mandatory = 1
+        # "ready" once the proxy can hand this worker requests: its DEALER spreads them over
+        # the connections that are up, so a worker still connecting would get none.
+        handshake = router.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         router.connect(spec.requests)
+        try:
+            await asyncio.to_thread(handshake.poll, _CONNECT_WAIT_MS)
+        finally:
+            router.disable_monitor()
+            handshake.close(0)
         server.serve_requests(router)
         if spec.events is not None:
             pull = ctx.socket(zmq.PULL)
