@@ -35,6 +35,8 @@ TITLES = {
     "held": "A ZeroMQ client that never reads its replies",
     "flood": "A flood of idle connections to one ZeroMQ listener",
     "long": "Long soak (--long only)",
+    "descriptor": "Descriptor flood: one listener flooded in a process with a low RLIMIT_NOFILE",
+    "held": "Replies held for a client that does not read",
 }
 """Table titles by kind of test, in the order the tables are printed."""
 
