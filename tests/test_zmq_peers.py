@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import os
 import re
-import resource
 import socket
 import sys
 import textwrap
@@ -19,9 +18,9 @@ import pytest
 from reliability.figures import record
 
 from nanomsg_kernel.contracts.calc import CalcRoute, Echo
+from nanomsg_kernel.fdbudget import DescriptorBudget, listener_share
 from nanomsg_kernel.frame import Kind
 from nanomsg_kernel.transports.zmq import ZmqListener, ZmqTransport
-from nanomsg_kernel.transports.zmq_peers import RESERVE_MIN, default_max_peers
 
 CODEC = CalcRoute.codec()
 
@@ -89,13 +88,21 @@ async def test_peers_over_max_peers_are_disconnected_and_the_others_served() -> 
                 assert listener.connected_peers == 3
 
 
-def test_the_default_leaves_a_reserve_below_the_descriptor_limit() -> None:
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    assert default_max_peers() < soft or soft == resource.RLIM_INFINITY
-    assert default_max_peers(1024) == 768
-    assert default_max_peers(100) == 100 - RESERVE_MIN
-    assert default_max_peers(65536) == 49152
-    assert default_max_peers(10) == 1
+async def test_peers_hold_descriptors_of_the_shared_budget() -> None:
+    """Each peer takes a descriptor of the budget shared with the other listeners and gives
+    it back when it leaves; with none left, a peer is refused whatever ``max_peers`` says."""
+    budget = DescriptorBudget(capacity=2)
+    async with ZmqTransport().listen("zmq+tcp://127.0.0.1:0", echo_handler, events=[],
+                                     descriptor_budget=budget) as listener:
+        assert listener.max_peers == listener_share()
+        host, port = address(listener)
+        with raw_connections(host, port, 2):
+            await eventually(lambda: budget.held == 2)
+            with raw_connections(host, port, 1) as extra:
+                assert await closed_by_peer(extra[0])
+            assert listener.refused_peers == 1 and listener.connected_peers == 2
+        await eventually(lambda: budget.held == 0)
+    assert budget.held == 0
 
 
 FLOODED = textwrap.dedent("""
@@ -134,8 +141,9 @@ FLOODED = textwrap.dedent("""
 @pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_NOFILE semantics")
 async def test_a_flood_of_idle_connections_stops_neither_another_listener_nor_outgoing_calls() -> None:
     """A server process limited to 256 descriptors: 300 idle TCP connections to one of its
-    listeners. The listener takes its default ``max_peers`` (192) and sheds the rest; the
-    process's other listener serves, and it can still make an outgoing call."""
+    listeners. The listener takes its default ``max_peers`` (its share of the process's
+    descriptors: 96) and sheds the rest; the process's other listener serves, and it can
+    still make an outgoing call."""
     env = dict(os.environ)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", FLOODED, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
@@ -152,7 +160,7 @@ async def test_a_flood_of_idle_connections_stops_neither_another_listener_nor_ou
     try:
         async with asyncio.timeout(30):
             flooded_url, other_url, max_peers, _ = (await stdout.readline()).decode().split()
-        assert int(max_peers) == default_max_peers(256) == 192
+        assert int(max_peers) == listener_share(256) == 96
         match = re.match(r"zmq\+tcp://([^:]+):(\d+)", flooded_url)
         assert match is not None
         with raw_connections(match.group(1), int(match.group(2)), 300):
@@ -161,7 +169,7 @@ async def test_a_flood_of_idle_connections_stops_neither_another_listener_nor_ou
                     connected, refused = map(int, (await ask("peers")).split())
                     if connected + refused >= 300:
                         break
-            assert connected <= 192 and refused >= 300 - 192
+            assert connected <= 96 and refused >= 300 - 96
             async with ZmqTransport().connect(other_url) as client:  # the other listener serves
                 frame = CODEC.encode(Echo(text="other"), correlation_id=3)
                 assert CODEC.decode(await client.request(frame, 10.0)).reply == "other"

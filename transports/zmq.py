@@ -32,12 +32,13 @@ import zmq
 
 from nanomsg_kernel.contract import contract_info
 from nanomsg_kernel.errors import ConfigError
+from nanomsg_kernel.fdbudget import listener_share
 from nanomsg_kernel.frame import MAGIC, WIRE_VERSION, Kind
 from nanomsg_kernel.transports.base import FrameHandler, Listener, Transport
 from nanomsg_kernel.transports.zmq_client import ZmqConnection
 from nanomsg_kernel.transports.zmq_endpoints import bind_endpoints, public_url
 from nanomsg_kernel.transports.zmq_options import ListenOptions, configure
-from nanomsg_kernel.transports.zmq_peers import PeerLimit, default_max_peers
+from nanomsg_kernel.transports.zmq_peers import PeerLimit
 from nanomsg_kernel.transports.zmq_server import FrameServer
 from nanomsg_kernel.transports.zmq_socket import last_endpoint
 from nanomsg_kernel.transports.zmq_workers import WorkerFarm, locate_handler
@@ -119,7 +120,7 @@ class ZmqListener(Listener):
     @property
     def max_peers(self) -> int:
         """Peers connected at once to each bound socket (the option, or its default)."""
-        return self.options.max_peers if self.options.max_peers is not None else default_max_peers()
+        return self.options.max_peers if self.options.max_peers is not None else listener_share()
 
     @property
     def connected_peers(self) -> int:
@@ -171,7 +172,8 @@ class ZmqListener(Listener):
         except zmq.ZMQError as exc:
             raise ConfigError(f"cannot bind {address}: {exc}") from None
         self._bound.append(address)
-        self._limits.append(PeerLimit(sock, self.max_peers, last_endpoint(sock)))
+        self._limits.append(PeerLimit(sock, self.options.max_peers, last_endpoint(sock),
+                                      self.options.budget()))
         return sock
 
     def _start_here(self) -> None:

@@ -19,50 +19,38 @@ descriptor libzmq closed meanwhile has its ``EVENT_DISCONNECTED`` there) and the
 local address is checked to be the bound endpoint's. Refusals are counted and logged at most
 once per :data:`~nanomsg_kernel.transports.zmq_held.WARN_INTERVAL` seconds.
 
-The default limit, :func:`default_max_peers`, leaves a reserve below ``RLIMIT_NOFILE`` for
-the rest of the process (its other listeners, its outgoing connections, ZeroMQ's own
-descriptors).
+Every peer also holds a descriptor of the process's
+:class:`~nanomsg_kernel.fdbudget.DescriptorBudget`, shared with the other listeners of every
+transport (:class:`~nanomsg_kernel.transports.admission.ConnectionGate`): the default limit
+is a listener's share of it (:func:`~nanomsg_kernel.fdbudget.listener_share`), and a peer
+accepted when the process has no descriptor left for listeners is shut down the same way,
+so a reserve below ``RLIMIT_NOFILE`` always stays for the rest of the process (its other
+listeners, its outgoing connections, ZeroMQ's own descriptors).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import resource
 import socket
 import struct
 from typing import Any
 
 import zmq
 
+from nanomsg_kernel.fdbudget import DescriptorBudget
+from nanomsg_kernel.transports.admission import ConnectionGate
 from nanomsg_kernel.transports.zmq_ratelog import RateLimitedLog
 from nanomsg_kernel.transports.zmq_socket import SocketPump
 
-__all__ = ["RESERVE_FRACTION", "RESERVE_MIN", "PeerLimit", "default_max_peers"]
+__all__ = ["PeerLimit"]
 
 log = logging.getLogger("nanomsg_kernel.transports.zmq")
-
-RESERVE_MIN = 64
-"""Descriptors always left to the rest of the process by the default limit."""
-
-RESERVE_FRACTION = 4
-"""The default limit leaves at least ``RLIMIT_NOFILE // RESERVE_FRACTION`` descriptors."""
 
 _EVENT_HEADER = struct.Struct("=hi")
 _ACCEPTED = int(zmq.EVENT_ACCEPTED)
 _DISCONNECTED = int(zmq.EVENT_DISCONNECTED)
 _WATCHED = zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED
-
-
-def default_max_peers(soft_limit: int | None = None) -> int:
-    """The default cap on one listener's peers: ``RLIMIT_NOFILE`` (its soft limit) less a
-    reserve of a quarter of it, at least :data:`RESERVE_MIN` descriptors."""
-    if soft_limit is None:
-        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if soft_limit == resource.RLIM_INFINITY or soft_limit <= 0 or soft_limit > 1 << 20:
-        soft_limit = 1 << 20
-    reserve = max(RESERVE_MIN, soft_limit // RESERVE_FRACTION)
-    return max(1, soft_limit - reserve)
 
 
 def _is_accepted_on(fd: int, endpoint: str) -> bool:
@@ -89,28 +77,33 @@ def _is_accepted_on(fd: int, endpoint: str) -> bool:
 
 
 class PeerLimit:
-    """Counts the peers connected to a bound socket and shuts down those over ``limit``.
+    """Counts the peers connected to a bound socket and shuts down those it cannot admit.
 
     Args:
         sock: the bound socket (``ROUTER``, ``SUB``); its monitor is this object's.
-        limit: the most peers connected at once.
+        limit: the most peers connected at once (``None``: the listener's share of the
+            process's descriptors).
         endpoint: the address ``sock`` is bound to, with its real port (``LAST_ENDPOINT``).
+        budget: the descriptors peers take one each of (default: the process's).
     """
 
-    def __init__(self, sock: zmq.Socket[Any], limit: int, endpoint: str) -> None:
-        self.limit = limit
+    def __init__(self, sock: zmq.Socket[Any], limit: int | None, endpoint: str,
+                 budget: DescriptorBudget | None = None) -> None:
+        self.gate = ConnectionGate(limit, budget)
+        """Admits peers against ``limit`` and the process's descriptors."""
+        self.limit = self.gate.max_connections
         self.endpoint = endpoint
         self.connected: set[int] = set()
-        """Descriptors of the peers connected now (not counting those being shut down)."""
+        """Descriptors of the peers admitted and connected now."""
         self.peak = 0
         """The most peers ever connected at once."""
-        self.refused = 0
-        """Connections shut down because ``limit`` peers were connected."""
         self._sock = sock
         self._over: set[int] = set()
         """Descriptors accepted over the limit, to shut down after this batch of events."""
         self._draining = False
-        self._warn = RateLimitedLog(log, f"refused a ZeroMQ peer on {endpoint}: {limit} peers connected (max_peers)")
+        self._warn = RateLimitedLog(
+            log, f"refused a ZeroMQ peer on {endpoint}: {self.limit} peers connected (max_peers), "
+            "or no descriptor left for listeners")
         self._monitor: zmq.Socket[Any] = sock.get_monitor_socket(_WATCHED)
         self._monitor.linger = 0
         self._pump = SocketPump(self._monitor, self._on_event, after_batch=self._after_batch)
@@ -120,14 +113,16 @@ class PeerLimit:
             return
         event, fd = _EVENT_HEADER.unpack(parts[0])
         if event == _ACCEPTED:
-            if len(self.connected) >= self.limit:
-                self._over.add(fd)
-            else:
+            if self.gate.admit():
                 self.connected.add(fd)
                 if len(self.connected) > self.peak:
                     self.peak = len(self.connected)
+            else:
+                self._over.add(fd)
         elif event == _DISCONNECTED:
-            self.connected.discard(fd)
+            if fd in self.connected:
+                self.connected.discard(fd)
+                self.gate.release()
             self._over.discard(fd)  # closed before it was shut down
 
     def _after_batch(self) -> None:
@@ -152,12 +147,21 @@ class PeerLimit:
             return
         finally:
             sock.detach()
-        self.refused += 1
         self._warn()
 
+    @property
+    def refused(self) -> int:
+        """Connections shut down: ``limit`` peers were connected, or the process had no
+        descriptor left for listeners."""
+        return self.gate.refused
+
     def close(self, *, disable: bool = True) -> None:
-        """Stop watching (before the socket closes). ``disable=False`` when another thread
-        uses the socket (a proxy's): its monitor then just has no reader any more."""
+        """Stop watching (before the socket closes, which ends its connections: their
+        descriptors go back to the budget). ``disable=False`` when another thread uses the
+        socket (a proxy's): its monitor then just has no reader any more."""
+        for _fd in self.connected:
+            self.gate.release()
+        self.connected.clear()
         self._pump.close()
         if disable:
             with contextlib.suppress(zmq.ZMQError):

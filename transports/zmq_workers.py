@@ -41,7 +41,7 @@ from nanomsg_kernel.errors import ConfigError, TransportError
 from nanomsg_kernel.transports.base import FrameHandler
 from nanomsg_kernel.transports.zmq_endpoints import Endpoint, public_url
 from nanomsg_kernel.transports.zmq_options import ListenOptions, configure
-from nanomsg_kernel.transports.zmq_peers import PeerLimit, default_max_peers
+from nanomsg_kernel.transports.zmq_peers import PeerLimit
 from nanomsg_kernel.transports.zmq_security import ServerCurve
 from nanomsg_kernel.transports.zmq_server import DRAIN_SECONDS, FrameServer
 from nanomsg_kernel.transports.zmq_socket import last_endpoint
@@ -321,8 +321,7 @@ class WorkerFarm:
             raise ConfigError(f"cannot bind {address}: {exc}") from None
         if public:
             self.bound.append(address)
-            limit = self._opts.max_peers if self._opts.max_peers is not None else default_max_peers()
-            self.limits.append(PeerLimit(sock, limit, last_endpoint(sock)))
+            self.limits.append(PeerLimit(sock, self._opts.max_peers, last_endpoint(sock), self._opts.budget()))
         return sock
 
     async def start(self) -> str:

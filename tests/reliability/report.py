@@ -32,7 +32,6 @@ TITLES = {
     "restart": "Server process killed and restarted",
     "reconnect": "Reconnect after a server restart (conformance)",
     "wait": "Calls made while a ZeroMQ service restarts on the same port",
-    "held": "A ZeroMQ client that never reads its replies",
     "flood": "A flood of idle connections to one ZeroMQ listener",
     "long": "Long soak (--long only)",
     "descriptor": "Descriptor flood: one listener flooded in a process with a low RLIMIT_NOFILE",
