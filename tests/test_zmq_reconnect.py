@@ -116,9 +116,12 @@ async def test_nothing_ever_listening_still_fails_at_once() -> None:
     probe = await listen(0)
     port = port_of(probe)
     await probe.close(grace=0.0)
-    async with ZmqTransport().connect(f"zmq+tcp://127.0.0.1:{port}") as conn:
+    conn = ZmqTransport().connect(f"zmq+tcp://127.0.0.1:{port}")
+    try:
         loop = asyncio.get_running_loop()
         started = loop.time()
         with pytest.raises(Unavailable, match="nothing accepts connections"):
             await call(conn, "nobody", 30.0)
         assert loop.time() - started < 25.0
+    finally:
+        await conn.close()

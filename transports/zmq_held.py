@@ -11,8 +11,9 @@ make the server keep is bounded here, in bytes:
 * one client may have ``per_client`` bytes counted, all of them together ``total``. A reply
   that would go over either is dropped at once, unless its client has nothing counted (so
   one reply of any size the listener allows always gets through). A dropped reply is counted
-  (``dropped_replies``, ``dropped_reply_bytes``) and logged at most once per
-  :data:`WARN_INTERVAL` seconds; its caller meets its deadline.
+  (``dropped_replies``, ``dropped_reply_bytes``) and logged through
+  :func:`~nanomsg_kernel.ratelimit.rate_limited` (one line per interval, with a count); its
+  caller meets its deadline.
 
 Smaller replies that ZeroMQ took are bounded by the high-water mark: at most ``hwm`` of them,
 each under :data:`TRACK_FROM` bytes, per client.
@@ -36,12 +37,14 @@ from typing import Any
 
 import zmq
 
-from nanomsg_kernel.transports.zmq_ratelog import RateLimitedLog
+from nanomsg_kernel.ratelimit import rate_limited
 from nanomsg_kernel.transports.zmq_socket import SocketPump, raw_send
 
-__all__ = ["HELD_OVERHEAD", "RECHECK", "TRACK_FROM", "WARN_INTERVAL", "HeldReplies"]
+__all__ = ["HELD_OVERHEAD", "RECHECK", "TRACK_FROM", "HeldReplies"]
 
 log = logging.getLogger("nanomsg_kernel.transports.zmq")
+peer_log = rate_limited(log)
+"""For what a client can cause: one line per interval and kind, with a count."""
 
 TRACK_FROM = 64 * 1024
 """Replies this large or larger are sent without a copy and counted until libzmq has written
@@ -52,9 +55,6 @@ HELD_OVERHEAD = 256
 
 RECHECK = 0.1
 """Seconds between two looks at held replies when the socket signals nothing."""
-
-WARN_INTERVAL = 10.0
-"""Seconds between two warnings about dropped replies."""
 
 _NB = int(zmq.NOBLOCK)
 _MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
@@ -133,10 +133,6 @@ class HeldReplies:
         self._timer: asyncio.TimerHandle | None = None
         self._empty: asyncio.Future[None] | None = None
         self._loop = pump.loop
-        self._warn_budget = RateLimitedLog(log, "dropped a reply: its client holds too many bytes unread",
-                                           WARN_INTERVAL)
-        self._warn_timeout = RateLimitedLog(
-            log, f"dropped a reply: the client did not make room for {reply_timeout:g}s", WARN_INTERVAL)
 
     # -- sending --------------------------------------------------------------------------
 
@@ -152,7 +148,7 @@ class HeldReplies:
         if client is not None and client.held:  # the queue is full: no use trying
             return self.hold(parts, key)
         if not self._admit(client, size + HELD_OVERHEAD):  # (what it costs if it is held)
-            self._drop(size, self._warn_budget)
+            self._drop_over_budget(size)
             return None
         done = self._send_tracked(parts, key, client)
         if done is False:
@@ -191,7 +187,7 @@ class HeldReplies:
         client = self.clients.get(key)
         cost = len(parts[-1]) + HELD_OVERHEAD
         if not admitted and not self._admit(client, cost):
-            self._drop(len(parts[-1]), self._warn_budget)
+            self._drop_over_budget(len(parts[-1]))
             return None
         if client is None:
             client = self.clients[key] = _Client()
@@ -209,7 +205,7 @@ class HeldReplies:
         self.counters.dropped_replies += 1
         self.counters.dropped_reply_bytes += len(parts[-1])
         if exc.errno != _EHOSTUNREACH and exc.errno not in (zmq.ETERM, zmq.ENOTSOCK):
-            log.warning("could not send a reply: %s", exc)
+            peer_log.warning("could not send a reply: %s", exc)
 
     def _admit(self, client: _Client | None, cost: int) -> bool:
         if client is None or client.bytes == 0:
@@ -226,11 +222,17 @@ class HeldReplies:
         if self.bytes > self.peak_bytes:
             self.peak_bytes = self.bytes
 
-    def _drop(self, size: int, warn: RateLimitedLog) -> None:
+    def _count_drop(self, size: int) -> None:
         self.counters.dropped_replies += 1
         self.counters.dropped_reply_bytes += size
-        warn(f"{self.counters.dropped_replies} replies dropped in all; {self.bytes} bytes counted now "
-             f"(limits: {self.per_client} per client, {self.total} in all)")
+
+    def _drop_over_budget(self, size: int) -> None:
+        self._count_drop(size)
+        peer_log.warning(
+            "dropped a reply of %d bytes: its client holds too many bytes unread (%d bytes counted now; "
+            "limits: %d per client, %d in all; %d replies dropped so far)",
+            size, self.bytes, self.per_client, self.total, self.counters.dropped_replies,
+        )
 
     def _prune_all(self) -> None:
         for key, client in list(self.clients.items()):
@@ -263,7 +265,8 @@ class HeldReplies:
                     while held and held[0][1] <= now:  # oldest first: their time is up
                         late, _drop_at, late_cost = held.popleft()
                         self._forget(client, late_cost)
-                        self._drop(len(late[-1]), self._warn_timeout)
+                        self._count_drop(len(late[-1]))
+                        peer_log.warning("dropped a reply: the client did not make room for %gs", self.reply_timeout)
                     break
                 held.popleft()
                 self._forget(client, cost)

@@ -16,8 +16,8 @@ end of the stream, drops the connection cleanly and closes the descriptor itself
 peer sees its connection closed (a ZeroMQ peer tries again after its reconnect interval).
 Before shutting a descriptor down, the monitor's events are read up to the last one (a
 descriptor libzmq closed meanwhile has its ``EVENT_DISCONNECTED`` there) and the descriptor's
-local address is checked to be the bound endpoint's. Refusals are counted and logged at most
-once per :data:`~nanomsg_kernel.transports.zmq_held.WARN_INTERVAL` seconds.
+local address is checked to be the bound endpoint's. Refusals are counted and logged through
+:func:`~nanomsg_kernel.ratelimit.rate_limited` (one line per interval, with a count).
 
 Every peer also holds a descriptor of the process's
 :class:`~nanomsg_kernel.fdbudget.DescriptorBudget`, shared with the other listeners of every
@@ -39,13 +39,15 @@ from typing import Any
 import zmq
 
 from nanomsg_kernel.fdbudget import DescriptorBudget
+from nanomsg_kernel.ratelimit import rate_limited
 from nanomsg_kernel.transports.admission import ConnectionGate
-from nanomsg_kernel.transports.zmq_ratelog import RateLimitedLog
 from nanomsg_kernel.transports.zmq_socket import SocketPump
 
 __all__ = ["PeerLimit"]
 
 log = logging.getLogger("nanomsg_kernel.transports.zmq")
+peer_log = rate_limited(log)
+"""For what a peer can cause: one line per interval and kind, with a count."""
 
 _EVENT_HEADER = struct.Struct("=hi")
 _ACCEPTED = int(zmq.EVENT_ACCEPTED)
@@ -101,9 +103,6 @@ class PeerLimit:
         self._over: set[int] = set()
         """Descriptors accepted over the limit, to shut down after this batch of events."""
         self._draining = False
-        self._warn = RateLimitedLog(
-            log, f"refused a ZeroMQ peer on {endpoint}: {self.limit} peers connected (max_peers), "
-            "or no descriptor left for listeners")
         self._monitor: zmq.Socket[Any] = sock.get_monitor_socket(_WATCHED)
         self._monitor.linger = 0
         self._pump = SocketPump(self._monitor, self._on_event, after_batch=self._after_batch)
@@ -147,7 +146,8 @@ class PeerLimit:
             return
         finally:
             sock.detach()
-        self._warn()
+        peer_log.warning("%s: refused a ZeroMQ peer: %d peers connected (max_peers %d), or no descriptor "
+                         "left for listeners", self.endpoint, len(self.connected), self.limit)
 
     @property
     def refused(self) -> int:
