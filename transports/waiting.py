@@ -10,13 +10,10 @@ names, which never starts.
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING
 
 from nanomsg_kernel.frame import HEADER_SIZE, Kind
 from nanomsg_kernel.transports.base import correlation_id_of
-
-if TYPE_CHECKING:
-    from nanomsg_kernel.transports.server_core import Caller
+from nanomsg_kernel.transports.caller import Caller
 
 __all__ = ["WAITING_BYTES", "WAITING_FRAMES", "Waiting"]
 
