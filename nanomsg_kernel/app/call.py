@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from nanomsg_kernel.app.config import import_ref
+from nanomsg_kernel.app.imports import import_ref
 from nanomsg_kernel.app.jsonio import BytesFormat, loads, to_json
 from nanomsg_kernel.client import Client
 from nanomsg_kernel.errors import ConfigError, DeadlineExceeded
