@@ -322,3 +322,22 @@ def test_the_tls_example_serves_as_its_comments_say(tmp_path: Path) -> None:
                              "--tls-ca", str(tmp_path / "tls_certs" / "client.pem"))
         assert code == 0, err
         assert json.loads(out)["result"] == 42
+
+
+def test_the_config_examples_in_the_docs_are_valid_toml_with_known_keys(tmp_path: Path) -> None:
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    blocks = [block for page in ("docs/cli/serve.md", "docs/security.md")
+              for block in re.findall(r"```toml\n(.*?)```", (root / page).read_text(encoding="utf-8"), re.S)]
+    assert len(blocks) >= 4
+    for block in blocks:
+        tomllib.loads(block)
+        if "[services." not in block:
+            continue
+        try:
+            parse_config(block, str(tmp_path / "node.toml"))
+        except NodeConfigError as exc:  # their modules and files may be the reader's own
+            for problem in exc.problems:
+                assert "unknown key" not in problem and "expected" not in problem, problem
