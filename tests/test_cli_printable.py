@@ -100,7 +100,15 @@ def hostile_url() -> Iterator[str]:
 
 
 def run(*args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(main, list(args), input=stdin)
+    """The command run in this process; the log handler it installs is taken away again."""
+    root = logging.getLogger()
+    level = root.level
+    try:
+        result = CliRunner().invoke(main, list(args), input=stdin)
+    finally:
+        for handler in [h for h in root.handlers if h.get_name() == "nanomsg_kernel.cli"]:
+            root.removeHandler(handler)
+        root.setLevel(level)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.stdout, result.stderr
@@ -141,7 +149,7 @@ def test_text_without_control_characters_is_printed_as_it_is() -> None:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=TEXT)
+@given(text=TEXT.filter(lambda t: not t.startswith("!")))
 def test_call_prints_a_hostile_reply_and_error_escaped(hostile_url: str, text: str) -> None:
     code, out, err = run("call", hostile_url, "Echo", "-k", KERNEL, "--json", json.dumps({"text": text}))
     assert (code, err) == (0, "")
