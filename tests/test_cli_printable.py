@@ -294,3 +294,20 @@ def test_a_traceback_keeps_its_lines_and_loses_its_control_characters() -> None:
     assert any("ValueError: division by zero\\u001b]0;pwned" in line for line in lines)
     [line] = assert_clean(JsonFormatter().format(record))
     assert "Traceback" in json.loads(line)["exception"]
+
+
+# -- schema commands: a schema file's own text ---------------------------------------------------
+
+
+def test_schema_problems_quoting_the_file_are_escaped(tmp_path: Path) -> None:
+    schema = (Path(__file__).resolve().parent.parent / "schemas" / "calc.toml").read_text(encoding="utf-8")
+    (tmp_path / "old.toml").write_text(schema, encoding="utf-8")
+    hostile = schema.replace("[contracts.CalcWork.fields]\n",
+                             '[contracts.CalcWork.fields]\n"w\\u001b]0;pwned\\u0007" = { tag = 9, type = "int" }\n')
+    (tmp_path / "new.toml").write_text(hostile, encoding="utf-8")
+    for command in (("schema", "diff", str(tmp_path / "old.toml"), str(tmp_path / "new.toml")),
+                    ("schema", "jsonschema", str(tmp_path / "new.toml"))):
+        code, out, err = run(*command)
+        assert (code, out) == (2, "")
+        assert "CalcWork.w\\u001b]0;pwned\\u0007: a field name must be an identifier" in err
+        assert_clean(err)
