@@ -4,12 +4,14 @@
 
     [node]
     name = "calc-node"
+    app_dir = "."                      # optional: import the objects from here (relative to this file)
     grace = 5.0                        # seconds in-flight calls get on shutdown
     metrics = { listen = "127.0.0.1:9100" }   # optional: GET /metrics (Prometheus text)
 
     [services.calc]
     object = "nanomsg_kernel.contracts.services:calc" # module:attribute of a Service
-    listen = ["tcp://127.0.0.1:7000", "zmq+tcp://127.0.0.1:7001"]
+    listen = ["tcp://127.0.0.1:7000", "zmq+tcp://127.0.0.1:7001",
+              { url = "tcp://0.0.0.0:7443", tls = { cert = "server.pem", key = "server.key" } }]
 
     [services.gateway]
     object = "nanomsg_kernel.contracts.services:gateway"
@@ -20,7 +22,15 @@
 problem at once, each naming the file and the key (``node.toml: services.gateway.bindings.calc:
 no service named 'calc' in this node``): syntax, unknown keys, objects that cannot be
 imported or are not services, bad URLs, schemes without a transport, bindings to nothing,
-listeners declared twice, and binding cycles that cannot start.
+listeners declared twice, binding cycles that cannot start, and the ``tls`` and ``curve``
+tables of listeners and bindings with every file they name
+(:mod:`nanomsg_kernel.app.config_security`). URL checks live in
+:mod:`~nanomsg_kernel.app.config_urls`, the start order in
+:mod:`~nanomsg_kernel.app.config_graph`.
+
+Loading a config imports the modules it names, which runs their code: a config is trusted
+like a Python file. Before the services are imported, the app directory is put first on
+``sys.path`` (:func:`parse_config`; :mod:`nanomsg_kernel.app.imports`).
 
 Binding cycles. A binding by service name is a direct reference: it needs nothing started,
 so any graph of them, cycles included, is fine. A binding by URL to a listener of the same
