@@ -110,8 +110,10 @@ def test_mutual_tls_refuses_a_client_without_a_certificate(pki: Path) -> None:
     with serving(node_config(pki, "mtls", listen)) as urls:
         url = urls["calc"]
         code, out, err = cli("call", url, "CalcWork", "-k", KERNEL, "--json", WORK, "--tls-ca", str(pki / "ca.pem"),
-                             "--timeout", "5")
-        assert code == 3 and out == "", err
+                             "--timeout", "3")
+        # Refused: 3 (connection closed), or 4 when the close lands between the tcp:// client's
+        # reconnection and its write, which then waits out the timeout.
+        assert code in (3, 4) and out == "", err
         code, out, err = cli("call", url, "CalcWork", "-k", KERNEL, "--json", WORK, "--tls-ca", str(pki / "ca.pem"),
                              "--tls-cert", str(pki / "client.pem"), "--tls-key", str(pki / "client.key"))
         assert code == 0, err
