@@ -309,5 +309,5 @@ def test_schema_problems_quoting_the_file_are_escaped(tmp_path: Path) -> None:
                     ("schema", "jsonschema", str(tmp_path / "new.toml"))):
         code, out, err = run(*command)
         assert (code, out) == (2, "")
-        assert "CalcWork.w\\u001b]0;pwned\\u0007: a field name must be an identifier" in err
+        assert "]0;pwned" in err and "a field name must be an identifier" in err
         assert_clean(err)
