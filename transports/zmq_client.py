@@ -14,6 +14,11 @@ which message). A request that no endpoint can take fails with ``Unavailable``: 
 when every endpoint refused the connection (nothing listens) or the Curve handshake,
 otherwise after ``min(timeout, connect_timeout)``.
 
+Connecting: :meth:`ZmqConnection.connect` returns once an endpoint is connected, and raises
+``Unavailable`` as the other transports' clients do when the service cannot be reached: at
+once when every endpoint refused, or after ``connect_timeout``. A
+:class:`~nanomsg_kernel.client.Client` connects before its first call.
+
 Events: ``send(frame)`` publishes on an ``XPUB`` connected to each service's events
 endpoint, where the service's ``SUB`` subscribes to the first 6 header bytes (magic, wire
 version, kind ``EVENT``, route) of the events it handles; ZeroMQ filters at the publisher,
@@ -118,7 +123,7 @@ class ZmqConnection(Connection):
         Raises:
             Unavailable: not within ``timeout`` seconds (or every endpoint refused us).
         """
-        await self.connect()
+        self._open()
         want = len(self.endpoints) if count is None else count
         try:
             async with asyncio.timeout(timeout):
@@ -135,8 +140,46 @@ class ZmqConnection(Connection):
     # -- requests ----------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Create the socket and start connecting to every endpoint (ZeroMQ connects in the
-        background and reconnects whenever a connection drops)."""
+        """Connect: return once some endpoint is connected (its handshake done), as every
+        transport's client does.
+
+        ZeroMQ connects to every endpoint in the background, and reconnects whenever a
+        connection drops; a request made without ``connect()`` starts that and waits only
+        for room to send (see :meth:`request`).
+
+        Raises:
+            Unavailable: every endpoint refused the connection (nothing listens there) or
+                the handshake (Curve keys), at once; or none connected within
+                ``connect_timeout`` seconds. Nothing stays open then: the next
+                ``connect()`` (or request) is a new attempt.
+        """
+        self._open()
+        if self._up:
+            return
+        sock, limit = self._sock, self.options.connect_timeout
+        try:
+            try:
+                async with asyncio.timeout(limit):
+                    while not self._up:
+                        if self._closed:
+                            raise Unavailable(f"{self.url}: connection closed")
+                        if self._sock is not sock:
+                            raise Unavailable(f"{self.url}: not connected (another connect() failed)")
+                        if self._cannot_send():
+                            raise self._failure()
+                        self._state_changed.clear()
+                        await self._state_changed.wait()
+            except TimeoutError:
+                raise Unavailable(f"{self.url}: no endpoint connected within {limit:g}s (connect_timeout)") from None
+        except Unavailable as exc:
+            if self._sock is sock and not self._closed:
+                # Nothing stays open: the next connect() is a fresh attempt, as over tcp://.
+                self._close_requests(exc)
+                self._state_changed.set()
+            raise
+
+    def _open(self) -> None:
+        """Create the socket and start connecting to every endpoint (unless done)."""
         if self._sock is not None:
             return
         if self._closed:
@@ -228,7 +271,7 @@ class ZmqConnection(Connection):
         """
         pump = self._pump
         if pump is None:
-            await self.connect()
+            self._open()
             pump = self._pump
             assert pump is not None
         if len(frame) > self._max_frame:
@@ -415,9 +458,20 @@ class ZmqConnection(Connection):
         if self._closed:
             return
         self._closed = True
+        self._state_changed.set()  # a connect() waiting ends
+        self._close_requests(Unavailable(f"{self.url}: connection closed"))
+        if self._pub_pump is not None:
+            self._pub_pump.close()
+        if self._pub is not None:
+            self._pub.close(_EVENTS_LINGER_MS)
+        self._pub = None
+        self._pub_pump = None
+
+    def _close_requests(self, exc: Unavailable) -> None:
+        """Close the requests' socket (and its monitor); requests waiting fail with ``exc``."""
         self._outbox.clear()
-        self.pending.fail_all(Unavailable(f"{self.url}: connection closed"))
-        for pump in (self._pump, self._monitor_pump, self._pub_pump):
+        self.pending.fail_all(exc)
+        for pump in (self._pump, self._monitor_pump):
             if pump is not None:
                 pump.close()
         if self._sock is not None:
@@ -426,7 +480,8 @@ class ZmqConnection(Connection):
             self._monitor.close(0)
         if self._sock is not None:
             self._sock.close(0)
-        if self._pub is not None:
-            self._pub.close(_EVENTS_LINGER_MS)
-        self._sock = self._monitor = self._pub = None
-        self._pump = self._monitor_pump = self._pub_pump = None
+        self._sock = self._monitor = None
+        self._pump = self._monitor_pump = None
+        self._up.clear()
+        self._refused.clear()
+        self._unreachable.clear()

@@ -37,6 +37,7 @@ import zmq
 
 from nanomsg_kernel.eager import start_eagerly
 from nanomsg_kernel.errors import Status
+from nanomsg_kernel.ratelimit import rate_limited
 from nanomsg_kernel.transports.base import FrameHandler, frame_starter
 from nanomsg_kernel.transports.replies import error_reply, handler_failed, task_reply
 from nanomsg_kernel.transports.zmq_socket import SocketPump, raw_send
@@ -44,6 +45,8 @@ from nanomsg_kernel.transports.zmq_socket import SocketPump, raw_send
 __all__ = ["DRAIN_SECONDS", "REPLY_BURST", "REQUEST_BATCH", "FrameServer", "ReplyQueue"]
 
 log = logging.getLogger("nanomsg_kernel.transports.zmq")
+peer_log = rate_limited(log)
+"""For what a peer can cause: one line per interval and kind, with a count."""
 _current_task = asyncio.current_task
 _NB = int(zmq.NOBLOCK)
 _MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
@@ -136,7 +139,7 @@ class ReplyQueue:
             # EHOSTUNREACH: the client went away; ETERM/ENOTSOCK: closing.
             self.server.dropped_replies += 1
             if exc.errno != _EHOSTUNREACH and not self.server._closing:
-                log.warning("could not send a reply: %s", exc)
+                peer_log.warning("could not send a reply: %s", exc)
             return None
         return True
 
@@ -183,7 +186,7 @@ class ReplyQueue:
             elif done is False:
                 if now >= drop_at:
                     server.dropped_replies += 1
-                    log.warning("dropped a reply: the client did not make room for %.1fs", server.reply_timeout)
+                    peer_log.warning("dropped a reply: the client did not make room for %.1fs", server.reply_timeout)
                 else:
                     still.append((parts, drop_at))
         self.held = still
