@@ -10,9 +10,14 @@ Failures: a socket monitor reports each endpoint's connection state. When every 
 disconnected (a crash, or heartbeats unanswered), every request in flight is lost and fails
 at once with ``Unavailable``; a request that went to one dead endpoint among live ones fails
 with ``DeadlineExceeded`` at its deadline (one ``DEALER`` does not say which peer took
-which message). A request that no endpoint can take fails with ``Unavailable``: at once
-when every endpoint refused the connection (nothing listens) or the Curve handshake,
-otherwise after ``min(timeout, connect_timeout)``.
+which message). A request that no endpoint can take waits for one, up to
+``min(timeout, connect_timeout)`` (then ``DeadlineExceeded`` when the call's own timeout was
+the shorter, else ``Unavailable``). It fails sooner, with ``Unavailable``, only when every
+endpoint refused the Curve handshake, or refused the connection without ever having been
+connected (nothing listens there: a wrong address, or a service not started yet). Once an
+endpoint has been connected, a drop is taken for a restart: libzmq's
+``EVENT_CONNECT_RETRIED`` means a retry is *scheduled* (every 0.1 s, backing off to 0.5 s), and
+requests wait for it rather than failing while the service comes back.
 
 Connecting: :meth:`ZmqConnection.connect` returns once an endpoint is connected, and raises
 ``Unavailable`` as the other transports' clients do when the service cannot be reached: at
@@ -60,6 +65,11 @@ _FAILED = {
 }
 _EVENT_HEADER = struct.Struct("=hi")
 _EVENTS_LINGER_MS = 1000
+
+RECONNECT_MAX_MS = 500
+"""The longest interval between two connection attempts to an endpoint that is down (from
+0.1 s, doubling): a service that comes back is used again within half a second, so calls
+waiting for it succeed within a deadline of a second or more."""
 _NB = int(zmq.NOBLOCK)
 
 
@@ -89,7 +99,9 @@ class ZmqConnection(Connection):
         self._refused: dict[str, str] = {}
         """Endpoints whose handshake failed last (Curve refused, security mismatch)."""
         self._unreachable: set[str] = set()
-        """Endpoints whose last connection attempt failed (nothing listens there now)."""
+        """Endpoints never connected whose connection attempt failed (nothing listens there)."""
+        self._was_up: set[str] = set()
+        """Endpoints connected at least once: a drop is a restart, waited for."""
         self._down_check = False
         self._closed = False
         self._state_changed = asyncio.Event()
@@ -189,7 +201,7 @@ class ZmqConnection(Connection):
             configure(sock, self.options, ipv6=self._ipv6())
             sock.immediate = 1
             sock.reconnect_ivl = 100
-            sock.reconnect_ivl_max = 2000
+            sock.reconnect_ivl_max = RECONNECT_MAX_MS
             if self._curve is not None:
                 self._curve.apply(sock)
             monitor = sock.get_monitor_socket(_MONITORED)
@@ -217,11 +229,17 @@ class ZmqConnection(Connection):
         self._state_changed.set()
         if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self._up.add(endpoint)
+            self._was_up.add(endpoint)
             self._refused.pop(endpoint, None)
             self._unreachable.discard(endpoint)
         elif event == zmq.EVENT_CONNECTED:
             self._unreachable.discard(endpoint)
         elif event == zmq.EVENT_CONNECT_RETRIED:
+            # A retry is scheduled. For an endpoint never connected, the attempt was refused:
+            # nothing listens there. For one connected before, the service is restarting (or
+            # gone for good): requests wait for the retry, up to their deadline.
+            if endpoint in self._was_up:
+                return
             self._unreachable.add(endpoint)
             if self._cannot_send() and self._pump is not None:
                 self._pump.fail_writers(self._failure())
@@ -249,7 +267,8 @@ class ZmqConnection(Connection):
         return not self._up and len(self._refused) >= len(self.endpoints)
 
     def _cannot_send(self) -> bool:
-        """No endpoint is up, and every one refused us or could not be reached last time."""
+        """No endpoint is up, and every one refused the handshake, or refused the connection
+        without ever having been connected."""
         return not self._up and len(self._unreachable | set(self._refused)) >= len(self.endpoints)
 
     def _failure(self) -> Unavailable:
@@ -293,9 +312,11 @@ class ZmqConnection(Connection):
                 raw_send(self._sock, frame, _NB)
             except _Again:
                 pending.discard(cid)
+                pump.recheck()  # the failed send may have taken the news of a reply
                 return await self._request_when_room(frame, cid, timeout)
             except zmq.ZMQError as exc:
                 pending.discard(cid)
+                pump.recheck()  # the failed send may have taken the news of a reply
                 raise Unavailable(f"{self.url}: cannot send: {exc}") from None
             pump.kick()
         try:
@@ -378,7 +399,7 @@ class ZmqConnection(Connection):
             pub.xpub_nodrop = 1
             pub.xpub_verboser = 1  # every (un)subscription of every service, to count them
             pub.reconnect_ivl = 100
-            pub.reconnect_ivl_max = 2000
+            pub.reconnect_ivl_max = RECONNECT_MAX_MS
             if self._curve is not None:
                 self._curve.apply(pub)
             for ep in self.endpoints:
@@ -485,3 +506,4 @@ class ZmqConnection(Connection):
         self._up.clear()
         self._refused.clear()
         self._unreachable.clear()
+        self._was_up.clear()
