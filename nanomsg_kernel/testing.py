@@ -1,4 +1,4 @@
-"""Property testing for kernels, with hypothesis.
+"""Property testing for kernels, with hypothesis (``pip install 'nanomsg-kernel[testing]'``).
 
 * :func:`strategy_for` — a strategy that builds valid instances of a contract or record,
   honouring every field type and nesting.
@@ -14,8 +14,17 @@ import datetime
 import enum
 from typing import TYPE_CHECKING, Any
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+try:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+except ModuleNotFoundError as exc:  # the testing extra is not installed
+    if exc.name != "hypothesis":
+        raise
+    raise ModuleNotFoundError(
+        "nanomsg_kernel.testing needs hypothesis, which the package does not install by itself: "
+        "pip install 'nanomsg-kernel[testing]'",
+        name="hypothesis",
+    ) from exc
 
 from nanomsg_kernel.contract import contract_info
 from nanomsg_kernel.frame import Kind
