@@ -289,6 +289,7 @@ class TcpListener(Listener):
             raise ConfigError(f"grace must be a number >= 0, got {grace!r}")
         self.scheme = scheme
         self.url = url
+        """The address served: ``tcp://host:port``, with the real port once started."""
         self.handler = handler
         self.starter = frame_starter(handler)
         """The handler's synchronous start, if it has one (a service's ``start_frame``)."""
