@@ -2,7 +2,8 @@
 
 Each ```python block is written to a file in an empty directory and run there with a time
 limit, the source tree importable: a block must carry its own imports and start its own
-``main()``. Shell blocks (```bash, ```sh) that call ``nanomsg-kernel`` run too, unless they
+``main()``. The markers of tests/test_docs_types.py hold here too: ``<!-- mypy: skip -->``
+leaves an excerpt out, ``<!-- mypy: continue -->`` runs a block after those before it. Shell blocks (```bash, ```sh) that call ``nanomsg-kernel`` run too, unless they
 need what a test cannot give them: a package install, a long-running ``serve`` or a node
 listening on fixed ports (those are covered by tests/test_cli_*.py with port 0).
 """
@@ -25,15 +26,29 @@ FENCE = re.compile(r"^```(?P<lang>[\w+-]*)[^\n]*\n(?P<code>.*?)^```", re.S | re.
 TIMEOUT = 90.0
 
 
+MARK = re.compile(r"<!--\s*mypy:\s*(skip|continue)\s*-->\s*$")
+"""The markers of tests/test_docs_types.py, on the line before a fence: ``skip`` (an excerpt,
+not run either) and ``continue`` (run after the blocks before it on the page)."""
+
+
 def blocks(*langs: str) -> list[tuple[str, str]]:
-    """``(page:line, code)`` of every fenced block in one of ``langs``."""
+    """``(page:line, code)`` of every fenced block in one of ``langs`` (a ``continue`` block
+    with the blocks it continues in front of it)."""
     found = []
     for page in PAGES:
         text = page.read_text(encoding="utf-8")
+        story = ""
         for match in FENCE.finditer(text):
-            if match["lang"] in langs:
-                line = text.count("\n", 0, match.start()) + 1
-                found.append((f"{page.relative_to(ROOT)}:{line}", match["code"]))
+            if match["lang"] not in langs:
+                continue
+            before = text[: match.start()].rstrip("\n").rpartition("\n")[2]
+            mark = MARK.search(before)
+            if mark is not None and mark[1] == "skip":
+                continue
+            code = match["code"]
+            story = story + code if mark is not None and mark[1] == "continue" else code
+            line = text.count("\n", 0, match.start()) + 1
+            found.append((f"{page.relative_to(ROOT)}:{line}", story))
     return found
 
 
