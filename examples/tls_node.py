@@ -10,7 +10,8 @@ free port, and calls it twice: once trusting the authority, once without::
     a client that does not trust the CA: Unavailable
 
 In production the certificate and key come from files (``ctx.load_cert_chain(cert, key)``)
-and a client trusts its CA with ``ssl.create_default_context(cafile=ca)``.
+and a client trusts its CA with ``ssl.create_default_context(cafile=ca)``. The same node,
+declared in a config for ``nanomsg-kernel serve``, is ``examples/tls_node.toml``.
 """
 
 from __future__ import annotations
