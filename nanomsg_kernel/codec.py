@@ -11,6 +11,19 @@ declared length against ``max_body_size``), then the body is parsed by msgpack (
 every length by the bytes actually present) and every field is type-checked. Only
 :class:`~nanomsg_kernel.errors.DecodeError` (or, for error frames from :meth:`Codec.decode`,
 :class:`~nanomsg_kernel.errors.RemoteError`) ever leaves :meth:`Codec.decode`.
+
+What a body may cost is bounded too: a body holds at most ``max_objects`` msgpack objects
+(:class:`~nanomsg_kernel.errors.TooManyObjects`, status ``RESOURCE_EXHAUSTED``). A body no
+longer than that many bytes cannot hold more (each object takes a byte at least) and goes
+straight to msgpack; a longer one is walked first (:mod:`nanomsg_kernel.scan`), allocating
+nothing per object. A body's map must hold each field tag once, as an integer key.
+
+Two paths decode a body. The common one: the map holds exactly the contract's fields (its
+first byte says how many), msgpack parses it whole, and the generated ``from_body`` takes
+the keys in the encoder's order. Anything else (fields this version does not know, missing
+or reordered fields, a long body) takes the careful one: the body's entries are located
+first, unknown fields are kept as the exact bytes received (:class:`~nanomsg_kernel.types.Raw`,
+written back unchanged on re-encode) and only known fields are parsed.
 """
 
 from __future__ import annotations
@@ -29,7 +42,7 @@ from nanomsg_kernel.contract import (
     kernel_contracts,
     validate_kernel,
 )
-from nanomsg_kernel.errors import DecodeError, EncodeError, FrameTooLarge, RemoteError, Status
+from nanomsg_kernel.errors import DecodeError, EncodeError, FrameTooLarge, RemoteError, Status, TooManyObjects
 from nanomsg_kernel.frame import (
     DEFAULT_MAX_BODY,
     HEADER_SIZE,
@@ -42,6 +55,9 @@ from nanomsg_kernel.frame import (
     Kind,
     parse_header,
 )
+from nanomsg_kernel.layout import UNKNOWN_KEYS
+from nanomsg_kernel.scan import Counter, entries, skip
+from nanomsg_kernel.types import Raw, TypeSpec
 
 __all__ = ["Codec", "Frame", "decode_error_body", "encode_error_body", "msgpack_reason"]
 
@@ -96,31 +112,102 @@ class _Entry(NamedTuple):
     version: int
     name: str
     to_map: Any
-    from_map: Any
+    from_body: Any
     prefixes: tuple[bytes, ...]
     """The first 10 header bytes of this contract's frames, indexed by kind."""
+    head: int
+    """The first byte of a body holding exactly the contract's fields (a map of that many)."""
+    count: int
+    """The number of fields."""
+    max_objects: int
+    hook: Any
+    """msgpack's ``object_pairs_hook`` for this contract's bodies: :func:`_unique` when they
+    hold maps inside (records, dicts), ``None`` when the body's own map is the only one."""
+    general_from_map: Any
+    tags: frozenset[int]
+    isolated: Any
+
+
+def _unique(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """A map read by msgpack, refused when a key repeats (msgpack would keep the last)."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise ValueError("a map key repeats")
+    return d
+
+
+def _has_maps(spec: TypeSpec) -> bool:
+    """True when values of ``spec`` hold a msgpack map (a record or a dict), anywhere."""
+    return spec.kind in ("dict", "record") or any(_has_maps(a) for a in spec.args)
+
+
+def count_objects(body: Any, limit: int) -> None:
+    """Raise :class:`TooManyObjects` when ``body`` holds more than ``limit`` msgpack objects
+    (and :class:`DecodeError` when it is not well-formed msgpack), without decoding it."""
+    if len(body) > limit:
+        view = memoryview(body)
+        if skip(view, 0, len(view), Counter(limit)) != len(view):
+            raise DecodeError(f"malformed msgpack body: {len(view) - skip(view, 0, len(view), Counter(limit))} "
+                              "bytes after the first object")
 
 
 def _new_packer() -> msgpack.Packer:
     return msgpack.Packer(use_bin_type=True, datetime=True, autoreset=True)
 
 
+def _pack_parts(value: Any, packer: msgpack.Packer, out: list[bytes]) -> None:
+    """Pack ``value`` into ``out`` piece by piece, writing each :class:`Raw` as its bytes."""
+    t = type(value)
+    if t is Raw:
+        out.append(value.data)
+    elif t is dict:
+        out.append(packer.pack_map_header(len(value)))
+        for k, x in value.items():
+            out.append(packer.pack(k))
+            _pack_parts(x, packer, out)
+    elif t is list or t is tuple:
+        out.append(packer.pack_array_header(len(value)))
+        for x in value:
+            _pack_parts(x, packer, out)
+    else:
+        out.append(packer.pack(value))
+
+
+def _printable(text: Any) -> str:
+    """``text`` as a str that UTF-8 can carry (a lone surrogate becomes its escape)."""
+    text = text if type(text) is str else str(text)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def encode_error_body(status: int, message: str, details: Any = None) -> bytes:
-    """The body of an error frame: a msgpack map ``{1: status, 2: message[, 3: details]}``."""
-    body: dict[int, Any] = {_ERROR_STATUS: int(status), _ERROR_MESSAGE: message[:_MAX_ERROR_MESSAGE]}
+    """The body of an error frame: a msgpack map ``{1: status, 2: message[, 3: details]}``.
+
+    Never fails, so an error keeps its status whatever it carries: text UTF-8 cannot carry
+    (a lone surrogate) is sent escaped, and details msgpack cannot carry are left out.
+    """
+    try:
+        code = int(status)
+    except (TypeError, ValueError):
+        code = int(Status.UNKNOWN)
+    if not 0 <= code <= MAX_U32:
+        code = int(Status.UNKNOWN)
+    body: dict[int, Any] = {_ERROR_STATUS: code, _ERROR_MESSAGE: _printable(message)[:_MAX_ERROR_MESSAGE]}
     if details is not None:
-        body[_ERROR_DETAILS] = details
-    try:
-        return bytes(msgpack.packb(body, use_bin_type=True, datetime=True))
-    except Exception:  # details not serialisable: send without them
-        del body[_ERROR_DETAILS]
-        return bytes(msgpack.packb(body, use_bin_type=True))
+        try:
+            return bytes(msgpack.packb({**body, _ERROR_DETAILS: details}, use_bin_type=True, datetime=True))
+        except Exception:  # details not serialisable: send without them
+            pass
+    return bytes(msgpack.packb(body, use_bin_type=True))
 
 
-def decode_error_body(body: bytes | memoryview) -> RemoteError:
-    """Parse an error frame's body into a :class:`RemoteError` (``DecodeError`` if malformed)."""
+def decode_error_body(body: bytes | memoryview, max_objects: int = DEFAULT_MAX_BODY // 32) -> RemoteError:
+    """Parse an error frame's body into a :class:`RemoteError` (``DecodeError`` if malformed,
+    :class:`TooManyObjects` past ``max_objects``)."""
     try:
+        count_objects(body, max_objects)
         m = _unpackb(body, strict_map_key=False, timestamp=3)
+    except DecodeError:
+        raise
     except Exception as exc:
         raise DecodeError(f"error frame: malformed msgpack body: {msgpack_reason(exc)}") from None
     if type(m) is not dict:
@@ -135,34 +222,74 @@ def decode_error_body(body: bytes | memoryview) -> RemoteError:
 
 def _message(entry: _Entry, body: bytes | bytearray | memoryview) -> Any:
     """The contract object of ``entry`` in a msgpack ``body`` (``DecodeError`` if it is not one)."""
+    if (
+        body and body[0] == entry.head and len(body) <= entry.max_objects
+        and (entry.count < 16 or (body[1] << 8 | body[2]) == entry.count)
+    ):
+        try:
+            m = _unpackb(body, strict_map_key=False, timestamp=3, object_pairs_hook=entry.hook)
+        except Exception as exc:
+            raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
+        try:
+            obj = entry.from_body(m)
+        except DecodeError:
+            raise
+        except Exception as exc:  # attrs validators and converters
+            raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
+        if obj is not UNKNOWN_KEYS:
+            return obj
+    return _careful(entry, body)
+
+
+def _careful(entry: _Entry, body: bytes | bytearray | memoryview) -> Any:
+    """:func:`_message` of a body the common path does not take: its entries located first
+    (objects counted, keys checked), unknown fields kept as their bytes, known ones parsed."""
+    view = memoryview(body)
     try:
-        m = _unpackb(body, strict_map_key=False, timestamp=3)
+        spans = entries(view, Counter(entry.max_objects))
+    except TooManyObjects:
+        raise
+    except DecodeError as exc:
+        raise DecodeError(f"{entry.name}: {exc}") from None
+    tags, hook = entry.tags, entry.hook
+    try:
+        m = {tag: _unpackb(view[start:end], strict_map_key=False, timestamp=3, object_pairs_hook=hook)
+             if tag in tags else Raw(bytes(view[start:end])) for tag, start, end in spans}
     except Exception as exc:
         raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
-    if type(m) is not dict:
-        raise DecodeError(f"{entry.name}: body is not a map")
     try:
-        return entry.from_map(m)
+        return entry.general_from_map(m)
     except DecodeError:
         raise
     except Exception as exc:  # attrs validators and converters
         raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
-
-
 class Codec:
     """Encodes and decodes the frames of one kernel. Thread-safe; build once, reuse.
 
     Args:
         routes: the kernel's routing enum (validated: every member needs a contract).
         max_body_size: the largest body accepted or produced, in bytes (default 16 MiB).
+        max_objects: the most msgpack objects one body may hold, accepted or produced
+            (default ``max_body_size // 32``: 524,288 for 16 MiB). Decoding allocates a
+            Python object per msgpack object, so this bounds a frame's decoded size; a body
+            past it is refused with :class:`~nanomsg_kernel.errors.TooManyObjects` before
+            its objects are made.
     """
 
-    def __init__(self, routes: type[enum.IntEnum], *, max_body_size: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(
+        self, routes: type[enum.IntEnum], *, max_body_size: int = DEFAULT_MAX_BODY, max_objects: int | None = None
+    ) -> None:
         validate_kernel(routes)
         if not 0 < max_body_size <= MAX_U32:
             raise ValueError(f"max_body_size must be 1 to {MAX_U32}, got {max_body_size}")
+        if max_objects is None:
+            max_objects = max(max_body_size // 32, 1024)
+        if type(max_objects) is not int or max_objects < 1:
+            raise ValueError(f"max_objects must be a positive int, got {max_objects!r}")
         self.routes = routes
         self.max_body_size = max_body_size
+        self.max_objects = max_objects
+        self._check_above = min(max_body_size, max_objects)
         self._by_class: dict[type, _Entry] = {}
         self._by_route: dict[int, _Entry] = {}
         self._by_key: dict[bytes, _Entry] = {}
@@ -172,7 +299,13 @@ class Codec:
             prefixes = tuple(
                 _PREFIX.pack(MAGIC, WIRE_VERSION, k, int(member), info.version, 0) for k in range(max(Kind) + 1)
             )
-            entry = _Entry(int(member), info.version, cls.__name__, info.to_map, info.from_map, prefixes)
+            layout, n = info.layout, len(info.fields)
+            entry = _Entry(
+                int(member), info.version, cls.__name__, info.to_map, layout.from_body, prefixes,
+                0x80 | n if n < 16 else 0xDE, n, max_objects,
+                _unique if any(_has_maps(f.spec) for f in info.fields) else None,
+                layout.general_from_map, frozenset(f.tag for f in info.fields), layout.isolated,
+            )
             self._by_class[cls] = entry
             self._by_route[int(member)] = entry
             for kind in (Kind.REQUEST, Kind.RESPONSE, Kind.EVENT):
@@ -181,7 +314,7 @@ class Codec:
         self._tls = threading.local()
 
     def __repr__(self) -> str:
-        return f"<Codec {self.routes.__name__} max_body_size={self.max_body_size}>"
+        return f"<Codec {self.routes.__name__} max_body_size={self.max_body_size} max_objects={self.max_objects}>"
 
     def info(self, route: int) -> ContractInfo:
         """The :class:`ContractInfo` of the contract at ``route`` (``DecodeError`` if unknown)."""
@@ -212,17 +345,43 @@ class Codec:
         return entry
 
     def _pack(self, entry: _Entry, msg: Any) -> bytes:
-        m = entry.to_map(msg)
+        try:
+            m = entry.to_map(msg)
+        except EncodeError:
+            raise
+        except Exception as exc:  # a value whose own methods fail (__index__, __str__, ...)
+            raise EncodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
         try:
             body: bytes = self._packer().pack(m)
         except Exception as exc:
-            self._tls.packer = _new_packer()
-            raise EncodeError(f"{entry.name}: {exc}") from None
-        if len(body) > self.max_body_size:
-            raise EncodeError(
-                f"{entry.name}: body of {len(body)} bytes exceeds the maximum of {self.max_body_size}"
-            )
+            body = self._repack(entry, m, exc)
+        self._check_size(entry, body)
         return body
+
+    def _repack(self, entry: _Entry, m: dict[int, Any], exc: Exception) -> bytes:
+        """The body of ``m`` when msgpack refused it whole: fields kept as :class:`Raw` bytes
+        are written as they are; anything else msgpack refuses is an ``EncodeError``."""
+        packer = self._tls.packer = _new_packer()
+        if isinstance(exc, TypeError):
+            parts: list[bytes] = []
+            try:
+                _pack_parts(m, packer, parts)
+                return b"".join(parts)
+            except Exception as again:
+                self._tls.packer = _new_packer()
+                exc = again
+        raise EncodeError(f"{entry.name}: {exc}") from None
+
+    def _check_size(self, entry: _Entry, body: bytes) -> None:
+        """Refuse a body the other side would refuse: too long, or too many objects."""
+        size = len(body)
+        if size > self.max_body_size:
+            raise EncodeError(f"{entry.name}: body of {size} bytes exceeds the maximum of {self.max_body_size}")
+        if size > self.max_objects:
+            try:
+                count_objects(body, self.max_objects)
+            except DecodeError as exc:
+                raise EncodeError(f"{entry.name}: {exc}") from None
 
     def encode(
         self,
@@ -246,7 +405,12 @@ class Codec:
         entry = self._by_class.get(type(msg))
         if entry is None:
             raise EncodeError(f"{type(msg).__name__} is not a contract of {self.routes.__name__}")
-        m = entry.to_map(msg)
+        try:
+            m = entry.to_map(msg)
+        except EncodeError:
+            raise
+        except Exception as exc:  # a value whose own methods fail (__index__, __str__, ...)
+            raise EncodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
         try:
             packer = self._tls.packer
         except AttributeError:
@@ -254,11 +418,10 @@ class Codec:
         try:
             body: bytes = packer.pack(m)
         except Exception as exc:
-            self._tls.packer = _new_packer()
-            raise EncodeError(f"{entry.name}: {exc}") from None
+            body = self._repack(entry, m, exc)
         size = len(body)
-        if size > self.max_body_size:
-            raise EncodeError(f"{entry.name}: body of {size} bytes exceeds the maximum of {self.max_body_size}")
+        if size > self._check_above:
+            self._check_size(entry, body)
         try:
             if type(kind) is Kind:
                 return _pack_tail(entry.prefixes[kind], correlation_id, timeout_ms, size) + body
@@ -270,6 +433,25 @@ class Codec:
                 f"header out of range: kind={kind!r} correlation_id={correlation_id!r} "
                 f"timeout_ms={timeout_ms!r} (ids are 0..{MAX_U64}, timeouts 0..{MAX_U32} ms)"
             ) from None
+
+    def isolate(self, msg: Any) -> Any:
+        """``msg`` as the other side of a wire would receive it, without the wire: checked as
+        :meth:`encode` checks it, and sharing nothing mutable with ``msg``.
+
+        An object of immutable fields that passes the encoder's inline tests is returned as
+        it is; any other goes through the body's encoding and decoding, so that it meets
+        every rule of both and comes back as a new object with its own lists and dicts.
+
+        Raises:
+            EncodeError: :meth:`encode` would refuse ``msg``.
+            DecodeError: the decoding side would refuse it (a validator refuses the value).
+        """
+        entry = self._by_class.get(type(msg))
+        if entry is None:
+            raise EncodeError(f"{type(msg).__name__} is not a contract of {self.routes.__name__}")
+        if entry.isolated(msg):
+            return msg
+        return _message(entry, self._pack(entry, msg))
 
     def encode_error(
         self,
