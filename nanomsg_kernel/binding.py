@@ -27,7 +27,14 @@ from typing import Any, Protocol
 
 from nanomsg_kernel.client import Client, caller_error
 from nanomsg_kernel.codec import Codec
-from nanomsg_kernel.errors import CapabilityError, CodecError, DeadlineExceeded, DecodeError, RemoteError, Status
+from nanomsg_kernel.errors import (
+    CapabilityError,
+    CodecError,
+    DeadlineExceeded,
+    DecodeError,
+    RemoteError,
+    Status,
+)
 
 __all__ = ["Binding", "Bindings", "BindingsView", "LocalBinding", "RemoteBinding"]
 

@@ -28,6 +28,7 @@ written back unchanged on re-encode) and only known fields are parsed.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import struct
 import threading
@@ -117,7 +118,7 @@ class _Entry(NamedTuple):
     """The first 10 header bytes of this contract's frames, indexed by kind."""
     head: int
     """The first byte of a body holding exactly the contract's fields (a map of that many)."""
-    count: int
+    size: int
     """The number of fields."""
     max_objects: int
     hook: Any
@@ -146,9 +147,9 @@ def count_objects(body: Any, limit: int) -> None:
     (and :class:`DecodeError` when it is not well-formed msgpack), without decoding it."""
     if len(body) > limit:
         view = memoryview(body)
-        if skip(view, 0, len(view), Counter(limit)) != len(view):
-            raise DecodeError(f"malformed msgpack body: {len(view) - skip(view, 0, len(view), Counter(limit))} "
-                              "bytes after the first object")
+        end = skip(view, 0, len(view), Counter(limit))
+        if end != len(view):
+            raise DecodeError(f"malformed msgpack body: {len(view) - end} bytes after the first object")
 
 
 def _new_packer() -> msgpack.Packer:
@@ -175,8 +176,8 @@ def _pack_parts(value: Any, packer: msgpack.Packer, out: list[bytes]) -> None:
 
 def _printable(text: Any) -> str:
     """``text`` as a str that UTF-8 can carry (a lone surrogate becomes its escape)."""
-    text = text if type(text) is str else str(text)
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    shown: str = text if type(text) is str else str(text)
+    return shown.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def encode_error_body(status: int, message: str, details: Any = None) -> bytes:
@@ -193,14 +194,12 @@ def encode_error_body(status: int, message: str, details: Any = None) -> bytes:
         code = int(Status.UNKNOWN)
     body: dict[int, Any] = {_ERROR_STATUS: code, _ERROR_MESSAGE: _printable(message)[:_MAX_ERROR_MESSAGE]}
     if details is not None:
-        try:
+        with contextlib.suppress(Exception):  # details msgpack cannot carry: sent without them
             return bytes(msgpack.packb({**body, _ERROR_DETAILS: details}, use_bin_type=True, datetime=True))
-        except Exception:  # details not serialisable: send without them
-            pass
     return bytes(msgpack.packb(body, use_bin_type=True))
 
 
-def decode_error_body(body: bytes | memoryview, max_objects: int = DEFAULT_MAX_BODY // 32) -> RemoteError:
+def decode_error_body(body: bytes | memoryview, max_objects: int = DEFAULT_MAX_BODY // 64) -> RemoteError:
     """Parse an error frame's body into a :class:`RemoteError` (``DecodeError`` if malformed,
     :class:`TooManyObjects` past ``max_objects``)."""
     try:
@@ -224,7 +223,7 @@ def _message(entry: _Entry, body: bytes | bytearray | memoryview) -> Any:
     """The contract object of ``entry`` in a msgpack ``body`` (``DecodeError`` if it is not one)."""
     if (
         body and body[0] == entry.head and len(body) <= entry.max_objects
-        and (entry.count < 16 or (body[1] << 8 | body[2]) == entry.count)
+        and (entry.size < 16 or (body[1] << 8 | body[2]) == entry.size)
     ):
         try:
             m = _unpackb(body, strict_map_key=False, timestamp=3, object_pairs_hook=entry.hook)
@@ -246,7 +245,8 @@ def _careful(entry: _Entry, body: bytes | bytearray | memoryview) -> Any:
     (objects counted, keys checked), unknown fields kept as their bytes, known ones parsed."""
     view = memoryview(body)
     try:
-        spans = entries(view, Counter(entry.max_objects))
+        count_objects(view, entry.max_objects)
+        spans = entries(view)
     except TooManyObjects:
         raise
     except DecodeError as exc:
@@ -270,7 +270,7 @@ class Codec:
         routes: the kernel's routing enum (validated: every member needs a contract).
         max_body_size: the largest body accepted or produced, in bytes (default 16 MiB).
         max_objects: the most msgpack objects one body may hold, accepted or produced
-            (default ``max_body_size // 32``: 524,288 for 16 MiB). Decoding allocates a
+            (default ``max_body_size // 64``: 262,144 for 16 MiB). Decoding allocates a
             Python object per msgpack object, so this bounds a frame's decoded size; a body
             past it is refused with :class:`~nanomsg_kernel.errors.TooManyObjects` before
             its objects are made.
@@ -283,7 +283,7 @@ class Codec:
         if not 0 < max_body_size <= MAX_U32:
             raise ValueError(f"max_body_size must be 1 to {MAX_U32}, got {max_body_size}")
         if max_objects is None:
-            max_objects = max(max_body_size // 32, 1024)
+            max_objects = max(max_body_size // 64, 1024)
         if type(max_objects) is not int or max_objects < 1:
             raise ValueError(f"max_objects must be a positive int, got {max_objects!r}")
         self.routes = routes

@@ -8,7 +8,8 @@ the body here, allocating nothing per object:
 * :func:`skip` — the end of the one msgpack object at a position, counting the objects it
   holds against a budget (:class:`~nanomsg_kernel.errors.TooManyObjects` past it);
 * :func:`entries` — the key and value extents of a map of field tags (a contract's body),
-  refusing keys that are not integers (``True``, ``1.0``) and repeated keys.
+  refusing keys that are not integers (``True``, ``1.0``) and repeated keys; it skips the
+  values with msgpack's own unpacker, decoding none.
 
 Both read only what is there: every length is checked against the bytes present.
 """
@@ -16,6 +17,8 @@ Both read only what is there: every length is checked against the bytes present.
 from __future__ import annotations
 
 from typing import Any
+
+import msgpack
 
 from nanomsg_kernel.errors import DecodeError, TooManyObjects
 
@@ -85,10 +88,7 @@ def skip(buf: Any, pos: int, end: int, counter: Counter) -> int:
         counted = _COUNTED.get(b)
         if counted is not None:
             width, per = counted
-            if width:
-                n = int.from_bytes(buf[pos + 1:pos + 1 + width], "big")
-            else:
-                n = b & 0x0F
+            n = int.from_bytes(buf[pos + 1:pos + 1 + width], "big") if width else b & 0x0F
             pos += 1 + width
             pending += n * per
             if pending > end - pos:  # every object takes at least one byte
@@ -110,60 +110,50 @@ def skip(buf: Any, pos: int, end: int, counter: Counter) -> int:
     return pos
 
 
-def _key(buf: Any, pos: int, end: int) -> tuple[Any, int]:
-    """The integer map key at ``pos`` and the position after it (``DecodeError`` for a key of
-    any other type)."""
-    b = buf[pos]
-    if b <= 0x7F:
-        return b, pos + 1
-    if b >= 0xE0:
-        return b - 0x100, pos + 1
-    if 0xCC <= b <= 0xD3:
-        width = 1 << ((b - 0xCC) & 3)
-        if pos + 1 + width > end:
-            raise _truncated()
-        return int.from_bytes(buf[pos + 1:pos + 1 + width], "big", signed=b >= 0xD0), pos + 1 + width
-    kind = {0xC0: "nil", 0xC2: "False", 0xC3: "True", 0xCA: "a float", 0xCB: "a float"}.get(b)
-    if kind is None:
-        kind = "a str" if 0xA0 <= b <= 0xBF or 0xD9 <= b <= 0xDB else f"type byte 0x{b:02x}"
-    raise DecodeError(f"map key {kind} is not a field tag")
-
-
-def entries(buf: Any, counter: Counter) -> list[tuple[int, int, int]]:
+def entries(buf: Any) -> list[tuple[int, int, int]]:
     """``(tag, start, end)`` of each entry of the map of field tags that is all of ``buf``.
+
+    msgpack's own unpacker reads the keys and skips the values (no value is decoded). Count
+    the objects first (:func:`skip`) when the body may hold more than its budget.
 
     Raises:
         DecodeError: ``buf`` is not one map, a key is not an integer, a key repeats, or the
             bytes are malformed.
-        TooManyObjects: the body holds more objects than ``counter.limit``.
     """
-    end = len(buf)
-    if not end:
-        raise _truncated()
-    b = buf[0]
-    if 0x80 <= b <= 0x8F:
-        n, pos = b & 0x0F, 1
-    elif b in (0xDE, 0xDF):
-        width = 2 if b == 0xDE else 4
-        n, pos = int.from_bytes(buf[1:1 + width], "big"), 1 + width
-    else:
-        raise DecodeError("body is not a map")
-    if 2 * n > end - pos:
-        raise _truncated()
-    counter.count += 1
+    unpacker = msgpack.Unpacker(None, strict_map_key=False, timestamp=3, max_buffer_size=max(len(buf), 1))
+    unpacker.feed(buf)
+    try:
+        n = unpacker.read_map_header()
+    except msgpack.OutOfData:
+        raise _truncated() from None
+    except Exception:
+        raise DecodeError("body is not a map") from None
     out: list[tuple[int, int, int]] = []
     seen: set[int] = set()
-    for _ in range(n):
-        if pos >= end:
-            raise _truncated()
-        tag, pos = _key(buf, pos, end)
-        if tag in seen:
-            raise DecodeError(f"map key {tag} repeats")
-        seen.add(tag)
-        counter.count += 1
-        start = pos
-        pos = skip(buf, pos, end, counter)
-        out.append((tag, start, pos))
-    if pos != end:
-        raise DecodeError(f"malformed msgpack body: {end - pos} bytes after the map")
+    try:
+        for _ in range(n):
+            tag = unpacker.unpack()
+            if type(tag) is not int:
+                raise DecodeError(f"map key {_shown(tag)} is not a field tag")
+            if tag in seen:
+                raise DecodeError(f"map key {tag} repeats")
+            seen.add(tag)
+            start = unpacker.tell()
+            unpacker.skip()
+            out.append((tag, start, unpacker.tell()))
+    except msgpack.OutOfData:
+        raise _truncated() from None
+    except DecodeError:
+        raise
+    except Exception as exc:
+        raise DecodeError(f"malformed msgpack body: {str(exc) or type(exc).__name__}") from None
+    left = len(buf) - unpacker.tell()
+    if left:
+        raise DecodeError(f"malformed msgpack body: {left} bytes after the map")
     return out
+
+
+def _shown(key: Any) -> str:
+    if isinstance(key, (bool, float, int)) or key is None:
+        return repr(key)
+    return f"of type {type(key).__name__}"
