@@ -29,6 +29,7 @@ from nanomsg_kernel.errors import (
     RemoteError,
     ServiceError,
     Status,
+    TooManyObjects,
     TransportError,
     Unavailable,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "ServiceError",
     "ServiceMetrics",
     "Status",
+    "TooManyObjects",
     "TransportError",
     "Unavailable",
     "contract",

@@ -57,7 +57,7 @@ from nanomsg_kernel.frame import (
     parse_header,
 )
 from nanomsg_kernel.layout import UNKNOWN_KEYS
-from nanomsg_kernel.scan import Counter, entries, skip
+from nanomsg_kernel.scan import Counter, entries, msgpack_reason, skip
 from nanomsg_kernel.types import Raw, TypeSpec
 
 __all__ = ["Codec", "Frame", "decode_error_body", "encode_error_body", "msgpack_reason"]
@@ -70,17 +70,6 @@ _pack_header = HEADER_STRUCT.pack
 _REQUEST, _ERROR = int(Kind.REQUEST), int(Kind.ERROR)
 _KINDS = frozenset(int(k) for k in Kind)
 
-
-def msgpack_reason(exc: Exception) -> str:
-    """What msgpack's exception says, or what it means where it says nothing."""
-    text = str(exc)
-    if text:
-        return text
-    if isinstance(exc, msgpack.StackError):
-        return "nested too deeply"
-    if isinstance(exc, msgpack.FormatError):
-        return "invalid msgpack (reserved or unknown type byte)"
-    return type(exc).__name__
 
 # The hot paths read and write the same header (frame.HEADER_STRUCT) in fewer pieces.
 # Encoding: magic, wire version, kind, route, contract version and flags are fixed for a

@@ -22,7 +22,7 @@ import msgpack
 
 from nanomsg_kernel.errors import DecodeError, TooManyObjects
 
-__all__ = ["Counter", "entries", "skip"]
+__all__ = ["Counter", "entries", "msgpack_reason", "skip"]
 
 # Size in bytes of each msgpack object that has a fixed size, by its first byte (0: not fixed).
 _FIXED = [0] * 256
@@ -45,6 +45,18 @@ for _b in range(0x80, 0x90):
 for _b in range(0x90, 0xA0):
     _COUNTED[_b] = (0, 1)  # fixarray
 _FIXED_T = tuple(_FIXED)
+
+
+def msgpack_reason(exc: Exception) -> str:
+    """What msgpack's exception says, or what it means where it says nothing."""
+    text = str(exc)
+    if text:
+        return text
+    if isinstance(exc, msgpack.StackError):
+        return "nested too deeply"
+    if isinstance(exc, msgpack.FormatError):
+        return "invalid msgpack (reserved or unknown type byte)"
+    return type(exc).__name__
 
 
 class Counter:
@@ -120,14 +132,18 @@ def entries(buf: Any) -> list[tuple[int, int, int]]:
         DecodeError: ``buf`` is not one map, a key is not an integer, a key repeats, or the
             bytes are malformed.
     """
-    unpacker = msgpack.Unpacker(None, strict_map_key=False, timestamp=3, max_buffer_size=max(len(buf), 1))
+    if not buf or not (0x80 <= buf[0] <= 0x8F or buf[0] in (0xDE, 0xDF)):
+        try:
+            msgpack.unpackb(buf, strict_map_key=False, timestamp=3)
+        except Exception as exc:
+            raise DecodeError(f"malformed msgpack body: {msgpack_reason(exc)}") from None
+        raise DecodeError("body is not a map")
+    unpacker = msgpack.Unpacker(None, strict_map_key=False, timestamp=3, max_buffer_size=len(buf))
     unpacker.feed(buf)
     try:
         n = unpacker.read_map_header()
     except msgpack.OutOfData:
         raise _truncated() from None
-    except Exception:
-        raise DecodeError("body is not a map") from None
     out: list[tuple[int, int, int]] = []
     seen: set[int] = set()
     try:
@@ -146,7 +162,7 @@ def entries(buf: Any) -> list[tuple[int, int, int]]:
     except DecodeError:
         raise
     except Exception as exc:
-        raise DecodeError(f"malformed msgpack body: {str(exc) or type(exc).__name__}") from None
+        raise DecodeError(f"malformed msgpack body: {msgpack_reason(exc)}") from None
     left = len(buf) - unpacker.tell()
     if left:
         raise DecodeError(f"malformed msgpack body: {left} bytes after the map")

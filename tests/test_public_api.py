@@ -38,6 +38,7 @@ PUBLIC = [
     "ServiceError",
     "ServiceMetrics",
     "Status",
+    "TooManyObjects",
     "TransportError",
     "Unavailable",
     "contract",
