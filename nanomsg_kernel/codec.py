@@ -18,17 +18,12 @@ longer than that many bytes cannot hold more (each object takes a byte at least)
 straight to msgpack; a longer one is walked first (:mod:`nanomsg_kernel.scan`), allocating
 nothing per object. A body's map must hold each field tag once, as an integer key.
 
-Two paths decode a body. The common one: the map holds exactly the contract's fields (its
-first byte says how many), msgpack parses it whole, and the generated ``from_body`` takes
-the keys in the encoder's order. Anything else (fields this version does not know, missing
-or reordered fields, a long body) takes the careful one: the body's entries are located
-first, unknown fields are kept as the exact bytes received (:class:`~nanomsg_kernel.types.Raw`,
-written back unchanged on re-encode) and only known fields are parsed.
+How a body is read (a common path, and a careful one that keeps unknown fields as the
+exact bytes received) is in :mod:`nanomsg_kernel.body`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import struct
 import threading
@@ -36,6 +31,7 @@ from typing import Any, NamedTuple, NoReturn
 
 import msgpack
 
+from nanomsg_kernel.body import Entry, has_maps, pack_parts, read_body, unique_map
 from nanomsg_kernel.contract import (
     ContractInfo,
     contract_info,
@@ -43,7 +39,8 @@ from nanomsg_kernel.contract import (
     kernel_contracts,
     validate_kernel,
 )
-from nanomsg_kernel.errors import DecodeError, EncodeError, FrameTooLarge, RemoteError, Status, TooManyObjects
+from nanomsg_kernel.error_body import decode_error_body, encode_error_body
+from nanomsg_kernel.errors import DecodeError, EncodeError, FrameTooLarge
 from nanomsg_kernel.frame import (
     DEFAULT_MAX_BODY,
     HEADER_SIZE,
@@ -56,15 +53,10 @@ from nanomsg_kernel.frame import (
     Kind,
     parse_header,
 )
-from nanomsg_kernel.layout import UNKNOWN_KEYS
-from nanomsg_kernel.scan import Counter, entries, msgpack_reason, skip
-from nanomsg_kernel.types import Raw, TypeSpec
+from nanomsg_kernel.scan import count_objects, msgpack_reason
 
 __all__ = ["Codec", "Frame", "decode_error_body", "encode_error_body", "msgpack_reason"]
 
-_ERROR_STATUS, _ERROR_MESSAGE, _ERROR_DETAILS = 1, 2, 3
-_MAX_ERROR_MESSAGE = 64 * 1024
-_unpackb = msgpack.unpackb
 _unpack_header = HEADER_STRUCT.unpack_from
 _pack_header = HEADER_STRUCT.pack
 _REQUEST, _ERROR = int(Kind.REQUEST), int(Kind.ERROR)
@@ -97,161 +89,10 @@ class Frame(NamedTuple):
     message: Any
 
 
-class _Entry(NamedTuple):
-    route: int
-    version: int
-    name: str
-    to_map: Any
-    from_body: Any
-    prefixes: tuple[bytes, ...]
-    """The first 10 header bytes of this contract's frames, indexed by kind."""
-    head: int
-    """The first byte of a body holding exactly the contract's fields (a map of that many)."""
-    size: int
-    """The number of fields."""
-    max_objects: int
-    hook: Any
-    """msgpack's ``object_pairs_hook`` for this contract's bodies: :func:`_unique` when they
-    hold maps inside (records, dicts), ``None`` when the body's own map is the only one."""
-    general_from_map: Any
-    tags: frozenset[int]
-    isolated: Any
-
-
-def _unique(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
-    """A map read by msgpack, refused when a key repeats (msgpack would keep the last)."""
-    d = dict(pairs)
-    if len(d) != len(pairs):
-        raise ValueError("a map key repeats")
-    return d
-
-
-def _has_maps(spec: TypeSpec) -> bool:
-    """True when values of ``spec`` hold a msgpack map (a record or a dict), anywhere."""
-    return spec.kind in ("dict", "record") or any(_has_maps(a) for a in spec.args)
-
-
-def count_objects(body: Any, limit: int) -> None:
-    """Raise :class:`TooManyObjects` when ``body`` holds more than ``limit`` msgpack objects
-    (and :class:`DecodeError` when it is not well-formed msgpack), without decoding it."""
-    if len(body) > limit:
-        view = memoryview(body)
-        end = skip(view, 0, len(view), Counter(limit))
-        if end != len(view):
-            raise DecodeError(f"malformed msgpack body: {len(view) - end} bytes after the first object")
-
-
 def _new_packer() -> msgpack.Packer:
     return msgpack.Packer(use_bin_type=True, datetime=True, autoreset=True)
 
 
-def _pack_parts(value: Any, packer: msgpack.Packer, out: list[bytes]) -> None:
-    """Pack ``value`` into ``out`` piece by piece, writing each :class:`Raw` as its bytes."""
-    t = type(value)
-    if t is Raw:
-        out.append(value.data)
-    elif t is dict:
-        out.append(packer.pack_map_header(len(value)))
-        for k, x in value.items():
-            out.append(packer.pack(k))
-            _pack_parts(x, packer, out)
-    elif t is list or t is tuple:
-        out.append(packer.pack_array_header(len(value)))
-        for x in value:
-            _pack_parts(x, packer, out)
-    else:
-        out.append(packer.pack(value))
-
-
-def _printable(text: Any) -> str:
-    """``text`` as a str that UTF-8 can carry (a lone surrogate becomes its escape)."""
-    shown: str = text if type(text) is str else str(text)
-    return shown.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def encode_error_body(status: int, message: str, details: Any = None) -> bytes:
-    """The body of an error frame: a msgpack map ``{1: status, 2: message[, 3: details]}``.
-
-    Never fails, so an error keeps its status whatever it carries: text UTF-8 cannot carry
-    (a lone surrogate) is sent escaped, and details msgpack cannot carry are left out.
-    """
-    try:
-        code = int(status)
-    except (TypeError, ValueError):
-        code = int(Status.UNKNOWN)
-    if not 0 <= code <= MAX_U32:
-        code = int(Status.UNKNOWN)
-    body: dict[int, Any] = {_ERROR_STATUS: code, _ERROR_MESSAGE: _printable(message)[:_MAX_ERROR_MESSAGE]}
-    if details is not None:
-        with contextlib.suppress(Exception):  # details msgpack cannot carry: sent without them
-            return bytes(msgpack.packb({**body, _ERROR_DETAILS: details}, use_bin_type=True, datetime=True))
-    return bytes(msgpack.packb(body, use_bin_type=True))
-
-
-def decode_error_body(body: bytes | memoryview, max_objects: int = DEFAULT_MAX_BODY // 64) -> RemoteError:
-    """Parse an error frame's body into a :class:`RemoteError` (``DecodeError`` if malformed,
-    :class:`TooManyObjects` past ``max_objects``)."""
-    try:
-        count_objects(body, max_objects)
-        m = _unpackb(body, strict_map_key=False, timestamp=3)
-    except DecodeError:
-        raise
-    except Exception as exc:
-        raise DecodeError(f"error frame: malformed msgpack body: {msgpack_reason(exc)}") from None
-    if type(m) is not dict:
-        raise DecodeError("error frame: body is not a map")
-    status, message = m.get(_ERROR_STATUS), m.get(_ERROR_MESSAGE, "")
-    if type(status) is not int:
-        raise DecodeError("error frame: status is not an int")
-    if type(message) is not str:
-        raise DecodeError("error frame: message is not a str")
-    return RemoteError(Status.from_wire(status), message, m.get(_ERROR_DETAILS))
-
-
-def _message(entry: _Entry, body: bytes | bytearray | memoryview) -> Any:
-    """The contract object of ``entry`` in a msgpack ``body`` (``DecodeError`` if it is not one)."""
-    if (
-        body and body[0] == entry.head and len(body) <= entry.max_objects
-        and (entry.size < 16 or (body[1] << 8 | body[2]) == entry.size)
-    ):
-        try:
-            m = _unpackb(body, strict_map_key=False, timestamp=3, object_pairs_hook=entry.hook)
-        except Exception as exc:
-            raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
-        try:
-            obj = entry.from_body(m)
-        except DecodeError:
-            raise
-        except Exception as exc:  # attrs validators and converters
-            raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
-        if obj is not UNKNOWN_KEYS:
-            return obj
-    return _careful(entry, body)
-
-
-def _careful(entry: _Entry, body: bytes | bytearray | memoryview) -> Any:
-    """:func:`_message` of a body the common path does not take: its entries located first
-    (objects counted, keys checked), unknown fields kept as their bytes, known ones parsed."""
-    view = memoryview(body)
-    try:
-        count_objects(view, entry.max_objects)
-        spans = entries(view)
-    except TooManyObjects:
-        raise
-    except DecodeError as exc:
-        raise DecodeError(f"{entry.name}: {exc}") from None
-    tags, hook = entry.tags, entry.hook
-    try:
-        m = {tag: _unpackb(view[start:end], strict_map_key=False, timestamp=3, object_pairs_hook=hook)
-             if tag in tags else Raw(bytes(view[start:end])) for tag, start, end in spans}
-    except Exception as exc:
-        raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
-    try:
-        return entry.general_from_map(m)
-    except DecodeError:
-        raise
-    except Exception as exc:  # attrs validators and converters
-        raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
 class Codec:
     """Encodes and decodes the frames of one kernel. Thread-safe; build once, reuse.
 
@@ -279,20 +120,20 @@ class Codec:
         self.max_body_size = max_body_size
         self.max_objects = max_objects
         self._check_above = min(max_body_size, max_objects)
-        self._by_class: dict[type, _Entry] = {}
-        self._by_route: dict[int, _Entry] = {}
-        self._by_key: dict[bytes, _Entry] = {}
-        self._requests: dict[bytes, _Entry] = {}
+        self._by_class: dict[type, Entry] = {}
+        self._by_route: dict[int, Entry] = {}
+        self._by_key: dict[bytes, Entry] = {}
+        self._requests: dict[bytes, Entry] = {}
         for member, cls in kernel_contracts(routes).items():
             info = contract_info(cls)
             prefixes = tuple(
                 _PREFIX.pack(MAGIC, WIRE_VERSION, k, int(member), info.version, 0) for k in range(max(Kind) + 1)
             )
             layout, n = info.layout, len(info.fields)
-            entry = _Entry(
+            entry = Entry(
                 int(member), info.version, cls.__name__, info.to_map, layout.from_body, prefixes,
                 0x80 | n if n < 16 else 0xDE, n, max_objects,
-                _unique if any(_has_maps(f.spec) for f in info.fields) else None,
+                unique_map if any(has_maps(f.spec) for f in info.fields) else None,
                 layout.general_from_map, frozenset(f.tag for f in info.fields), layout.isolated,
             )
             self._by_class[cls] = entry
@@ -327,13 +168,13 @@ class Codec:
         entry = self._entry_for(msg)
         return self._pack(entry, msg)
 
-    def _entry_for(self, msg: Any) -> _Entry:
+    def _entry_for(self, msg: Any) -> Entry:
         entry = self._by_class.get(type(msg))
         if entry is None:
             raise EncodeError(f"{type(msg).__name__} is not a contract of {self.routes.__name__}")
         return entry
 
-    def _pack(self, entry: _Entry, msg: Any) -> bytes:
+    def _pack(self, entry: Entry, msg: Any) -> bytes:
         try:
             m = entry.to_map(msg)
         except EncodeError:
@@ -347,21 +188,21 @@ class Codec:
         self._check_size(entry, body)
         return body
 
-    def _repack(self, entry: _Entry, m: dict[int, Any], exc: Exception) -> bytes:
-        """The body of ``m`` when msgpack refused it whole: fields kept as :class:`Raw` bytes
+    def _repack(self, entry: Entry, m: dict[int, Any], exc: Exception) -> bytes:
+        """The body of ``m`` when msgpack refused it whole: fields kept as :class:`~nanomsg_kernel.types.Raw` bytes
         are written as they are; anything else msgpack refuses is an ``EncodeError``."""
         packer = self._tls.packer = _new_packer()
         if isinstance(exc, TypeError):
             parts: list[bytes] = []
             try:
-                _pack_parts(m, packer, parts)
+                pack_parts(m, packer, parts)
                 return b"".join(parts)
             except Exception as again:
                 self._tls.packer = _new_packer()
                 exc = again
         raise EncodeError(f"{entry.name}: {exc}") from None
 
-    def _check_size(self, entry: _Entry, body: bytes) -> None:
+    def _check_size(self, entry: Entry, body: bytes) -> None:
         """Refuse a body the other side would refuse: too long, or too many objects."""
         size = len(body)
         if size > self.max_body_size:
@@ -440,7 +281,7 @@ class Codec:
             raise EncodeError(f"{type(msg).__name__} is not a contract of {self.routes.__name__}")
         if entry.isolated(msg):
             return msg
-        return _message(entry, self._pack(entry, msg))
+        return read_body(entry, self._pack(entry, msg))
 
     def encode_error(
         self,
@@ -478,7 +319,7 @@ class Codec:
         entry = self._by_route.get(route)
         if entry is None:
             raise DecodeError(f"unknown route {route} for {self.routes.__name__}")
-        return _message(entry, body)
+        return read_body(entry, body)
 
     def decode_body(self, route: int, body: bytes | memoryview) -> Any:
         """Decode a msgpack body of the contract at ``route`` (no header)."""
@@ -500,7 +341,7 @@ class Codec:
         entry = self._by_key.get(key)
         if entry is None or length != len(frame) - HEADER_SIZE or length > self.max_body_size:
             return self._decode_other(frame)
-        return _message(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
+        return read_body(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
                         else memoryview(frame)[HEADER_SIZE:])
 
     def decode_request(self, frame: bytes | bytearray | memoryview) -> tuple[Any, int, int, int] | None:
@@ -518,7 +359,7 @@ class Codec:
         entry = self._requests.get(key)
         if entry is None or length != len(frame) - HEADER_SIZE or length > self.max_body_size:
             return None
-        return _message(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
+        return read_body(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
                         else memoryview(frame)[HEADER_SIZE:]), correlation_id, timeout_ms, entry.route
 
     def _refuse(self, frame: Any) -> NoReturn:
@@ -531,7 +372,7 @@ class Codec:
         and bad headers (raises the precise error)."""
         kind, route, _cver, _flags, _corr, _timeout = self._check(frame)
         if kind == _ERROR:
-            raise decode_error_body(memoryview(frame)[HEADER_SIZE:])
+            raise decode_error_body(memoryview(frame)[HEADER_SIZE:], self.max_objects)
         return self._body(route, memoryview(frame)[HEADER_SIZE:])
 
     def decode_frame(self, frame: bytes | bytearray | memoryview) -> Frame:
@@ -541,7 +382,7 @@ class Codec:
         header = Header(WIRE_VERSION, Kind(kind), route, cver, flags, corr, timeout, len(frame) - HEADER_SIZE)
         body = memoryview(frame)[HEADER_SIZE:]
         if header.kind == Kind.ERROR:
-            return Frame(header, decode_error_body(body))
+            return Frame(header, decode_error_body(body, self.max_objects))
         return Frame(header, self._body(header.route, body))
 
     def read_header(self, data: bytes | bytearray | memoryview) -> Header:

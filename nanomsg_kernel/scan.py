@@ -5,6 +5,7 @@ every msgpack object: a one-byte empty map becomes a dict of 64 bytes or more. B
 lets a body that could hold more objects than its budget reach the unpacker, the codec walks
 the body here, allocating nothing per object:
 
+* :func:`count_objects` — refuse a body that holds more objects than a budget;
 * :func:`skip` — the end of the one msgpack object at a position, counting the objects it
   holds against a budget (:class:`~nanomsg_kernel.errors.TooManyObjects` past it);
 * :func:`entries` — the key and value extents of a map of field tags (a contract's body),
@@ -22,7 +23,7 @@ import msgpack
 
 from nanomsg_kernel.errors import DecodeError, TooManyObjects
 
-__all__ = ["Counter", "entries", "msgpack_reason", "skip"]
+__all__ = ["Counter", "count_objects", "entries", "msgpack_reason", "skip"]
 
 # Size in bytes of each msgpack object that has a fixed size, by its first byte (0: not fixed).
 _FIXED = [0] * 256
@@ -173,3 +174,13 @@ def _shown(key: Any) -> str:
     if isinstance(key, (bool, float, int)) or key is None:
         return repr(key)
     return f"of type {type(key).__name__}"
+
+
+def count_objects(body: Any, limit: int) -> None:
+    """Raise :class:`TooManyObjects` when ``body`` holds more than ``limit`` msgpack objects
+    (and :class:`DecodeError` when it is not well-formed msgpack), without decoding it."""
+    if len(body) > limit:
+        view = memoryview(body)
+        end = skip(view, 0, len(view), Counter(limit))
+        if end != len(view):
+            raise DecodeError(f"malformed msgpack body: {len(view) - end} bytes after the first object")

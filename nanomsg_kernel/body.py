@@ -1,0 +1,131 @@
+"""A contract's body, read and written: the codec's per-contract entry and its two paths.
+
+:func:`read_body` turns a body into the contract object. The common path: the body's map
+holds exactly the contract's fields (its first byte says how many), the body is no longer
+than the object budget (so it cannot hold more objects), msgpack parses it whole, and the
+generated ``from_body`` takes the keys in the encoder's order, each the tag itself (``True``
+and ``1.0`` are not tag 1). Anything else takes the careful path: objects counted first when
+the body is long (:func:`~nanomsg_kernel.scan.count_objects`), the entries located with
+msgpack's unpacker (:func:`~nanomsg_kernel.scan.entries`: integer keys, each once), fields
+this version does not know kept as the exact bytes received (:class:`~nanomsg_kernel.types.Raw`),
+and only known fields parsed. Maps inside a body (records, dicts) are checked for repeated
+keys as msgpack reads them (:func:`unique_map`).
+
+:func:`pack_parts` writes a map that holds :class:`~nanomsg_kernel.types.Raw` values, which
+msgpack's packer cannot: each is written as its bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import msgpack
+
+from nanomsg_kernel.errors import DecodeError, TooManyObjects
+from nanomsg_kernel.layout import UNKNOWN_KEYS
+from nanomsg_kernel.scan import count_objects, entries, msgpack_reason
+from nanomsg_kernel.types import Raw, TypeSpec
+
+__all__ = ["Entry", "has_maps", "pack_parts", "read_body", "unique_map"]
+
+_unpackb = msgpack.unpackb
+
+
+class Entry(NamedTuple):
+    """What the codec keeps for one contract: its header prefixes and body functions."""
+
+    route: int
+    version: int
+    name: str
+    to_map: Any
+    from_body: Any
+    prefixes: tuple[bytes, ...]
+    """The first 10 header bytes of this contract's frames, indexed by kind."""
+    head: int
+    """The first byte of a body holding exactly the contract's fields (a map of that many)."""
+    size: int
+    """The number of fields."""
+    max_objects: int
+    hook: Any
+    """msgpack's ``object_pairs_hook`` for this contract's bodies: :func:`unique_map` when they
+    hold maps inside (records, dicts), ``None`` when the body's own map is the only one."""
+    general_from_map: Any
+    tags: frozenset[int]
+    isolated: Any
+
+
+def unique_map(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """A map read by msgpack, refused when a key repeats (msgpack would keep the last)."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        raise ValueError("a map key repeats")
+    return d
+
+
+def has_maps(spec: TypeSpec) -> bool:
+    """True when values of ``spec`` hold a msgpack map (a record or a dict), anywhere."""
+    return spec.kind in ("dict", "record") or any(has_maps(a) for a in spec.args)
+
+
+def pack_parts(value: Any, packer: msgpack.Packer, out: list[bytes]) -> None:
+    """Pack ``value`` into ``out`` piece by piece, writing each :class:`Raw` as its bytes."""
+    t = type(value)
+    if t is Raw:
+        out.append(value.data)
+    elif t is dict:
+        out.append(packer.pack_map_header(len(value)))
+        for k, x in value.items():
+            out.append(packer.pack(k))
+            pack_parts(x, packer, out)
+    elif t is list or t is tuple:
+        out.append(packer.pack_array_header(len(value)))
+        for x in value:
+            pack_parts(x, packer, out)
+    else:
+        out.append(packer.pack(value))
+
+
+def read_body(entry: Entry, body: bytes | bytearray | memoryview) -> Any:
+    """The contract object of ``entry`` in a msgpack ``body`` (``DecodeError`` if it is not one)."""
+    if (
+        body and body[0] == entry.head and len(body) <= entry.max_objects
+        and (entry.size < 16 or (body[1] << 8 | body[2]) == entry.size)
+    ):
+        try:
+            m = _unpackb(body, strict_map_key=False, timestamp=3, object_pairs_hook=entry.hook)
+        except Exception as exc:
+            raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
+        try:
+            obj = entry.from_body(m)
+        except DecodeError:
+            raise
+        except Exception as exc:  # attrs validators and converters
+            raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
+        if obj is not UNKNOWN_KEYS:
+            return obj
+    return _careful(entry, body)
+
+
+def _careful(entry: Entry, body: bytes | bytearray | memoryview) -> Any:
+    """:func:`read_body` of a body the common path does not take: its entries located first
+    (objects counted, keys checked), unknown fields kept as their bytes, known ones parsed."""
+    view = memoryview(body)
+    try:
+        count_objects(view, entry.max_objects)
+        spans = entries(view)
+    except TooManyObjects:
+        raise
+    except DecodeError as exc:
+        raise DecodeError(f"{entry.name}: {exc}") from None
+    tags, hook = entry.tags, entry.hook
+    try:
+        m = {tag: _unpackb(view[start:end], strict_map_key=False, timestamp=3, object_pairs_hook=hook)
+             if tag in tags else Raw(bytes(view[start:end])) for tag, start, end in spans}
+    except Exception as exc:
+        raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
+    try:
+        return entry.general_from_map(m)
+    except DecodeError:
+        raise
+    except Exception as exc:  # attrs validators and converters
+        raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
