@@ -89,7 +89,7 @@ def read_body(entry: Entry, body: bytes | bytearray | memoryview) -> Any:
     """The contract object of ``entry`` in a msgpack ``body`` (``DecodeError`` if it is not one)."""
     if (
         body and body[0] == entry.head and len(body) <= entry.max_objects
-        and (entry.size < 16 or (body[1] << 8 | body[2]) == entry.size)
+        and (entry.size < 16 or (len(body) > 2 and (body[1] << 8 | body[2]) == entry.size))
     ):
         try:
             m = _unpackb(body, strict_map_key=False, timestamp=3, object_pairs_hook=entry.hook)

@@ -237,3 +237,22 @@ def test_entries_locate_each_field() -> None:
 def test_cut_maps_are_decode_errors(body: bytes) -> None:
     with pytest.raises(DecodeError):
         codec.decode(request(2, body))
+
+
+def test_a_contract_of_more_than_15_fields_takes_both_paths() -> None:
+    class WideRoute(RoutingEnum):
+        WIDE = 1
+
+    namespace: dict[str, Any] = {"__annotations__": {f"f{i}": "int" for i in range(20)}}
+    namespace.update({f"f{i}": 0 for i in range(20)})
+    Wide = contract(WideRoute.WIDE)(type("Wide", (), namespace))
+    wide = WideRoute.codec()
+    msg = Wide(**{f"f{i}": i for i in range(20)})
+    frame = wide.encode(msg)
+    assert frame[HEADER_SIZE:HEADER_SIZE + 3] == b"\xde\x00\x14"
+    assert wide.decode(frame) == msg
+    short = msgpack.packb({i + 1: i for i in range(18)})  # two fields left to their defaults
+    assert wide.decode(request(1, short)) == Wide(**{f"f{i}": i for i in range(18)})
+    for cut in (b"\xde", b"\xde\x00", b"\xde\x00\x14"):
+        with pytest.raises(DecodeError):
+            wide.decode(request(1, cut))
