@@ -26,7 +26,7 @@ from nanomsg_kernel.layout import UNKNOWN_KEYS
 from nanomsg_kernel.scan import count_objects, entries, msgpack_reason
 from nanomsg_kernel.types import Raw, TypeSpec
 
-__all__ = ["Entry", "has_maps", "pack_parts", "read_body", "unique_map"]
+__all__ = ["Entry", "has_maps", "pack_parts", "read_body", "read_short_body", "unique_map"]
 
 _unpackb = msgpack.unpackb
 
@@ -43,8 +43,8 @@ class Entry(NamedTuple):
     """The first 10 header bytes of this contract's frames, indexed by kind."""
     head: int
     """The first byte of a body holding exactly the contract's fields (a map of that many)."""
-    size: int
-    """The number of fields."""
+    wide: bytes
+    """For a contract of 16 fields or more, the first 3 bytes of such a body (a map16 header)."""
     max_objects: int
     hook: Any
     """msgpack's ``object_pairs_hook`` for this contract's bodies: :func:`unique_map` when they
@@ -87,22 +87,31 @@ def pack_parts(value: Any, packer: msgpack.Packer, out: list[bytes]) -> None:
 
 def read_body(entry: Entry, body: bytes | bytearray | memoryview) -> Any:
     """The contract object of ``entry`` in a msgpack ``body`` (``DecodeError`` if it is not one)."""
-    if (
-        body and body[0] == entry.head and len(body) <= entry.max_objects
-        and (entry.size < 16 or (len(body) > 2 and (body[1] << 8 | body[2]) == entry.size))
-    ):
-        try:
+    if len(body) <= entry.max_objects:
+        return read_short_body(entry, body)
+    return _careful(entry, body)
+
+
+def read_short_body(entry: Entry, body: bytes | bytearray | memoryview) -> Any:
+    """:func:`read_body` of a body no longer than ``entry.max_objects`` bytes, which cannot
+    hold more objects than that (the codec's hot path checks the length itself)."""
+    if not body or body[0] != entry.head or (entry.wide and body[:3] != entry.wide):
+        return _careful(entry, body)
+    try:
+        if entry.hook is None:
+            m = _unpackb(body, strict_map_key=False, timestamp=3)
+        else:
             m = _unpackb(body, strict_map_key=False, timestamp=3, object_pairs_hook=entry.hook)
-        except Exception as exc:
-            raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
-        try:
-            obj = entry.from_body(m)
-        except DecodeError:
-            raise
-        except Exception as exc:  # attrs validators and converters
-            raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
-        if obj is not UNKNOWN_KEYS:
-            return obj
+    except Exception as exc:
+        raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
+    try:
+        obj = entry.from_body(m)
+    except DecodeError:
+        raise
+    except Exception as exc:  # attrs validators and converters
+        raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
+    if obj is not UNKNOWN_KEYS:
+        return obj
     return _careful(entry, body)
 
 

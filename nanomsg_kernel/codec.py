@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, NoReturn
 
 import msgpack
 
-from nanomsg_kernel.body import Entry, has_maps, pack_parts, read_body, unique_map
+from nanomsg_kernel.body import Entry, has_maps, pack_parts, read_body, read_short_body, unique_map
 from nanomsg_kernel.contract import (
     ContractInfo,
     contract_info,
@@ -132,7 +132,7 @@ class Codec:
             layout, n = info.layout, len(info.fields)
             entry = Entry(
                 int(member), info.version, cls.__name__, info.to_map, layout.from_body, prefixes,
-                0x80 | n if n < 16 else 0xDE, n, max_objects,
+                0x80 | n if n < 16 else 0xDE, b"" if n < 16 else b"\xde" + n.to_bytes(2, "big"), max_objects,
                 unique_map if any(has_maps(f.spec) for f in info.fields) else None,
                 layout.general_from_map, frozenset(f.tag for f in info.fields), layout.isolated,
             )
@@ -339,9 +339,9 @@ class Codec:
         except (struct.error, TypeError):
             self._refuse(frame)
         entry = self._by_key.get(key)
-        if entry is None or length != len(frame) - HEADER_SIZE or length > self.max_body_size:
+        if entry is None or length != len(frame) - HEADER_SIZE or length > self._check_above:
             return self._decode_other(frame)
-        return read_body(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
+        return read_short_body(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
                         else memoryview(frame)[HEADER_SIZE:])
 
     def decode_request(self, frame: bytes | bytearray | memoryview) -> tuple[Any, int, int, int] | None:
@@ -357,9 +357,9 @@ class Codec:
         except (struct.error, TypeError):
             return None
         entry = self._requests.get(key)
-        if entry is None or length != len(frame) - HEADER_SIZE or length > self.max_body_size:
+        if entry is None or length != len(frame) - HEADER_SIZE or length > self._check_above:
             return None
-        return read_body(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
+        return read_short_body(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
                         else memoryview(frame)[HEADER_SIZE:]), correlation_id, timeout_ms, entry.route
 
     def _refuse(self, frame: Any) -> NoReturn:
