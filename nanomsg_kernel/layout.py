@@ -15,6 +15,14 @@ object. Each comes in two versions:
   type and range, tested in a single condition. Anything else (a missing or unknown tag, a
   value that needs converting, any error) hands the whole input to the general function, so
   both give the same object or the same error; a property test checks that they agree.
+  The fast decoder reads the keys in the order the encoder writes them and tests each is the
+  tag itself (``k is 1``: ``True`` and ``1.0`` equal 1 but are not tags). ``from_body``, the
+  codec's version for a whole body, answers :data:`UNKNOWN_KEYS` instead of falling back
+  when the keys are not exactly the tags, so that the codec can keep unknown fields' bytes.
+
+Two more come from the same table: ``isolated(obj)``, True when an object of immutable
+fields passes the encoder's inline tests as it is (what a local binding may hand over
+without a copy), and the general decoder's key check (integer keys only).
 
 When a class has no validators, converters or ``__attrs_post_init__``, ``from_map`` fills the
 slots directly (``object.__new__`` and the slot descriptors) instead of calling the frozen
