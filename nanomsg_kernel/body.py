@@ -8,8 +8,9 @@ and ``1.0`` are not tag 1). Anything else takes the careful path: objects counte
 the body is long (:func:`~nanomsg_kernel.scan.count_objects`), the entries located with
 msgpack's unpacker (:func:`~nanomsg_kernel.scan.entries`: integer keys, each once), fields
 this version does not know kept as the exact bytes received (:class:`~nanomsg_kernel.types.Raw`),
-and only known fields parsed. Maps inside a body (records, dicts) are checked for repeated
-keys as msgpack reads them (:func:`unique_map`).
+and only known fields parsed. (A map inside the body, a record's or a dict's, is read by
+msgpack, which keeps the last of a repeated key: checking every nested map for repeats
+costs a Python call per map, a quarter more per decode of a nested contract.)
 
 :func:`pack_parts` writes a map that holds :class:`~nanomsg_kernel.types.Raw` values, which
 msgpack's packer cannot: each is written as its bytes.
@@ -24,9 +25,9 @@ import msgpack
 from nanomsg_kernel.errors import DecodeError, TooManyObjects
 from nanomsg_kernel.layout import UNKNOWN_KEYS
 from nanomsg_kernel.scan import count_objects, entries, msgpack_reason
-from nanomsg_kernel.types import Raw, TypeSpec
+from nanomsg_kernel.types import Raw
 
-__all__ = ["Entry", "has_maps", "pack_parts", "read_body", "read_short_body", "unique_map"]
+__all__ = ["Entry", "pack_parts", "read_body", "read_short_body"]
 
 _unpackb = msgpack.unpackb
 
@@ -46,25 +47,9 @@ class Entry(NamedTuple):
     wide: bytes
     """For a contract of 16 fields or more, the first 3 bytes of such a body (a map16 header)."""
     max_objects: int
-    hook: Any
-    """msgpack's ``object_pairs_hook`` for this contract's bodies: :func:`unique_map` when they
-    hold maps inside (records, dicts), ``None`` when the body's own map is the only one."""
     general_from_map: Any
     tags: frozenset[int]
     isolated: Any
-
-
-def unique_map(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
-    """A map read by msgpack, refused when a key repeats (msgpack would keep the last)."""
-    d = dict(pairs)
-    if len(d) != len(pairs):
-        raise ValueError("a map key repeats")
-    return d
-
-
-def has_maps(spec: TypeSpec) -> bool:
-    """True when values of ``spec`` hold a msgpack map (a record or a dict), anywhere."""
-    return spec.kind in ("dict", "record") or any(has_maps(a) for a in spec.args)
 
 
 def pack_parts(value: Any, packer: msgpack.Packer, out: list[bytes]) -> None:
@@ -95,23 +80,23 @@ def read_body(entry: Entry, body: bytes | bytearray | memoryview) -> Any:
 def read_short_body(entry: Entry, body: bytes | bytearray | memoryview) -> Any:
     """:func:`read_body` of a body no longer than ``entry.max_objects`` bytes, which cannot
     hold more objects than that (the codec's hot path checks the length itself)."""
-    if not body or body[0] != entry.head or (entry.wide and body[:3] != entry.wide):
-        return _careful(entry, body)
     try:
-        if entry.hook is None:
+        whole = body[0] == entry.head
+    except IndexError:
+        whole = False
+    if (whole and not entry.wide) or (entry.wide and body[:3] == entry.wide):
+        try:
             m = _unpackb(body, strict_map_key=False, timestamp=3)
-        else:
-            m = _unpackb(body, strict_map_key=False, timestamp=3, object_pairs_hook=entry.hook)
-    except Exception as exc:
-        raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
-    try:
-        obj = entry.from_body(m)
-    except DecodeError:
-        raise
-    except Exception as exc:  # attrs validators and converters
-        raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
-    if obj is not UNKNOWN_KEYS:
-        return obj
+        except Exception as exc:
+            raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
+        try:
+            obj = entry.from_body(m)
+        except DecodeError:
+            raise
+        except Exception as exc:  # attrs validators and converters
+            raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
+        if obj is not UNKNOWN_KEYS:
+            return obj
     return _careful(entry, body)
 
 
@@ -126,9 +111,9 @@ def _careful(entry: Entry, body: bytes | bytearray | memoryview) -> Any:
         raise
     except DecodeError as exc:
         raise DecodeError(f"{entry.name}: {exc}") from None
-    tags, hook = entry.tags, entry.hook
+    tags = entry.tags
     try:
-        m = {tag: _unpackb(view[start:end], strict_map_key=False, timestamp=3, object_pairs_hook=hook)
+        m = {tag: _unpackb(view[start:end], strict_map_key=False, timestamp=3)
              if tag in tags else Raw(bytes(view[start:end])) for tag, start, end in spans}
     except Exception as exc:
         raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None

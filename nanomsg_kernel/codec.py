@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, NoReturn
 
 import msgpack
 
-from nanomsg_kernel.body import Entry, has_maps, pack_parts, read_body, read_short_body, unique_map
+from nanomsg_kernel.body import Entry, pack_parts, read_body, read_short_body
 from nanomsg_kernel.contract import (
     ContractInfo,
     contract_info,
@@ -133,7 +133,6 @@ class Codec:
             entry = Entry(
                 int(member), info.version, cls.__name__, info.to_map, layout.from_body, prefixes,
                 0x80 | n if n < 16 else 0xDE, b"" if n < 16 else b"\xde" + n.to_bytes(2, "big"), max_objects,
-                unique_map if any(has_maps(f.spec) for f in info.fields) else None,
                 layout.general_from_map, frozenset(f.tag for f in info.fields), layout.isolated,
             )
             self._by_class[cls] = entry

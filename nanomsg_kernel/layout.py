@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import enum
 import linecache
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -397,7 +398,7 @@ def build_layout(cls: type, fields: tuple[FieldInfo, ...]) -> Layout:
     # identity test refuses True and 1.0, which a dict lookup would take for tag 1.
     for i, f in enumerate(fields):
         ns[f"_t{i}"] = f.tag
-    keys = [f"k{i} is _t{i}" if 0 <= f.tag <= 256 else f"(type(k{i}) is int and k{i} == _t{i})"
+    keys = [f"k{i} is {f.tag}" if 0 <= f.tag <= 256 else f"(type(k{i}) is int and k{i} == _t{i})"
             for i, f in enumerate(fields)]
     unpack = ", ".join(f"k{i}" for i in range(len(fields))) + ("," if len(fields) == 1 else "")
     values = ", ".join(f"v{i}" for i in range(len(fields))) + ("," if len(fields) == 1 else "")
@@ -430,7 +431,10 @@ def build_layout(cls: type, fields: tuple[FieldInfo, ...]) -> Layout:
     source = "\n\n\n".join("\n".join(lines) for lines in (enc, dec, fast_enc, fast_dec, isolated)) + "\n"
     filename = f"<nanomsg_kernel layout {cls.__module__}.{cls.__qualname__}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    exec(compile(source, filename, "exec"), ns)  # noqa: S102 - our own generated source
+    with warnings.catch_warnings():  # "is" with an int literal: meant, see the keys above
+        warnings.simplefilter("ignore", SyntaxWarning)
+        code = compile(source, filename, "exec")
+    exec(code, ns)  # noqa: S102 - our own generated source
     return Layout(
         ns["to_map"], ns["from_map"], source, ns["_general_to_map"], ns["_general_from_map"], seen_unknown,
         ns["isolated"], ns["from_body"],

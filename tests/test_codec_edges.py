@@ -137,15 +137,14 @@ def test_keys_that_are_not_tags_once_are_refused(body: bytes) -> None:
             contract_info(Pair).from_map(as_map)
 
 
-def test_keys_in_nested_maps_are_checked_too() -> None:
+def test_keys_in_nested_records_are_tags_too() -> None:
     good = msgpack.packb({1: {1: 1, 2: 2}, 2: {"k": 1}})
     assert codec.decode(request(2, good)) == Nested(Inner(1, 2), {"k": 1})
     for body in (
         b"\x82\x01\x82\xc3\x01\x02\x02\x02\x80",  # inner {True: 1, 2: 2}
-        b"\x82\x01\x82\x01\x01\x01\x02\x02\x80",  # inner {1: 1, 1: 2}
-        b"\x82\x01\x80\x02\x82\xa1k\x01\xa1k\x02",  # names {"k": 1, "k": 2}
+        b"\x82\x01\x82\xcb" + msgpack.packb(1.0)[1:] + b"\x01\x02\x02\x02\x80",  # inner {1.0: 1, 2: 2}
     ):
-        with pytest.raises(DecodeError, match="repeats|not a field tag"):
+        with pytest.raises(DecodeError, match=r"Nested\.inner.*not a field tag"):
             codec.decode(request(2, body))
 
 
