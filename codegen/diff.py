@@ -143,10 +143,17 @@ class _Differ:
 
     # -- routes --------------------------------------------------------------------------
 
+    def doc(self, where: str, what: str, old: str, new: str) -> None:
+        """A docstring changed (the text itself is not repeated: it is the schema author's)."""
+        if old != new:
+            self.add("doc-changed", where, f"{what} changed ({len(old)} -> {len(new)} characters)")
+
     def routes(self) -> None:
         old, new = self.old, self.new
+        self.doc(new.name, "module docstring", old.doc, new.doc)
         if old.routing != new.routing:
             self.add("routing-renamed", new.routing, f"routing enum renamed from {old.routing} (ids are what travel)")
+        self.doc(new.routing, "docstring", old.routing_doc, new.routing_doc)
         old_ids = {i: n for n, i in old.routes}
         new_ids = {i: n for n, i in new.routes}
         new_by_name = dict(new.routes)
@@ -201,6 +208,7 @@ class _Differ:
                 self.add("record-added", name, "record added")
 
     def enum(self, o: EnumSchema, n: EnumSchema) -> None:
+        self.doc(n.name, "docstring", o.doc, n.doc)
         if o.value_kind != n.value_kind:
             self.add("enum-type-changed", n.name, f"enum values changed from {o.value_kind} to {n.value_kind}: "
                      "no value decodes on the other side", BACKWARD, FORWARD)
@@ -223,6 +231,7 @@ class _Differ:
 
     def message(self, o: MessageSchema, n: MessageSchema) -> None:
         name = n.name
+        self.doc(name, "docstring", o.doc, n.doc)
         old_tags = {f.tag: f for f in o.fields}
         new_tags = {f.tag: f for f in n.fields}
         added = [f for f in n.fields if f.tag not in old_tags]

@@ -18,8 +18,14 @@ class Problem(NamedTuple):
     message: str
 
     def __str__(self) -> str:
+        """``source:line: name: message``, with every character that is not printable escaped
+        (a name or path from a schema file cannot move the cursor or start a line)."""
         where = f"{self.source}:{self.line}" if self.line else self.source
-        return f"{where}: {self.name}: {self.message}"
+        return _printable(f"{where}: {self.name}: {self.message}")
+
+
+def _printable(text: str) -> str:
+    return text if text.isprintable() else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class SchemaError(ContractError):

@@ -15,6 +15,7 @@ import types
 from typing import cast
 
 from nanomsg_kernel.codegen.model import KernelSchema
+from nanomsg_kernel.codegen.pysource import comment
 from nanomsg_kernel.codegen.render import render_module
 from nanomsg_kernel.routing import RoutingEnum
 
@@ -24,15 +25,23 @@ _counter = itertools.count(1)
 
 
 def load_module(kernel: KernelSchema) -> types.ModuleType:
-    """Execute the generated module of ``kernel`` under a new, unique module name."""
+    """Execute the generated module of ``kernel`` under a new, unique module name.
+
+    The source executed is what ``codegen`` writes: the schema's texts are string literals
+    in it, never code (see :mod:`nanomsg_kernel.codegen.pysource`).
+
+    Raises:
+        SchemaError: ``kernel`` cannot be written as Python (see :func:`render_module`).
+    """
     label = re.sub(r"\W", "_", kernel.name) or "kernel"
     name = f"_nanomsg_schema_{label}_{next(_counter)}"
-    source = render_module(kernel, schema_label=kernel.source or kernel.name, command="(built in memory)")
+    where = comment(kernel.source or kernel.name)
+    source = render_module(kernel, schema_label=where, command="(built in memory)")
     module = types.ModuleType(name, kernel.doc or None)
-    module.__file__ = f"<schema {kernel.source or kernel.name}>"
+    module.__file__ = f"<schema {where}>"
     sys.modules[name] = module  # annotations are resolved against the module while classes are made
     try:
-        exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - our own rendered source
+        exec(compile(source, module.__file__, "exec"), module.__dict__)  # noqa: S102 - schema text is only in literals
     except BaseException:
         del sys.modules[name]
         raise

@@ -9,7 +9,6 @@ are :class:`TypeRef` trees written in schema files as ``int``, ``optional[Price]
 from __future__ import annotations
 
 import enum
-import inspect
 from typing import Any
 
 import attrs
@@ -35,9 +34,22 @@ BUILTIN_KINDS = frozenset(SCALAR_KINDS + CONTAINER_KINDS)
 
 
 def clean_doc(doc: str) -> str:
-    """A docstring as the schema keeps it: indentation removed (``inspect.cleandoc``, which
-    also expands tabs), trailing whitespace dropped from every line."""
-    return "\n".join(line.rstrip() for line in inspect.cleandoc(doc).split("\n")).strip()
+    """A docstring as the schema keeps it: tabs expanded, trailing whitespace dropped from every
+    line, blank lines dropped at both ends, the first line's indentation removed and the common
+    indentation of the others (what ``inspect.cleandoc`` does).
+
+    The result is its own ``clean_doc`` and its own ``inspect.cleandoc``, so a docstring
+    generated from it reads back (``inspect.getdoc``, ``ast.get_docstring``) exactly.
+    """
+    lines = [line.rstrip() for line in doc.expandtabs().split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    first = next((i for i, line in enumerate(lines) if line), len(lines))
+    lines = lines[first:]
+    if not lines:
+        return ""
+    margin = min((len(line) - len(line.lstrip()) for line in lines[1:] if line), default=0)
+    return "\n".join([lines[0].lstrip(), *(line[margin:] for line in lines[1:])])
 
 
 class Special(enum.Enum):
@@ -122,7 +134,8 @@ class MessageSchema:
     """Retired tags, sorted."""
     route: str | None = None
     """The routing enum member's name, for a contract."""
-    doc: str = ""
+    doc: str = attrs.field(default="", converter=clean_doc)
+    """The class docstring, kept as :func:`clean_doc` leaves it."""
 
     @property
     def is_contract(self) -> bool:
@@ -143,7 +156,8 @@ class EnumSchema:
 
     name: str
     members: tuple[tuple[str, int | str], ...]
-    doc: str = ""
+    doc: str = attrs.field(default="", converter=clean_doc)
+    """The class docstring, kept as :func:`clean_doc` leaves it."""
 
     @property
     def value_kind(self) -> str:
@@ -168,8 +182,10 @@ class KernelSchema:
     enums: tuple[EnumSchema, ...] = ()
     records: tuple[MessageSchema, ...] = ()
     contracts: tuple[MessageSchema, ...] = ()
-    doc: str = ""
-    routing_doc: str = ""
+    doc: str = attrs.field(default="", converter=clean_doc)
+    """The module docstring, kept as :func:`clean_doc` leaves it."""
+    routing_doc: str = attrs.field(default="", converter=clean_doc)
+    """The routing enum's docstring, kept as :func:`clean_doc` leaves it."""
     source: str = attrs.field(default="", eq=False)
     """Where the schema came from (a path, ``git:REV:path`` or ``module:Enum``)."""
 

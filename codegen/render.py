@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import attrs
 
+from nanomsg_kernel.codegen.errors import SchemaError
 from nanomsg_kernel.codegen.model import (
     EMPTY_DICT,
     EMPTY_LIST,
@@ -19,6 +20,7 @@ from nanomsg_kernel.codegen.model import (
     KernelSchema,
     MessageSchema,
 )
+from nanomsg_kernel.codegen.pysource import comment, docstring, identifier, integer
 from nanomsg_kernel.codegen.schema import record_order
 from nanomsg_kernel.codegen.typeexpr import python_annotation
 from nanomsg_kernel.codegen.values import py_str, python_default
@@ -32,31 +34,8 @@ INDENT = "    "
 
 
 def header(schema_label: str, command: str) -> str:
-    """The comment lines on top of a generated module."""
-    return f"{GENERATED_MARK} from {schema_label}; do not edit.\n# Change the schema, then run: {command}\n"
-
-
-def _doc_char(c: str) -> str:
-    if c == "\\":
-        return "\\\\"
-    if c == " " or c.isprintable():
-        return c
-    return repr(c)[1:-1]
-
-
-def _docstring(doc: str, indent: str) -> list[str]:
-    """A docstring whose ``inspect.cleandoc`` is ``doc`` (a :func:`~nanomsg_kernel.codegen.model.clean_doc` text)."""
-    lines = ["".join(_doc_char(c) for c in line).replace('"""', '\\"""') for line in doc.split("\n")]
-    if lines[0].startswith('"'):
-        lines[0] = "\\" + lines[0]
-    if lines[-1].endswith('"'):
-        lines[-1] = lines[-1][:-1] + '\\"'
-    if len(lines) == 1:
-        return [f'{indent}"""{lines[0]}"""']
-    out = [f'{indent}"""{lines[0]}']
-    out += [f"{indent}{line}" if line else "" for line in lines[1:]]
-    out.append(f'{indent}"""')
-    return out
+    """The comment lines on top of a generated module (the label and command escaped as comments)."""
+    return f"{GENERATED_MARK} from {comment(schema_label)}; do not edit.\n# Change the schema, then run: {comment(command)}\n"
 
 
 @attrs.frozen
@@ -117,7 +96,8 @@ def _default_arg(f: FieldSchema, kernel: KernelSchema, prefix: str) -> _Arg:
 
 def _field_lines(f: FieldSchema, implicit_tag: int, kernel: KernelSchema) -> list[str]:
     ann = python_annotation(f.type)
-    head = f"{INDENT}{f.name}: {ann}"
+    name = identifier(f.name)
+    head = f"{INDENT}{name}: {ann}"
     args: list[_Arg] = []
     if f.default is EMPTY_LIST:
         args.append("factory=list")
@@ -126,9 +106,9 @@ def _field_lines(f: FieldSchema, implicit_tag: int, kernel: KernelSchema) -> lis
     elif not f.required:
         args.append(_default_arg(f, kernel, "default="))
     if f.tag != implicit_tag:
-        args.append(f"tag={f.tag}")
+        args.append(f"tag={integer(f.tag)}")
     if f.since != 1:
-        args.append(f"since={f.since}")
+        args.append(f"since={integer(f.since)}")
     if not args:
         return [head]
     if len(args) == 1 and not f.required and f.default not in (EMPTY_LIST, EMPTY_DICT):
@@ -138,30 +118,30 @@ def _field_lines(f: FieldSchema, implicit_tag: int, kernel: KernelSchema) -> lis
             return [line]
         exploded = plain.exploded(INDENT, "")
         return [f"{head} = {exploded[0].lstrip()}", *exploded[1:]]
-    return _call(f"{f.name}: {ann} = field", args, INDENT)
+    return _call(f"{name}: {ann} = field", args, INDENT)
 
 
 def _enum_lines(e: EnumSchema) -> list[str]:
     base = "enum.IntEnum" if e.value_kind == "int" else "enum.Enum"
-    out = [f"class {e.name}({base}):", *_docstring(e.doc or f"The {e.name} enum.", INDENT), ""]
+    out = [f"class {identifier(e.name)}({base}):", *docstring(e.doc or f"The {e.name} enum.", INDENT), ""]
     for name, value in e.members:
-        out.append(f"{INDENT}{name} = {value if isinstance(value, int) else py_str(value)}")
+        out.append(f"{INDENT}{identifier(name)} = {py_str(value) if type(value) is str else integer(value)}")
     return out
 
 
 def _message_lines(m: MessageSchema, kernel: KernelSchema) -> list[str]:
     opts: list[_Arg] = []
     if m.version != 1:
-        opts.append(f"version={m.version}")
+        opts.append(f"version={integer(m.version)}")
     if m.reserved:
-        opts.append(_Seq("reserved=", "[", tuple(str(r) for r in m.reserved)))
+        opts.append(_Seq("reserved=", "[", tuple(integer(r) for r in m.reserved)))
     if m.route is not None:
-        deco = _call("@contract", [f"{kernel.routing}.{m.route}", *opts], "")
+        deco = _call("@contract", [f"{identifier(kernel.routing)}.{identifier(m.route)}", *opts], "")
         doc = m.doc or f"The {m.name} contract ({kernel.routing}.{m.route})."
     else:
         deco = _call("@record", opts, "") if opts else ["@record"]
         doc = m.doc or f"The {m.name} record."
-    out = [*deco, f"class {m.name}:", *_docstring(doc, INDENT)]
+    out = [*deco, f"class {identifier(m.name)}:", *docstring(doc, INDENT)]
     if m.fields:
         out.append("")
     implicit = 1
@@ -203,19 +183,33 @@ def render_module(kernel: KernelSchema, *, schema_label: str, command: str) -> s
     Args:
         schema_label: the schema file as named in the header (e.g. ``schemas/calc.toml``).
         command: the command that regenerates the module, shown in the header.
+
+    Every text of the schema is written as data (docstrings, string values, escaped comments);
+    only checked identifiers and numbers are written as code.
+
+    Raises:
+        SchemaError: a name is not an identifier, or a number or default is not of its type
+            (only possible for a :class:`KernelSchema` made in Python: the loader refuses them).
     """
+    try:
+        return _render(kernel, schema_label, command)
+    except ValueError as exc:
+        raise SchemaError.one(kernel.source or kernel.name, "codegen", f"cannot be written as Python: {exc}") from None
+
+
+def _render(kernel: KernelSchema, schema_label: str, command: str) -> str:
     out = header(schema_label, command).splitlines()
-    out += _docstring(kernel.doc or f"The {kernel.name} kernel.", "")
+    out += docstring(kernel.doc or f"The {kernel.name} kernel.", "")
     blocks: list[list[str]] = []
-    routing = [f"class {kernel.routing}(RoutingEnum):"]
-    routing += _docstring(kernel.routing_doc or f"Routes of the {kernel.name} kernel (stable wire ids).", INDENT)
-    routing += [""] + [f"{INDENT}{n} = {i}" for n, i in kernel.routes]
+    routing = [f"class {identifier(kernel.routing)}(RoutingEnum):"]
+    routing += docstring(kernel.routing_doc or f"Routes of the {kernel.name} kernel (stable wire ids).", INDENT)
+    routing += [""] + [f"{INDENT}{identifier(n)} = {integer(i)}" for n, i in kernel.routes]
     blocks.append(routing)
     blocks += [_enum_lines(e) for e in kernel.enums]
     blocks += [_message_lines(r, kernel) for r in record_order(kernel)]
     blocks += [_message_lines(c, kernel) for c in kernel.contracts]
     uses_field = any(
-        " = field(" in _field_lines(f, implicit, kernel)[0]
+        f.default is EMPTY_LIST or f.default is EMPTY_DICT or f.tag != implicit or f.since != 1  # as _field_lines
         for m in (*kernel.records, *kernel.contracts)
         for f, implicit in zip(m.fields, [1, *(g.tag + 1 for g in m.fields)], strict=False)
     )

@@ -6,7 +6,11 @@
   ``git show REV:path`` in the current directory; ``path`` is from the repository's top,
   or ``./path`` from the current directory);
 * a path to a schema file;
-* ``package.module:RoutingEnum`` — a kernel written by hand (or generated), exported.
+* ``package.module:RoutingEnum`` — a kernel written by hand (or generated), exported. The
+  module is imported (its code runs) from ``sys.path``; ``app_dir`` adds one directory at the
+  end of ``sys.path``, where it never hides the standard library or an installed package.
+
+Schema files and ``git:`` sources are data: they are read as TOML and never executed.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from nanomsg_kernel.codegen.model import KernelSchema
 from nanomsg_kernel.codegen.schema import SchemaError, load_path, load_text
 from nanomsg_kernel.routing import RoutingEnum
 
-__all__ = ["import_routes", "load_source", "read_git"]
+__all__ = ["add_app_dir", "import_routes", "load_source", "read_git"]
 
 _MODULE_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _GIT_TIMEOUT = 60.0
@@ -62,15 +66,33 @@ def read_git(rev: str, path: str, *, cwd: str | Path | None = None) -> str:
         raise SchemaError.one(label, "git", f"not UTF-8 text: {exc.reason}") from None
 
 
-def import_routes(ref: str) -> type[RoutingEnum]:
-    """Import ``package.module:RoutingEnum`` (the current directory is importable too).
+def add_app_dir(app_dir: str | Path) -> str:
+    """Append ``app_dir`` (made absolute) to ``sys.path`` unless it is already there.
+
+    Appended, not prepended: a module there is found only when nothing earlier on the path
+    (the standard library, installed packages) has the same name, so a file such as
+    ``json.py`` in the directory cannot replace a module the program imports later.
+    Returns the entry as added.
+    """
+    entry = os.path.abspath(app_dir)
+    if entry not in sys.path:
+        sys.path.append(entry)
+    return entry
+
+
+def import_routes(ref: str, *, app_dir: str | Path | None = None) -> type[RoutingEnum]:
+    """Import ``package.module:RoutingEnum`` from ``sys.path`` (its module's code runs).
+
+    Args:
+        app_dir: a directory to also search, after everything on ``sys.path``
+            (see :func:`add_app_dir`); ``None`` leaves ``sys.path`` alone.
 
     Raises:
         SchemaError: the module or attribute is missing, or is not a routing enum.
     """
     module_name, _, attr = ref.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    if app_dir is not None:
+        add_app_dir(app_dir)
     try:
         obj: object = importlib.import_module(module_name)
     except ImportError as exc:
@@ -85,8 +107,13 @@ def import_routes(ref: str) -> type[RoutingEnum]:
     return obj
 
 
-def load_source(spec: str, *, cwd: str | Path | None = None) -> KernelSchema:
+def load_source(spec: str, *, cwd: str | Path | None = None, app_dir: str | Path | None = None) -> KernelSchema:
     """The schema named by ``spec``: ``git:REV:path``, a schema file, or ``module:RoutingEnum``.
+
+    Args:
+        cwd: where relative paths and ``git`` are resolved (default: the current directory).
+        app_dir: for ``module:RoutingEnum``, a directory searched after ``sys.path``
+            (:func:`import_routes`); only then is ``sys.path`` changed.
 
     Raises:
         SchemaError: the source cannot be read, or its schema is invalid.
@@ -101,6 +128,6 @@ def load_source(spec: str, *, cwd: str | Path | None = None) -> KernelSchema:
     if file.is_file() or spec.endswith(".toml"):
         return load_path(file if cwd else spec)
     if _MODULE_REF.match(spec):
-        routes = import_routes(spec)
+        routes = import_routes(spec, app_dir=app_dir)
         return export_kernel(routes, source=spec)
     raise SchemaError.one(spec, "source", "not a schema file, git:REV:path, nor module:RoutingEnum")

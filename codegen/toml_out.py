@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from nanomsg_kernel.codegen.model import EnumSchema, FieldSchema, KernelSchema, MessageSchema
+from nanomsg_kernel.codegen.pysource import comment as text_comment
 from nanomsg_kernel.codegen.values import default_to_toml
 
 __all__ = ["to_toml", "toml_key", "toml_value"]
@@ -86,8 +87,9 @@ def _message(m: MessageSchema, kernel: KernelSchema) -> list[str]:
 
 
 def to_toml(kernel: KernelSchema, *, comment: str = "") -> str:
-    """The schema file text for ``kernel`` (``comment`` lines go on top, as TOML comments)."""
-    out = [f"# {line}".rstrip() for line in comment.splitlines()]
+    """The schema file text for ``kernel`` (``comment`` lines go on top, as TOML comments;
+    a line with a character that is not printable is written as its ``repr``)."""
+    out = [f"# {text_comment(line)}".rstrip() for line in comment.split("\n")] if comment else []
     out.append("format = 1")
     if kernel.doc:
         out.append(f"doc = {toml_value(kernel.doc)}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 from nanomsg_kernel.codegen.model import SCALAR_KINDS, TypeRef
+from nanomsg_kernel.codegen.pysource import identifier
 
 __all__ = ["TypeExprError", "parse_type", "python_annotation"]
 
@@ -108,13 +109,19 @@ _PY_SCALARS = {
 
 
 def python_annotation(ref: TypeRef) -> str:
-    """The annotation a person writes for ``ref``, e.g. ``tuple[float, float] | None``."""
+    """The annotation a person writes for ``ref``, e.g. ``tuple[float, float] | None``.
+
+    Raises:
+        ValueError: a name is not an identifier or a kind is unknown (nothing else is written).
+    """
     if ref.kind == "named":
-        return ref.name
+        return identifier(ref.name)
     if ref.kind in _PY_SCALARS:
         return _PY_SCALARS[ref.kind]
-    if ref.kind == "optional":
+    if ref.kind == "optional" and len(ref.args) == 1:
         return f"{python_annotation(ref.args[0])} | None"
-    if ref.kind == "tuple" and ref.variadic:
+    if ref.kind == "tuple" and ref.variadic and len(ref.args) == 1:
         return f"tuple[{python_annotation(ref.args[0])}, ...]"
-    return f"{ref.kind}[{', '.join(python_annotation(a) for a in ref.args)}]"
+    if ref.kind in ("list", "tuple", "dict") and ref.args:
+        return f"{ref.kind}[{', '.join(python_annotation(a) for a in ref.args)}]"
+    raise ValueError(f"{ref.kind!r} with {len(ref.args)} type arguments is not a field type")

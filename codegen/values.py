@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from nanomsg_kernel.codegen.model import EMPTY_DICT, EMPTY_LIST, REQUIRED, KernelSchema, TypeRef
+from nanomsg_kernel.codegen.pysource import identifier
 
 __all__ = ["check_default", "default_from_toml", "default_to_toml", "py_bytes", "py_str", "python_default"]
 
@@ -165,15 +166,24 @@ def py_bytes(b: bytes) -> str:
 
 
 def python_default(value: Any, ref: TypeRef, kernel: KernelSchema) -> str:
-    """The Python expression for a default value (not for the factory markers)."""
+    """The Python expression for a default value (not for the factory markers).
+
+    Values are written from their ``repr``; an enum default is ``Enum.MEMBER``.
+
+    Raises:
+        ValueError: the value is not of a type a default can have, or names no member.
+    """
     if value is None:
         return "None"
     kind = _kind_of(ref, kernel)
     if kind == "optional":
         return python_default(value, ref.args[0], kernel)
     if kind == "enum":
-        return f"{ref.name}.{value}"
-    if kind == "tuple":
+        e = kernel.enum(ref.name)
+        if e is None or type(value) is not str or value not in dict(e.members):
+            raise ValueError(f"default {_show(value)} is not a member of {ref.name}")
+        return f"{identifier(ref.name)}.{identifier(value)}"
+    if kind == "tuple" and type(value) is tuple:
         items = ref.args * len(value) if ref.variadic else ref.args
         parts = [python_default(x, t, kernel) for x, t in zip(value, items, strict=True)]
         if len(parts) == 1:
@@ -187,4 +197,6 @@ def python_default(value: Any, ref: TypeRef, kernel: KernelSchema) -> str:
         if math.isinf(value):
             return "float(\"inf\")" if value > 0 else "float(\"-inf\")"
         return repr(value).replace("e+", "e")
-    return repr(value)
+    if type(value) in (int, bool):
+        return repr(value)
+    raise ValueError(f"default {_show(value)} of type {type(value).__name__} cannot be written as Python")

@@ -273,10 +273,14 @@ def assert_evolution(old: Any, new: Any, *, mode: str = "full", max_examples: in
 
     ``old`` and ``new`` are schemas (:class:`nanomsg_kernel.codegen.model.KernelSchema`) or anything
     ``nanomsg-kernel schema diff`` accepts: a schema file, ``git:REV:path``, or
-    ``module:RoutingEnum``. First ``schema diff`` must report no breaking change in
-    ``mode``; then classes are built from both schemas and :func:`assert_compatible`
-    checks with hypothesis that each side decodes the other's messages. Returns the
-    diff's :class:`nanomsg_kernel.codegen.diff.Report`.
+    ``module:RoutingEnum`` (imported from ``sys.path``, which is left unchanged). First
+    ``schema diff`` must report no breaking change in ``mode``; then classes are built from
+    both schemas and :func:`assert_compatible` checks with hypothesis that each side decodes
+    the other's messages. Returns the diff's :class:`nanomsg_kernel.codegen.diff.Report`.
+
+    Schema files are data: building their classes executes the module ``codegen`` writes,
+    in which every text of the schema (docstrings, string defaults, the file's name) is a
+    literal, never code.
 
     Raises:
         AssertionError: the diff reports breaking changes, or a message fails to cross.

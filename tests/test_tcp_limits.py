@@ -8,13 +8,14 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import socket
 from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 from nanomsg_kernel.contracts.calc import CalcRoute, Echo
-from nanomsg_kernel.errors import RemoteError, Status
+from nanomsg_kernel.errors import ConfigError, RemoteError, Status
 from nanomsg_kernel.frame import HEADER_SIZE, Kind, pack_header, parse_header
 from nanomsg_kernel.testing import mutated_frames
 from nanomsg_kernel.transports.tcp import TcpConnection, TcpListener, TcpTransport
@@ -287,3 +288,80 @@ def test_damaged_frames_get_error_frames_or_a_close_never_a_crash() -> None:
         finally:
             runner.run(good.close())
             runner.run(listener.close())
+
+
+# -- replies a peer does not read ------------------------------------------------------------------
+
+
+class BigReplies:
+    """Answers each ``Echo`` with a ``size``-byte reply, once :attr:`gate` opens."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.gate = asyncio.Event()
+        self.started = 0
+
+    async def __call__(self, frame: bytes) -> bytes | None:
+        header, msg = CODEC.decode_frame(frame)
+        self.started += 1
+        if msg.text != "now":
+            await self.gate.wait()
+        return CODEC.encode(msg.evolve(reply="r" * self.size), kind=Kind.RESPONSE,
+                            correlation_id=header.correlation_id)
+
+
+def unsent_bytes(listener: TcpListener) -> int:
+    """Bytes of replies the listener holds for its connections, not yet sent."""
+    return sum(p.out.unsent for p in listener.peers)
+
+
+async def test_replies_held_for_a_peer_that_does_not_read_are_bounded_in_bytes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A peer sends requests whose replies are large and never reads: the listener holds at
+    most ``max_unsent`` bytes (plus the reply that crossed it) for it, then drops it; the
+    requests it still had running are cancelled, and other connections are not affected."""
+    reply_size, max_unsent = 256 * 1024, 1024 * 1024
+    handler = BigReplies(reply_size)
+    async with TcpTransport().listen("tcp://127.0.0.1:0", handler, max_body_size=512 * 1024,
+                                     max_unsent=max_unsent) as listener, \
+            TcpTransport().connect(listener.url) as good:
+        assert CODEC.decode(await good.request(echo_frame("now"), 5.0)).reply is not None
+        known, handler.started = set(listener.peers), 0
+        _scheme, host, port = parse_address(listener.url)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # holds almost nothing for us
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+        _reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(b"".join(echo_frame(f"request {i}") for i in range(64)))  # 16 MiB of replies
+        await eventually(lambda: handler.started == 64)
+        [peer] = listener.peers - known
+        peak = 0
+
+        def watch() -> bool:
+            nonlocal peak
+            peak = max(peak, peer.out.unsent)
+            return peer not in listener.peers
+
+        with caplog.at_level(logging.WARNING, "nanomsg_kernel.transports.tcp"):
+            handler.gate.set()
+            await eventually(watch)
+        assert listener.dropped_slow_readers == 1
+        assert "exceed max_unsent" in caplog.text
+        assert peak <= max_unsent + reply_size + HEADER_SIZE + 64
+        assert unsent_bytes(listener) < reply_size  # nothing held for the dropped peer
+        reply = CODEC.decode(await good.request(echo_frame("now"), 5.0))
+        assert len(reply.reply) == reply_size and good.connects == 1
+        writer.transport.abort()
+
+
+def test_max_unsent_defaults_to_64_mib_or_twice_the_largest_frame() -> None:
+    async def nothing(frame: bytes) -> None:
+        return None
+
+    assert TcpListener("tcp://127.0.0.1:0", nothing).max_unsent == 64 * 1024 * 1024
+    big = 48 * 1024 * 1024
+    assert TcpListener("tcp://127.0.0.1:0", nothing, max_body_size=big).max_unsent == 2 * (big + HEADER_SIZE)
+    with pytest.raises(ConfigError, match="max_unsent must be"):
+        TcpListener("tcp://127.0.0.1:0", nothing, max_body_size=1024, max_unsent=1024)

@@ -14,7 +14,14 @@ finishes: the peer is slowed down by TCP flow control, nothing is dropped.
 Timeouts are enforced by one sweeper task per listener rather than a timer per read: a
 connection that started a frame (or has replies the peer does not read) and makes no
 progress for ``read_timeout`` seconds is aborted; one with nothing in flight that sends
-nothing for ``idle_timeout`` seconds is closed.
+nothing for ``idle_timeout`` seconds is closed. A connection whose unsent replies exceed
+``max_unsent`` bytes (a peer that sends requests but does not read the replies) is aborted
+at once.
+
+Admission (:class:`~nanomsg_kernel.transports.admission.ConnectionGate`): a connection counts from the
+moment it is accepted, its TLS handshake included, until it is closed, against the
+listener's ``max_connections`` and the process's descriptor budget
+(:mod:`nanomsg_kernel.fdbudget`); one beyond either is closed at once.
 """
 
 from __future__ import annotations
@@ -27,10 +34,19 @@ import ssl as _ssl
 from typing import Any
 
 from nanomsg_kernel.errors import ConfigError, DecodeError, FrameTooLarge, Status
+from nanomsg_kernel.fdbudget import DescriptorBudget
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32, Kind
+from nanomsg_kernel.transports.admission import ConnectionGate
 from nanomsg_kernel.transports.base import FrameHandler, FrameStarter, Listener, frame_starter
 from nanomsg_kernel.transports.replies import error_reply, handler_failed, task_reply
-from nanomsg_kernel.transports.tcp_stream import FrameWriter, check_header, format_address, parse_address
+from nanomsg_kernel.transports.tcp_stream import (
+    FrameWriter,
+    check_header,
+    format_address,
+    parse_address,
+    unsent_limit,
+)
+from nanomsg_kernel.transports.tcp_tls import Handshakes, start_plain_server
 
 __all__ = ["TcpListener"]
 
@@ -62,7 +78,7 @@ class _Peer:
         self.reader = reader
         self.writer = writer
         self.loop = asyncio.get_running_loop()
-        self.out = FrameWriter(writer, listener.write_high_water)
+        self.out = FrameWriter(writer, listener.write_high_water, listener.max_unsent, self._overflow)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.slot: asyncio.Future[None] | None = None
         self.phase = _IDLE
@@ -202,6 +218,14 @@ class _Peer:
                 log.warning("%s: no progress on %s for %.1fs, dropping", self.name, what, now - self.since)
                 self.writer.transport.abort()
 
+    def _overflow(self, unsent: int) -> None:
+        """The peer left more than ``max_unsent`` bytes of replies unread: drop it."""
+        listener = self.listener
+        listener.dropped_slow_readers += 1
+        log.warning("%s: %d bytes of replies unread exceed max_unsent (%d), dropping",
+                    self.name, unsent, listener.max_unsent)
+        self.abort()
+
     def stop_reading(self) -> None:
         """Stop reading new frames (shutdown); requests in flight go on."""
         if self.phase != _DONE and self.task is not None:
@@ -246,7 +270,10 @@ class TcpListener(Listener):
         ssl: a server-side :class:`ssl.SSLContext` to serve TLS.
         max_in_flight: requests of one connection handled at once; beyond it the
             connection is not read until one finishes (backpressure, never loss).
-        max_connections: connections served at once; further ones are closed on accept.
+        max_connections: connections held at once, those in a TLS handshake included;
+            further ones are closed on accept. Default: the listener's share of the
+            process's descriptors (:func:`~nanomsg_kernel.fdbudget.listener_share`: 1024,
+            or half of what ``RLIMIT_NOFILE`` leaves after a reserve, if that is less).
         max_body_size: largest frame body accepted; a larger one is answered with
             ``RESOURCE_EXHAUSTED`` and its connection closed, before it is read.
         read_timeout: seconds a connection may take to complete a frame it started (or to
@@ -257,6 +284,11 @@ class TcpListener(Listener):
         grace: default seconds :meth:`close` lets requests in flight finish.
         backlog: the listening socket's accept queue length.
         write_high_water: bytes of unsent replies above which a connection is not read.
+        max_unsent: bytes of unsent replies above which a connection is dropped (its peer
+            sends requests but does not read the replies). Default: 64 MiB, or twice the
+            largest frame if that is more; at least the largest frame.
+        descriptor_budget: the descriptors connections take one each of (default: the
+            process's, shared with every other listener; :mod:`nanomsg_kernel.fdbudget`).
     """
 
     def __init__(
@@ -266,23 +298,28 @@ class TcpListener(Listener):
         *,
         ssl: _ssl.SSLContext | None = None,
         max_in_flight: int = 128,
-        max_connections: int = 1024,
+        max_connections: int | None = None,
         max_body_size: int = DEFAULT_MAX_BODY,
         read_timeout: float | None = 30.0,
         idle_timeout: float | None = 300.0,
         grace: float = 5.0,
         backlog: int = 128,
         write_high_water: int = 256 * 1024,
+        max_unsent: int | None = None,
+        descriptor_budget: DescriptorBudget | None = None,
     ) -> None:
         scheme, self.host, self.port = parse_address(url)
         if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
             raise ConfigError(f"ssl must be an ssl.SSLContext, got {type(ssl).__name__}")
-        for name, count in (("max_in_flight", max_in_flight), ("max_connections", max_connections),
-                            ("backlog", backlog), ("write_high_water", write_high_water)):
+        for name, count in (("max_in_flight", max_in_flight), ("backlog", backlog),
+                            ("write_high_water", write_high_water)):
             if not isinstance(count, int) or isinstance(count, bool) or count < 1:
                 raise ConfigError(f"{name} must be a positive int, got {count!r}")
         if not isinstance(max_body_size, int) or not 0 < max_body_size <= MAX_U32:
             raise ConfigError(f"max_body_size must be 1 to {MAX_U32}, got {max_body_size!r}")
+        max_unsent = unsent_limit(max_unsent, max_body_size)
+        self.gate = ConnectionGate(max_connections, descriptor_budget)
+        """Admits connections: at most ``max_connections``, each taking a descriptor."""
         _positive("read_timeout", read_timeout)
         _positive("idle_timeout", idle_timeout)
         if not isinstance(grace, (int, float)) or grace < 0:
@@ -294,52 +331,80 @@ class TcpListener(Listener):
         """The handler's synchronous start, if it has one (a service's ``start_frame``)."""
         self.ssl = ssl
         self.max_in_flight = max_in_flight
-        self.max_connections = max_connections
         self.max_body_size = max_body_size
         self.read_timeout = read_timeout
         self.idle_timeout = idle_timeout
         self.grace = float(grace)
         self.backlog = backlog
         self.write_high_water = write_high_water
+        self.max_unsent = max_unsent
         self.peers: set[_Peer] = set()
-        self.refused_connections = 0
-        """Connections closed on accept because ``max_connections`` were open."""
+        """The connections being served (those past their TLS handshake)."""
+        self.dropped_slow_readers = 0
+        """Connections dropped because their unsent replies exceeded ``max_unsent``."""
         self.closing = False
+        self._handshakes: Handshakes | None = None
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
-        return f"<TcpListener {self.url} connections={len(self.peers)}>"
+        return f"<TcpListener {self.url} connections={self.gate.open}>"
+
+    @property
+    def max_connections(self) -> int:
+        """Connections held at once, at most (TLS handshakes included)."""
+        return self.gate.max_connections
+
+    @property
+    def open_connections(self) -> int:
+        """Connections held now: being served or in their TLS handshake."""
+        return self.gate.open
+
+    @property
+    def refused_connections(self) -> int:
+        """Connections closed on accept: ``max_connections`` were open, or the process had
+        no descriptor left for them."""
+        return self.gate.refused
 
     async def start(self) -> None:
         """Bind and start accepting connections; :attr:`url` gets the bound port."""
         if self._server is not None:
             raise ConfigError(f"{self.url} is already started")
         try:
-            self._server = await asyncio.start_server(
-                self._accept, self.host, self.port, ssl=self.ssl, backlog=self.backlog, limit=_READ_BUFFER,
-                ssl_handshake_timeout=self.read_timeout if self.ssl is not None else None,
+            # TLS starts in _accept, once the connection is admitted (asyncio's own TLS server
+            # would hold handshakes in progress outside any count).
+            self._server = await start_plain_server(
+                self._accept, self.host, self.port, backlog=self.backlog, limit=_READ_BUFFER,
+                hold_reading=self.ssl is not None,
             )
         except OSError as exc:
             raise ConfigError(f"cannot listen on {self.url}: {exc}") from exc
         sockname = self._server.sockets[0].getsockname()
         self.url = format_address(self.scheme, self.host, int(sockname[1]))
         self.closing = False
+        if self.ssl is not None:
+            self._handshakes = Handshakes(self.ssl, self.read_timeout, self.url)
         limits = [t for t in (self.read_timeout, self.idle_timeout) if t is not None]
         if limits:
             tick = min(1.0, max(0.01, min(limits) / 4))
             self._sweeper = asyncio.create_task(self._sweep(tick), name=f"{self.url} sweeper")
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.closing or len(self.peers) >= self.max_connections:
-            self.refused_connections += 1
-            log.warning("%s: refusing a connection from %s (%d open, the maximum is %d)",
-                        self.url, writer.get_extra_info("peername"), len(self.peers), self.max_connections)
+        gate = self.gate
+        if self.closing or not gate.admit():
+            log.warning("%s: refusing a connection from %s (%d open, the maximum is %d; %d descriptors "
+                        "of %d held by this process's listeners)", self.url, writer.get_extra_info("peername"),
+                        gate.open, gate.max_connections, gate.budget.held, gate.budget.capacity)
             writer.close()
             return
-        peer = _Peer(self, reader, writer)
-        self.peers.add(peer)
-        await peer.run()
+        try:
+            if self._handshakes is not None and not await self._handshakes.run(writer):
+                return
+            peer = _Peer(self, reader, writer)
+            self.peers.add(peer)
+            await peer.run()
+        finally:
+            gate.release()
 
     async def _sweep(self, tick: float) -> None:
         loop = asyncio.get_running_loop()
@@ -359,6 +424,8 @@ class TcpListener(Listener):
         grace = self.grace if grace is None else grace
         self.closing = True
         server.close()
+        if self._handshakes is not None:
+            await self._handshakes.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

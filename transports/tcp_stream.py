@@ -5,16 +5,20 @@
   precompiled struct, falling back to :func:`~nanomsg_kernel.frame.parse_header` for the
   precise error, so a bad or oversized header is refused before its body is read.
 * :class:`FrameWriter` — writes frames to a transport, coalescing the frames written during
-  one event-loop iteration into a single socket write.
+  one event-loop iteration into a single socket write; :func:`unsent_limit` — the most
+  bytes it may hold for a peer that does not read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from nanomsg_kernel.errors import ConfigError
 from nanomsg_kernel.frame import (
+    HEADER_SIZE,
     HEADER_STRUCT,
     MAGIC,
     WIRE_VERSION,
@@ -24,12 +28,14 @@ from nanomsg_kernel.frame import (
 from nanomsg_kernel.transports.base import split_url
 
 __all__ = [
+    "DEFAULT_MAX_UNSENT",
     "MAX_BATCH",
     "MAX_BATCH_BYTES",
     "FrameWriter",
     "check_header",
     "format_address",
     "parse_address",
+    "unsent_limit",
 ]
 
 _unpack_header = HEADER_STRUCT.unpack_from
@@ -41,6 +47,9 @@ the peer starts on it while the rest is produced (whole-pipeline batches make th
 sides take turns, each idle while the other works)."""
 MAX_BATCH_BYTES = 64 * 1024
 """Bytes held back for one coalesced write at most."""
+DEFAULT_MAX_UNSENT = 64 * 1024 * 1024
+"""The default ``max_unsent`` of a TCP listener (raised to twice the largest frame when that
+is larger)."""
 
 
 def parse_address(url: str, schemes: tuple[str, ...] = ("tcp",)) -> tuple[str, str | None, int]:
@@ -75,6 +84,22 @@ def format_address(scheme: str, host: str | None, port: int) -> str:
     return f"{scheme}://{host}:{port}"
 
 
+def unsent_limit(max_unsent: int | None, max_body_size: int) -> int:
+    """The ``max_unsent`` to use: ``None`` gives :data:`DEFAULT_MAX_UNSENT` or twice the
+    largest frame, whichever is more.
+
+    Raises:
+        ConfigError: ``max_unsent`` is not an int of at least the largest frame.
+    """
+    largest = max_body_size + HEADER_SIZE
+    if max_unsent is None:
+        return max(DEFAULT_MAX_UNSENT, 2 * largest)
+    if not isinstance(max_unsent, int) or isinstance(max_unsent, bool) or max_unsent < largest:
+        raise ConfigError(f"max_unsent must be an int of at least max_body_size + {HEADER_SIZE} "
+                          f"({largest}), got {max_unsent!r}")
+    return max_unsent
+
+
 def check_header(header: bytes, max_body: int) -> tuple[int, int, int]:
     """Check a received header; return its ``(kind, correlation_id, body_length)``.
 
@@ -99,15 +124,27 @@ class FrameWriter:
 
     Backpressure: :attr:`congested` tells when more than ``high_water`` bytes (held here or
     in the transport) wait to be sent; :meth:`drain` then waits until the transport has
-    sent most of them.
+    sent most of them. A hard bound: when more than ``max_unsent`` bytes wait in the
+    transport after a write, ``on_overflow(unsent)`` is called (at most once), to drop a
+    peer that does not read.
     """
 
-    __slots__ = ("_corked", "_held", "_held_bytes", "high_water", "loop", "transport", "writer")
+    __slots__ = ("_corked", "_held", "_held_bytes", "_max_unsent", "high_water", "loop", "on_overflow",
+                 "transport", "writer")
 
-    def __init__(self, writer: asyncio.StreamWriter, high_water: int) -> None:
+    def __init__(
+        self,
+        writer: asyncio.StreamWriter,
+        high_water: int,
+        max_unsent: int | None = None,
+        on_overflow: Callable[[int], None] | None = None,
+    ) -> None:
         self.writer = writer
         self.transport = writer.transport
         self.high_water = high_water
+        self.on_overflow = on_overflow
+        """Called with the unsent byte count when it exceeds ``max_unsent``."""
+        self._max_unsent = sys.maxsize if max_unsent is None or on_overflow is None else max_unsent
         self.transport.set_write_buffer_limits(high=high_water)
         self.loop = asyncio.get_running_loop()
         """The event loop the writer runs on."""
@@ -127,8 +164,11 @@ class FrameWriter:
             if len(self._held) >= MAX_BATCH or self._held_bytes >= MAX_BATCH_BYTES:
                 self._write_held()
         elif not self.transport.is_closing():
-            self.transport.write(frame)
-            if more:
+            transport = self.transport
+            transport.write(frame)
+            if transport.get_write_buffer_size() > self._max_unsent:
+                self._overflow()
+            elif more:
                 self._corked = True
                 self.loop.call_soon(self.flush)
 
@@ -144,6 +184,21 @@ class FrameWriter:
         self._held_bytes = 0
         if not self.transport.is_closing():
             self.transport.writelines(held)
+            if self.transport.get_write_buffer_size() > self._max_unsent:
+                self._overflow()
+
+    def _overflow(self) -> None:
+        unsent = self.transport.get_write_buffer_size()
+        self._max_unsent = sys.maxsize  # once
+        self._held = []
+        self._held_bytes = 0
+        if self.on_overflow is not None:
+            self.on_overflow(unsent)
+
+    @property
+    def unsent(self) -> int:
+        """Bytes written and not yet sent (held here or in the transport)."""
+        return self._held_bytes + self.transport.get_write_buffer_size()
 
     @property
     def congested(self) -> bool:

@@ -8,7 +8,10 @@
 ``GET /metrics`` (and ``HEAD``) answer ``200`` with the text exposition format; any other
 path is ``404``, any other method ``405``. Each connection serves one request and is
 closed. The request head is bounded (8 KiB) and must arrive within a few seconds; a
-request with a body is refused. Built on asyncio streams only.
+request with a body is refused. At most ``max_connections`` connections are held at once
+(:data:`MAX_CONNECTIONS` by default), each taking a descriptor of the process's budget
+(:mod:`nanomsg_kernel.fdbudget`); one more is answered ``503`` and closed at once. Built on
+asyncio streams only.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 
+from nanomsg_kernel.fdbudget import DescriptorBudget
 from nanomsg_kernel.lifecycle import AsyncResource
 from nanomsg_kernel.metrics import ServiceMetrics, prometheus_text
+from nanomsg_kernel.transports.admission import ConnectionGate
 
-__all__ = ["CONTENT_TYPE", "MAX_REQUEST_HEAD", "MetricsServer"]
+__all__ = ["CONTENT_TYPE", "MAX_CONNECTIONS", "MAX_REQUEST_HEAD", "MetricsServer"]
 
 log = logging.getLogger("nanomsg_kernel.app.metrics_http")
 
@@ -29,11 +34,16 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The content type of Prometheus' text exposition format."""
 MAX_REQUEST_HEAD = 8192
 """Largest request line plus headers accepted, in bytes."""
+MAX_CONNECTIONS = 32
+"""The default ``max_connections`` (lower when the process's descriptor share is lower)."""
 _READ_TIMEOUT = 5.0
 _LINGER = 0.2
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             408: "Request Timeout", 413: "Content Too Large", 431: "Request Header Fields Too Large",
-            500: "Internal Server Error"}
+            500: "Internal Server Error", 503: "Service Unavailable"}
+_BUSY_BODY = b"too many connections\n"
+_BUSY = (f"HTTP/1.1 503 {_REASONS[503]}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+         f"Content-Length: {len(_BUSY_BODY)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n").encode("ascii") + _BUSY_BODY
 
 
 async def _discard_unread(reader: asyncio.StreamReader) -> None:
@@ -57,9 +67,24 @@ class MetricsServer(AsyncResource):
         source: returns the :class:`ServiceMetrics` to expose (called per request).
         host: address to bind.
         port: port to bind (0: any free port; read :attr:`port` after :meth:`start`).
+        max_connections: connections held at once; one more is answered ``503`` and closed.
+            Default: :data:`MAX_CONNECTIONS`, or the listener's share of the process's
+            descriptors (:func:`~nanomsg_kernel.fdbudget.listener_share`) if that is less.
+        descriptor_budget: the descriptors connections take one each of (default: the
+            process's, shared with every other listener).
     """
 
-    def __init__(self, source: Callable[[], Iterable[ServiceMetrics]], host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        source: Callable[[], Iterable[ServiceMetrics]],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        max_connections: int | None = None,
+        descriptor_budget: DescriptorBudget | None = None,
+    ) -> None:
+        self.gate = ConnectionGate(max_connections, descriptor_budget, default_cap=MAX_CONNECTIONS)
+        """Admits connections: at most ``max_connections``, each taking a descriptor."""
         self.source = source
         self.host = host
         self.port = port
@@ -67,6 +92,17 @@ class MetricsServer(AsyncResource):
         """Requests answered so far (any status)."""
         self._server: asyncio.Server | None = None
         self._conns: set[asyncio.Task[None]] = set()
+
+    @property
+    def max_connections(self) -> int:
+        """Connections held at once, at most."""
+        return self.gate.max_connections
+
+    @property
+    def refused_connections(self) -> int:
+        """Connections answered ``503`` at once: ``max_connections`` were open, or the
+        process had no descriptor left for them."""
+        return self.gate.refused
 
     @property
     def url(self) -> str:
@@ -92,6 +128,12 @@ class MetricsServer(AsyncResource):
         self._server = None
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.gate.admit():
+            log.warning("refusing a metrics connection from %s (%d open, the maximum is %d)",
+                        writer.get_extra_info("peername"), self.gate.open, self.gate.max_connections)
+            writer.write(_BUSY)
+            writer.close()
+            return
         task = asyncio.current_task()
         assert task is not None
         self._conns.add(task)
@@ -118,6 +160,7 @@ class MetricsServer(AsyncResource):
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 await writer.wait_closed()
             self._conns.discard(task)
+            self.gate.release()
 
     async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, bytes, bool]:
         try:

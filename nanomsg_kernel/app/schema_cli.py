@@ -7,6 +7,7 @@ Exit status: 0 when all is well, 1 when ``codegen --check`` finds a stale module
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -73,16 +74,27 @@ def schema_group() -> None:
     """Kernel schemas: export a hand-written kernel, diff two versions, JSON Schema.
 
     A SOURCE is a schema file, a file at a git revision (git:REV:path), or a kernel's
-    routing enum (package.module:RoutingEnum).
+    routing enum (package.module:RoutingEnum). Schema files are data, never executed; a
+    routing enum's module is imported (its code runs), found on sys.path and then in
+    --app-dir.
     """
 
 
-def _load(source: str) -> object:
+_APP_DIR_HELP = ("Directory searched for the module of a package.module:RoutingEnum source, after the "
+                 "standard library and installed packages (which it never hides).")
+
+
+def _app_dir_option(f: Callable[..., None]) -> Callable[..., None]:
+    return click.option("--app-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
+                        show_default="the current directory", help=_APP_DIR_HELP)(f)
+
+
+def _load(source: str, app_dir: Path) -> object:
     from nanomsg_kernel.codegen.schema import SchemaError
     from nanomsg_kernel.codegen.sources import load_source
 
     try:
-        return load_source(source)
+        return load_source(source, app_dir=app_dir)
     except SchemaError as exc:
         raise _fail(exc) from None
 
@@ -91,7 +103,8 @@ def _load(source: str) -> object:
 @click.argument("source")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the schema to this file instead of standard output.")
-def export_command(source: str, output: Path | None) -> None:
+@_app_dir_option
+def export_command(source: str, output: Path | None, app_dir: Path) -> None:
     """Write the schema of SOURCE, e.g. nanomsg_kernel.contracts.calc:CalcRoute, as a schema file."""
     from nanomsg_kernel.codegen.export import export_with_warnings
     from nanomsg_kernel.codegen.schema import SchemaError
@@ -100,9 +113,9 @@ def export_command(source: str, output: Path | None) -> None:
 
     try:
         if ":" in source and not source.startswith("git:") and not Path(source).exists():
-            kernel, warnings = export_with_warnings(import_routes(source), source=source)
+            kernel, warnings = export_with_warnings(import_routes(source, app_dir=app_dir), source=source)
         else:
-            kernel, warnings = load_source(source), []
+            kernel, warnings = load_source(source, app_dir=app_dir), []
     except SchemaError as exc:
         raise _fail(exc) from None
     for w in warnings:
@@ -122,7 +135,8 @@ def export_command(source: str, output: Path | None) -> None:
               help="full: both directions must work; backward: new decoders read old messages; "
                    "forward: old decoders read new messages.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def diff_command(old: str, new: str, mode: str, fmt: str) -> None:
+@_app_dir_option
+def diff_command(old: str, new: str, mode: str, fmt: str, app_dir: Path) -> None:
     """Report every change from OLD to NEW; exit 1 if any is breaking.
 
     OLD and NEW are sources, e.g. git:main:schemas/calc.toml schemas/calc.toml.
@@ -130,7 +144,7 @@ def diff_command(old: str, new: str, mode: str, fmt: str) -> None:
     from nanomsg_kernel.codegen.diff import diff
     from nanomsg_kernel.codegen.model import KernelSchema
 
-    old_k, new_k = _load(old), _load(new)
+    old_k, new_k = _load(old, app_dir), _load(new, app_dir)
     assert isinstance(old_k, KernelSchema) and isinstance(new_k, KernelSchema)
     report = diff(old_k, new_k, mode=mode)
     click.echo(report.json() if fmt == "json" else report.text())
@@ -144,12 +158,13 @@ def diff_command(old: str, new: str, mode: str, fmt: str) -> None:
               help="Write one <Contract>.schema.json per contract here (default: print one JSON object).")
 @click.option("--keys", type=click.Choice(["tag", "name"]), default="tag", show_default=True,
               help="Key message objects by field tag (as on the wire) or by field name.")
-def jsonschema_command(source: str, out: Path | None, keys: str) -> None:
+@_app_dir_option
+def jsonschema_command(source: str, out: Path | None, keys: str, app_dir: Path) -> None:
     """Export a JSON Schema for each contract of SOURCE."""
     from nanomsg_kernel.codegen.json_schema import contract_schemas
     from nanomsg_kernel.codegen.model import KernelSchema
 
-    kernel = _load(source)
+    kernel = _load(source, app_dir)
     assert isinstance(kernel, KernelSchema)
     schemas = contract_schemas(kernel, keys=keys)
     if out is None:

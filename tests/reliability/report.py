@@ -32,6 +32,8 @@ TITLES = {
     "restart": "Server process killed and restarted",
     "reconnect": "Reconnect after a server restart (conformance)",
     "long": "Long soak (--long only)",
+    "descriptor": "Descriptor flood: one listener flooded in a process with a low RLIMIT_NOFILE",
+    "held": "Replies held for a client that does not read",
 }
 """Table titles by kind of test, in the order the tables are printed."""
 
