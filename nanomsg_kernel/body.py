@@ -23,11 +23,11 @@ from typing import Any, NamedTuple
 import msgpack
 
 from nanomsg_kernel.errors import DecodeError, TooManyObjects
-from nanomsg_kernel.layout import UNKNOWN_KEYS
+from nanomsg_kernel.layout import UnknownKeys
 from nanomsg_kernel.scan import count_objects, entries, msgpack_reason
 from nanomsg_kernel.types import Raw
 
-__all__ = ["Entry", "pack_parts", "read_body", "read_short_body"]
+__all__ = ["Entry", "pack_parts", "read_body", "read_short_body", "read_whole_body"]
 
 _unpackb = msgpack.unpackb
 
@@ -43,7 +43,8 @@ class Entry(NamedTuple):
     prefixes: tuple[bytes, ...]
     """The first 10 header bytes of this contract's frames, indexed by kind."""
     head: int
-    """The first byte of a body holding exactly the contract's fields (a map of that many)."""
+    """The first byte of a body holding exactly the contract's fields (a fixmap of that
+    many), or -1 for a contract of 16 fields or more."""
     wide: bytes
     """For a contract of 16 fields or more, the first 3 bytes of such a body (a map16 header)."""
     max_objects: int
@@ -79,25 +80,31 @@ def read_body(entry: Entry, body: bytes | bytearray | memoryview) -> Any:
 
 def read_short_body(entry: Entry, body: bytes | bytearray | memoryview) -> Any:
     """:func:`read_body` of a body no longer than ``entry.max_objects`` bytes, which cannot
-    hold more objects than that (the codec's hot path checks the length itself)."""
+    hold more objects than that."""
     try:
         whole = body[0] == entry.head
     except IndexError:
         whole = False
-    if (whole and not entry.wide) or (entry.wide and body[:3] == entry.wide):
-        try:
-            m = _unpackb(body, strict_map_key=False, timestamp=3)
-        except Exception as exc:
-            raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
-        try:
-            obj = entry.from_body(m)
-        except DecodeError:
-            raise
-        except Exception as exc:  # attrs validators and converters
-            raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
-        if obj is not UNKNOWN_KEYS:
-            return obj
+    if whole or (entry.wide and body[:3] == entry.wide):
+        return read_whole_body(entry, body)
     return _careful(entry, body)
+
+
+def read_whole_body(entry: Entry, body: bytes | bytearray | memoryview) -> Any:
+    """:func:`read_short_body` of a body whose first bytes say it is a map of exactly the
+    contract's fields: the codec's hot path, which reads that byte with the header."""
+    try:
+        m = _unpackb(body, strict_map_key=False, timestamp=3)
+    except Exception as exc:
+        raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
+    try:
+        return entry.from_body(m)
+    except UnknownKeys:
+        return _careful(entry, body)
+    except DecodeError:
+        raise
+    except Exception as exc:  # attrs validators and converters
+        raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
 
 
 def _careful(entry: Entry, body: bytes | bytearray | memoryview) -> Any:

@@ -27,11 +27,11 @@ from __future__ import annotations
 import enum
 import struct
 import threading
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple
 
 import msgpack
 
-from nanomsg_kernel.body import Entry, pack_parts, read_body, read_short_body
+from nanomsg_kernel.body import Entry, pack_parts, read_body, read_whole_body
 from nanomsg_kernel.contract import (
     ContractInfo,
     contract_info,
@@ -71,14 +71,16 @@ _PREFIX = struct.Struct(">2sBBHHH")
 _pack_tail = struct.Struct(f">{_PREFIX.size}sQII").pack
 # Decoding: the first 6 bytes (magic, wire version, kind, route) are looked up whole among
 # those of the kernel's messages, which checks all four at once, and the body length is read;
-# the other fields are not needed to decode a message. Anything else takes the full check.
-_KEY = struct.Struct(">6s16xI")
+# the other fields are not needed to decode a message. The body's first byte is read with
+# them: the common path takes a body that is a map of exactly the contract's fields.
+# Anything else takes the full check.
+_KEY = struct.Struct(">6s16xIB")
 _unpack_key = _KEY.unpack_from
 _key_of = struct.Struct(">2sBBH").pack
 # A request is served with its correlation id and timeout too (the contract version and the
 # flags are not needed to serve it).
-_unpack_request = struct.Struct(">6s4xQII").unpack_from
-if not _PREFIX.size + 16 == _KEY.size == HEADER_SIZE:  # pragma: no cover - a layout edit
+_unpack_request = struct.Struct(">6s4xQIIB").unpack_from
+if not _PREFIX.size + 16 == _KEY.size - 1 == HEADER_SIZE:  # pragma: no cover - a layout edit
     raise ImportError("codec header structs disagree with frame.HEADER_STRUCT")
 
 
@@ -132,7 +134,7 @@ class Codec:
             layout, n = info.layout, len(info.fields)
             entry = Entry(
                 int(member), info.version, cls.__name__, info.to_map, layout.from_body, prefixes,
-                0x80 | n if n < 16 else 0xDE, b"" if n < 16 else b"\xde" + n.to_bytes(2, "big"), max_objects,
+                0x80 | n if n < 16 else -1, b"" if n < 16 else b"\xde" + n.to_bytes(2, "big"), max_objects,
                 layout.general_from_map, frozenset(f.tag for f in info.fields), layout.isolated,
             )
             self._by_class[cls] = entry
@@ -334,14 +336,14 @@ class Codec:
             RemoteError: the frame is an error frame (its status and message).
         """
         try:
-            key, length = _unpack_key(frame)
+            key, length, head = _unpack_key(frame)
         except (struct.error, TypeError):
-            self._refuse(frame)
-        entry = self._by_key.get(key)
-        if entry is None or length != len(frame) - HEADER_SIZE or length > self._check_above:
             return self._decode_other(frame)
-        return read_short_body(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
-                        else memoryview(frame)[HEADER_SIZE:])
+        entry = self._by_key.get(key)
+        if entry is None or length != len(frame) - HEADER_SIZE or length > self._check_above or head != entry.head:
+            return self._decode_other(frame)
+        return read_whole_body(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
+                               else memoryview(frame)[HEADER_SIZE:])
 
     def decode_request(self, frame: bytes | bytearray | memoryview) -> tuple[Any, int, int, int] | None:
         """A request's ``(message, correlation_id, timeout_ms, route)``, the way a service
@@ -352,19 +354,14 @@ class Codec:
             DecodeError: the header is a good request's, the body is not.
         """
         try:
-            key, correlation_id, timeout_ms, length = _unpack_request(frame)
+            key, correlation_id, timeout_ms, length, head = _unpack_request(frame)
         except (struct.error, TypeError):
             return None
         entry = self._requests.get(key)
-        if entry is None or length != len(frame) - HEADER_SIZE or length > self._check_above:
+        if entry is None or length != len(frame) - HEADER_SIZE or length > self._check_above or head != entry.head:
             return None
-        return read_short_body(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
-                        else memoryview(frame)[HEADER_SIZE:]), correlation_id, timeout_ms, entry.route
-
-    def _refuse(self, frame: Any) -> NoReturn:
-        """Raise the precise error for a frame whose header the fast check refused."""
-        self._check(frame)
-        raise DecodeError("invalid frame header")  # pragma: no cover - _check raised
+        return read_whole_body(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
+                               else memoryview(frame)[HEADER_SIZE:]), correlation_id, timeout_ms, entry.route
 
     def _decode_other(self, frame: bytes | bytearray | memoryview) -> Any:
         """:meth:`decode` of what its fast check does not take: error frames, unknown routes,

@@ -17,7 +17,7 @@ object. Each comes in two versions:
   both give the same object or the same error; a property test checks that they agree.
   The fast decoder reads the keys in the order the encoder writes them and tests each is the
   tag itself (``k is 1``: ``True`` and ``1.0`` equal 1 but are not tags). ``from_body``, the
-  codec's version for a whole body, answers :data:`UNKNOWN_KEYS` instead of falling back
+  codec's version for a whole body, answers :class:`UnknownKeys` instead of falling back
   when the keys are not exactly the tags, so that the codec can keep unknown fields' bytes.
 
 Two more come from the same table: ``isolated(obj)``, True when an object of immutable
@@ -44,7 +44,7 @@ import attrs
 from nanomsg_kernel.errors import DecodeError, EncodeError
 from nanomsg_kernel.types import INT_MAX, INT_MIN, Mismatch, TypeSpec
 
-__all__ = ["UNKNOWN_KEYS", "UNKNOWN_SLOT", "FieldInfo", "Layout", "build_layout", "plain_construction", "slot_setter"]
+__all__ = ["UnknownKeys", "UNKNOWN_SLOT", "FieldInfo", "Layout", "build_layout", "plain_construction", "slot_setter"]
 
 
 @attrs.frozen
@@ -116,7 +116,7 @@ class Layout:
         then, copying an object need not look for them)."""
         self.from_body = from_body or from_map
         """``from_map`` for a contract's whole body: the same, except that a map whose keys
-        are not exactly the fields' tags, in the encoder's order, gives :data:`UNKNOWN_KEYS`
+        are not exactly the fields' tags, in the encoder's order, gives :class:`UnknownKeys`
         (the codec then reads the body the careful way, keeping unknown fields' bytes)."""
         self.isolated = isolated or _never
         """True when an object of exactly this class can be handed to another party as it
@@ -128,15 +128,8 @@ def _never(obj: Any) -> bool:
     return False
 
 
-class _UnknownKeys:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "UNKNOWN_KEYS"
-
-
-UNKNOWN_KEYS: Any = _UnknownKeys()
-"""What ``Layout.from_body`` returns for a map whose keys are not exactly the fields' tags."""
+class UnknownKeys(Exception):
+    """What ``Layout.from_body`` raises for a map whose keys are not exactly the fields' tags."""
 
 
 def _fast_check(spec: TypeSpec, var: str) -> str | None:
@@ -322,7 +315,7 @@ def build_layout(cls: type, fields: tuple[FieldInfo, ...]) -> Layout:
         "_seen_unknown": seen_unknown,
         "_new": object.__new__,
         "_set_unknown": slot_setter(cls, UNKNOWN_SLOT),
-        "_UNKNOWN_KEYS": UNKNOWN_KEYS,
+        "_UnknownKeys": UnknownKeys,
     }
 
     known = frozenset(f.tag for f in fields)
@@ -401,22 +394,21 @@ def build_layout(cls: type, fields: tuple[FieldInfo, ...]) -> Layout:
     keys = [f"k{i} is {f.tag}" if 0 <= f.tag <= 256 else f"(type(k{i}) is int and k{i} == _t{i})"
             for i, f in enumerate(fields)]
     unpack = ", ".join(f"k{i}" for i in range(len(fields))) + ("," if len(fields) == 1 else "")
-    values = ", ".join(f"v{i}" for i in range(len(fields))) + ("," if len(fields) == 1 else "")
     fast_dec: list[str] = []
-    for fn, other_keys in (("from_map", "_general_from_map(m)"), ("from_body", "_UNKNOWN_KEYS")):
+    for fn, other_keys in (("from_map", "return _general_from_map(m)"), ("from_body", "raise _UnknownKeys")):
         head = [f"def {fn}(m):"]
         if fields:
             head += [
                 "    try:",
                 f"        {unpack} = m",
                 "    except ValueError:",
-                f"        return {other_keys}",
+                f"        {other_keys}",
                 f"    if not ({' and '.join(keys)}):",
-                f"        return {other_keys}",
-                f"    {values} = m.values()",
+                f"        {other_keys}",
+                *(f"    v{i} = m[{f.tag}]" for i, f in enumerate(fields)),
             ]
         else:
-            head += ["    if m:", f"        return {other_keys}"]
+            head += ["    if m:", f"        {other_keys}"]
         if fast_dec:
             fast_dec.append("\n")
         fast_dec += [*_fast_lines(head, dec_tests, dec_conv, "_general_from_map(m)"), *dec_values, *build,
