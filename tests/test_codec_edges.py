@@ -287,3 +287,10 @@ def test_definition_time_errors_stay_contract_errors() -> None:
         @record
         class Bad:
             n: Negative
+
+
+@pytest.mark.parametrize("value", [2**63, 2**64 - 1])
+def test_a_uint64_above_the_int64_range_is_refused_on_the_common_path(value: int) -> None:
+    with pytest.raises(DecodeError, match=r"Pair\.a: expected int \(64-bit signed\)"):
+        codec.decode(request(1, msgpack.packb({1: value, 2: 0})))
+    assert codec.decode(request(1, msgpack.packb({1: -(2**63), 2: 2**63 - 1}))) == Pair(-(2**63), 2**63 - 1)
