@@ -16,17 +16,27 @@ refused here too), and the two sides share nothing mutable. A message of immutab
 (scalars, enums, ASCII text) is handed over as it is, since contracts are frozen; one with
 lists, dicts, records or other text goes through the codec's body encoding and decoding,
 so each side has its own copy.
+
+Types: ``call`` returns what a checker can name. A contract derived from
+:class:`~nanomsg_kernel.contract.Request` ``[R]`` is answered by an ``R``; any other
+contract by its own type (a handler returning ``evolve(msg, ...)``).
+
+Sync handlers, in their service's threads, cannot ``await``: they use
+``ctx.bindings.NAME.call_sync(msg)`` and ``publish_sync(event)``, which run the call on the
+event loop the request came from and wait for it there, with the same deadline.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Iterator, Mapping
-from typing import Any, Protocol
+import concurrent.futures
+from collections.abc import Coroutine, Iterator, Mapping
+from typing import Any, Protocol, TypeVar, overload
 
 from nanomsg_kernel.client import Client, caller_error
 from nanomsg_kernel.codec import Codec
+from nanomsg_kernel.contract import Request
 from nanomsg_kernel.errors import (
     CapabilityError,
     CodecError,
@@ -34,9 +44,15 @@ from nanomsg_kernel.errors import (
     DecodeError,
     RemoteError,
     Status,
+    Unavailable,
 )
+from nanomsg_kernel.handler_threads import handler_loop
 
 __all__ = ["Binding", "Bindings", "BindingsView", "LocalBinding", "RemoteBinding"]
+
+M = TypeVar("M")
+R = TypeVar("R")
+T = TypeVar("T")
 
 
 def _deadline_for(timeout: float | None, inherited: float | None) -> float | None:
@@ -54,6 +70,10 @@ class Binding(abc.ABC):
 
     name: str
 
+    @overload
+    async def call(self, msg: Request[R], *, timeout: float | None = None, deadline: float | None = None) -> R: ...
+    @overload
+    async def call(self, msg: M, *, timeout: float | None = None, deadline: float | None = None) -> M: ...
     @abc.abstractmethod
     async def call(self, msg: Any, *, timeout: float | None = None, deadline: float | None = None) -> Any:
         """Send a request and return the reply (``RemoteError`` on an error status).
@@ -92,6 +112,10 @@ class LocalBinding(Binding):
         self.name = name
         self.service = service
 
+    @overload
+    async def call(self, msg: Request[R], *, timeout: float | None = None, deadline: float | None = None) -> R: ...
+    @overload
+    async def call(self, msg: M, *, timeout: float | None = None, deadline: float | None = None) -> M: ...
     async def call(self, msg: Any, *, timeout: float | None = None, deadline: float | None = None) -> Any:
         """Call the bound service's handler directly (no bytes in between).
 
@@ -146,6 +170,10 @@ class RemoteBinding(Binding):
             self._client = Client(None, self.url, **self.options)
         return self._client
 
+    @overload
+    async def call(self, msg: Request[R], *, timeout: float | None = None, deadline: float | None = None) -> R: ...
+    @overload
+    async def call(self, msg: M, *, timeout: float | None = None, deadline: float | None = None) -> M: ...
     async def call(self, msg: Any, *, timeout: float | None = None, deadline: float | None = None) -> Any:
         """Encode, send, wait for the reply (within the deadline) and decode it."""
         d = _deadline_for(timeout, deadline)
@@ -246,6 +274,10 @@ class _DeadlineBound:
         self._binding = binding
         self._deadline = deadline
 
+    @overload
+    async def call(self, msg: Request[R], *, timeout: float | None = None) -> R: ...
+    @overload
+    async def call(self, msg: M, *, timeout: float | None = None) -> M: ...
     async def call(self, msg: Any, *, timeout: float | None = None) -> Any:
         """Call the bound service; the deadline is the earlier of ``timeout`` and the inherited one."""
         return await self._binding.call(msg, timeout=timeout, deadline=self._deadline)
@@ -253,3 +285,40 @@ class _DeadlineBound:
     async def publish(self, event: Any) -> None:
         """Send a one-way event to the bound service."""
         await self._binding.publish(event)
+
+    @overload
+    def call_sync(self, msg: Request[R], *, timeout: float | None = None) -> R: ...
+    @overload
+    def call_sync(self, msg: M, *, timeout: float | None = None) -> M: ...
+    def call_sync(self, msg: Any, *, timeout: float | None = None) -> Any:
+        """:meth:`call`, from a sync handler's thread: the call runs on the event loop the
+        request came from, and this thread waits for its reply (or error).
+
+        Raises:
+            RuntimeError: not in a sync handler's thread (on the loop, ``await call()``).
+            Unavailable: the loop stopped or closed before the call ended.
+        """
+        return _on_handler_loop(self.call(msg, timeout=timeout), "call_sync")
+
+    def publish_sync(self, event: Any) -> None:
+        """:meth:`publish`, from a sync handler's thread (as :meth:`call_sync` does)."""
+        _on_handler_loop(self.publish(event), "publish_sync")
+
+
+def _on_handler_loop(work: Coroutine[Any, Any, T], what: str) -> T:
+    """Run ``work`` on the loop of the sync handler this thread runs, and wait for it."""
+    loop = handler_loop()
+    if loop is None:
+        work.close()
+        raise RuntimeError(
+            f"{what}() is for sync handlers, in their own thread; on the event loop, await the async form"
+        )
+    try:
+        done = asyncio.run_coroutine_threadsafe(work, loop)
+    except RuntimeError as exc:  # the loop is closed
+        work.close()
+        raise Unavailable(f"cannot call through a binding: {exc}") from None
+    try:
+        return done.result()
+    except concurrent.futures.CancelledError:
+        raise Unavailable("the call through a binding was cancelled: its event loop is stopping") from None

@@ -22,9 +22,10 @@ error frame, as a :class:`RemoteError`, is the exception's ``__cause__``
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from nanomsg_kernel.errors import (
     DeadlineExceeded,
@@ -39,10 +40,14 @@ from nanomsg_kernel.lifecycle import AsyncResource
 
 if TYPE_CHECKING:
     from nanomsg_kernel.codec import Codec
+    from nanomsg_kernel.contract import Request
     from nanomsg_kernel.routing import RoutingEnum
     from nanomsg_kernel.transports.base import Connection
 
 __all__ = ["Client", "caller_error"]
+
+M = TypeVar("M")
+R = TypeVar("R")
 
 _REQUEST, _EVENT = Kind.REQUEST, Kind.EVENT
 _TIMEOUT, _UNAVAILABLE = Status.TIMEOUT, Status.UNAVAILABLE
@@ -108,9 +113,30 @@ class Client(AsyncResource):
         return self._conn
 
     async def connect(self) -> None:
-        """Connect now (calls also connect on first use)."""
+        """Connect now (the first call or publish also connects, within its timeout).
+
+        Every transport behaves alike: ``connect()`` returns once the service can be
+        reached, and raises ``Unavailable`` when it cannot (nothing listens at the URL, the
+        connection or its TLS/Curve handshake is refused, or none completes within the
+        transport's ``connect_timeout``). Nothing stays open after a failure: the next
+        ``connect()`` or call tries again.
+        """
         await self._conn.connect()
         self._connected = True
+
+    async def _connect_within(self, timeout: float | None) -> float | None:
+        """:meth:`connect` bounded by a call's ``timeout``; returns what is left of it."""
+        if timeout is None:
+            await self.connect()
+            return None
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            async with asyncio.timeout(timeout):
+                await self.connect()
+        except TimeoutError:
+            raise DeadlineExceeded(f"{self.url}: could not connect within {timeout:.3f}s") from None
+        return timeout - (loop.time() - start)
 
     async def close(self) -> None:
         """Close the connection; calls still waiting fail with ``Unavailable``."""
@@ -126,8 +152,16 @@ class Client(AsyncResource):
         codec: Codec = type(route).codec(max_body_size=self.max_body_size)
         return codec
 
+    @overload
+    async def call(self, msg: Request[R], *, timeout: float | None = None) -> R: ...
+    @overload
+    async def call(self, msg: M, *, timeout: float | None = None) -> M: ...
     async def call(self, msg: Any, *, timeout: float | None = None) -> Any:
         """Send ``msg`` as a request and return the decoded reply.
+
+        To a type checker the reply of a contract derived from
+        :class:`~nanomsg_kernel.contract.Request` ``[R]`` is an ``R``, and that of any
+        other contract is of the request's own type (the reply is an evolved copy of it).
 
         Raises:
             RemoteError: the service answered with an error status (but see below).
@@ -136,11 +170,15 @@ class Client(AsyncResource):
             Unavailable: the service cannot be reached, or it answered ``UNAVAILABLE``.
             EncodeError: ``msg`` is not a valid contract of the kernel.
         """
-        if not self._connected:
-            await self.connect()
-        codec = self._codec if self._codec is not None else self._codec_for(msg)
         if timeout is None:
             timeout = self.timeout
+        if not self._connected:
+            if timeout is not None and timeout <= 0:
+                raise DeadlineExceeded("timeout must be positive (the deadline has passed)")
+            timeout = await self._connect_within(timeout)
+            if timeout is not None and timeout <= 0:
+                raise DeadlineExceeded(f"{self.url}: the deadline passed while connecting")
+        codec = self._codec if self._codec is not None else self._codec_for(msg)
         if timeout is None:
             frame = codec.encode(msg, kind=_REQUEST, correlation_id=next(self._ids))
             reply = await self._conn.request(frame, None)

@@ -7,10 +7,14 @@ import logging
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
+from nanomsg_kernel.handler_threads import handler_loop
+
 if TYPE_CHECKING:
     from nanomsg_kernel.binding import Bindings, BindingsView
 
 __all__ = ["CallLogger", "Context"]
+
+_get_running_loop = asyncio.get_running_loop
 
 
 class CallLogger(logging.LoggerAdapter[logging.Logger]):
@@ -67,10 +71,24 @@ class Context:
         return self._bindings.view(self.deadline)
 
     def time_left(self) -> float | None:
-        """Seconds until the deadline (may be negative), or ``None`` without a deadline."""
+        """Seconds until the deadline (may be negative), or ``None`` without a deadline.
+
+        Works on the event loop and in a sync handler's thread (which reads the clock of
+        the loop the call came from).
+        """
         if self.deadline is None:
             return None
-        return self.deadline - asyncio.get_running_loop().time()
+        try:
+            loop = _get_running_loop()
+        except RuntimeError:
+            found = handler_loop()
+            if found is None:
+                raise RuntimeError(
+                    "Context.time_left() needs the event loop of the call: use it in the handler, "
+                    "on the loop or in the sync handler's own thread"
+                ) from None
+            loop = found
+        return self.deadline - loop.time()
 
     def __repr__(self) -> str:
         return (

@@ -25,7 +25,7 @@ import linecache
 import sys
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, TypeVar, dataclass_transform, overload
+from typing import Any, ClassVar, Generic, TypeVar, dataclass_transform, overload
 
 import attrs
 import msgpack
@@ -47,6 +47,7 @@ __all__ = [
     "ContractInfo",
     "FieldInfo",
     "Message",
+    "Request",
     "contract",
     "contract_info",
     "evolve",
@@ -58,6 +59,7 @@ __all__ = [
 
 T = TypeVar("T")
 M = TypeVar("M")
+R = TypeVar("R")
 
 METADATA_KEY = "nanomsg_kernel"
 """Key under which :func:`field` stores its :class:`FieldMeta` in attrs field metadata."""
@@ -122,6 +124,25 @@ class Message:
         Every ``@contract``/``@record`` class replaces this with its own generated version
         (see :func:`evolve`)."""
         return _attrs_evolve(self, changes)
+
+
+class Request(Message, Generic[R]):
+    """Base of a contract that is answered by a contract of another type, ``R``.
+
+    For type checkers only (nothing changes at run time)::
+
+        @contract(ShopRoute.RESERVE)
+        class Reserve(Request[Reserved]):      # answered by a Reserved
+            sku: str
+
+    ``await client.call(Reserve(...))`` is then a ``Reserved`` to a checker, and so through
+    a binding. A contract that does not derive from ``Request`` is taken to be answered by
+    a copy of itself (``call(msg: M) -> M``): the common case of a handler that returns
+    ``evolve(msg, ...)``. ``R`` may be a union for a contract with several kinds of reply.
+    Like :class:`Message`, it also shows ``evolve`` and ``route`` to checkers.
+    """
+
+    __slots__ = ()
 
 
 def evolve(msg: M, **changes: Any) -> M:

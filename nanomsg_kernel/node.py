@@ -11,10 +11,19 @@
 A binding to a service object of the same node is an in-process call; a binding to a URL
 goes through a client. Nothing else connects services: there is no registry to look a
 service up by name (workerd's capability model).
+
+A service's bindings are those of the node it runs in, so a :class:`Service` object runs in
+one node at a time: from :meth:`Node.start` to :meth:`Node.close`, adding it to another node,
+or starting (or wiring) another node that has it, raises
+:class:`~nanomsg_kernel.errors.ConfigError`. To run the same code in two nodes of one
+process, make one ``Service`` per node (e.g. with a function that builds it); after a
+node closed, its services may run in another.
 """
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +38,9 @@ if TYPE_CHECKING:
 __all__ = ["Node"]
 
 BindingTarget = Service | str | Binding
+
+_RUNNING: weakref.WeakKeyDictionary[Service, Node] = weakref.WeakKeyDictionary()
+"""Each service that runs in a node, to that node (from its start to its close)."""
 
 
 class Node(AsyncResource):
@@ -55,6 +67,7 @@ class Node(AsyncResource):
             raise ConfigError(f"node {self.name!r} is running; add services before start()")
         if service.name in self.services:
             raise ConfigError(f"node {self.name!r} already has a service named {service.name!r}")
+        self._check_free(service)
         self.services[service.name] = service
         self._bindings[service.name] = dict(bindings or {})
         self._listen[service.name] = [
@@ -81,8 +94,21 @@ class Node(AsyncResource):
             return RemoteBinding(name, target)
         raise ConfigError(f"binding {name!r} of service {owner!r}: cannot bind to {target!r}")
 
+    def _check_free(self, service: Service) -> None:
+        """``ConfigError`` if ``service`` runs in another node (its bindings are that node's)."""
+        other = _RUNNING.get(service)
+        if other is not None and other is not self:
+            raise ConfigError(
+                f"service {service.name!r} is running in node {other.name!r}; a Service object runs in one "
+                f"node at a time (its bindings are its node's): make one Service per node, or close "
+                f"node {other.name!r} first"
+            )
+
     def wire(self) -> None:
-        """Give every service its bindings (done by :meth:`start`; errors are ``ConfigError``)."""
+        """Give every service its bindings (done by :meth:`start`; errors are ``ConfigError``,
+        among them a service running in another node)."""
+        for service in self.services.values():
+            self._check_free(service)
         for owner, targets in self._bindings.items():
             made = {name: self._make_binding(owner, name, t) for name, t in targets.items()}
             self.services[owner].bindings = Bindings(made)
@@ -91,6 +117,8 @@ class Node(AsyncResource):
         """Wire the bindings and start every listener."""
         self.wire()
         self._started = True
+        for service in self.services.values():
+            _RUNNING[service] = self
         try:
             for name, urls in self._listen.items():
                 for url, options in urls:
@@ -102,10 +130,17 @@ class Node(AsyncResource):
             raise
 
     async def close(self, grace: float = 5.0) -> None:
-        """Close listeners (in-flight requests finish within ``grace``) and bindings."""
+        """Close listeners (in-flight requests finish within ``grace``), bindings, and the
+        services' sync-handler threads (those still running get what is left of ``grace``,
+        then are left to finish on their own: see :meth:`Service.close`)."""
+        until = time.monotonic() + grace
         listeners, self.listeners = self.listeners, []
         for listener in reversed(listeners):
             await listener.close(grace)
         for service in self.services.values():
             await service.bindings.close()
+        for service in self.services.values():
+            await service.close(max(0.0, until - time.monotonic()))
+            if _RUNNING.get(service) is self:
+                del _RUNNING[service]
         self._started = False

@@ -8,7 +8,7 @@
     async def calc_work(work: CalcWork) -> CalcWork: ...
 
     @calc.handler(Echo)
-    def echo(msg: Echo, ctx: Context) -> Echo: ...      # sync: runs in a worker thread
+    def echo(msg: Echo, ctx: Context) -> Echo: ...      # sync: runs in the service's threads
 
     async with calc.serve("tcp://127.0.0.1:0") as listener: ...
 
@@ -51,7 +51,9 @@ from nanomsg_kernel.errors import (
     Status,
 )
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Kind, peek_correlation_id
+from nanomsg_kernel.handler_threads import HandlerThreads
 from nanomsg_kernel.metrics import ServiceMetrics
+from nanomsg_kernel.ratelimit import rate_limited
 
 if TYPE_CHECKING:
     from nanomsg_kernel.routing import RoutingEnum
@@ -103,11 +105,19 @@ class Service:
         name: the service's name (used in logs, metrics and node configs).
         routes: the kernel's routing enum; only its contracts can be handled.
         max_body_size: largest frame body accepted or sent by this service.
+        max_workers: threads of this service's own pool for its sync handlers (default
+            :data:`~nanomsg_kernel.handler_threads.DEFAULT_MAX_WORKERS`); more calls at once
+            wait for a thread. See :mod:`nanomsg_kernel.handler_threads`.
     """
 
-    def __init__(self, name: str, routes: type[RoutingEnum], *, max_body_size: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(
+        self, name: str, routes: type[RoutingEnum], *, max_body_size: int = DEFAULT_MAX_BODY,
+        max_workers: int | None = None,
+    ) -> None:
         if not name or not isinstance(name, str):
             raise ConfigError(f"a service needs a name, got {name!r}")
+        if max_workers is not None and (type(max_workers) is not int or max_workers < 1):
+            raise ConfigError(f"service {name!r}: max_workers must be a positive int, got {max_workers!r}")
         self.name = name
         self.routes = routes
         self.codec: Codec = routes.codec(max_body_size=max_body_size)
@@ -119,6 +129,8 @@ class Service:
         self._module = _caller_module()
         self._event_tasks: set[asyncio.Task[None]] = set()
         self._reply_types = self.codec._by_class
+        self.threads = HandlerThreads(name, max_workers)
+        """The pool that runs this service's sync handlers."""
 
     def __repr__(self) -> str:
         return f"<Service {self.name!r} of {self.routes.__name__}: {len(self._handlers)} handlers>"
@@ -190,7 +202,7 @@ class Service:
             return await h.fn(*args)
         if h.inline:
             return h.fn(*args)
-        return await asyncio.to_thread(h.fn, *args)
+        return await self.threads.run(h.fn, *args)
 
     async def dispatch(self, msg: Any, *, deadline: float | None = None, correlation_id: int = 0) -> Any:
         """Handle a request object and return the reply object (the in-process path).
@@ -239,7 +251,7 @@ class Service:
                     elif h.inline:
                         reply = h.fn(*args)
                     else:
-                        reply = await asyncio.to_thread(h.fn, *args)
+                        reply = await self.threads.run(h.fn, *args)
                 else:
                     assert loop is not None
                     if left <= 0:
@@ -258,7 +270,7 @@ class Service:
                     elif h.inline:
                         reply = h.fn(*args)
                     else:
-                        work = asyncio.to_thread(h.fn, *args)
+                        work = self.threads.run(h.fn, *args)
             if work is not None:
                 if deadline is None:
                     reply = await work
@@ -360,7 +372,7 @@ class Service:
                 event = codec._body(route, memoryview(frame)[HEADER_SIZE:])
             except DecodeError as exc:
                 self.metrics.observe("<bad event>", Status.DECODE_ERROR, 0.0)
-                self.logger.warning("dropped undecodable event: %s", exc)
+                rate_limited(self.logger).warning("dropped undecodable event: %s", exc)
                 return None
             await self.publish_local(event)
             return None
@@ -484,6 +496,13 @@ class Service:
         from nanomsg_kernel.transports.base import get_transport
 
         return get_transport(url).listen(url, self.handle_frame, **options)
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Release the threads of the sync handlers: calls still queued are cancelled, those
+        running get up to ``grace`` seconds, then are left to finish on their own (a thread
+        cannot be interrupted). The service can serve again afterwards (a new pool is made).
+        A :class:`~nanomsg_kernel.node.Node` does this when it closes."""
+        await self.threads.close(grace)
 
     def locate(self) -> str:
         """``"module:attribute"`` from which this service object can be imported."""

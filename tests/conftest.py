@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 import pytest
 import trustme
 
+from nanomsg_kernel.ratelimit import limiters
+
 _names = itertools.count()
 _ipc_dir: str | None = None
 
@@ -49,6 +51,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _ipc_dir is not None:
         shutil.rmtree(_ipc_dir, ignore_errors=True)
         _ipc_dir = None
+
+
+@pytest.fixture(autouse=True)
+def _fresh_log_limits() -> None:
+    """Each test starts with no rate-limited log line pending or in its interval."""
+    for limiter in limiters():
+        limiter.reset()
 
 
 @pytest.fixture

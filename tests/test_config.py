@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from nanomsg_kernel.app.config import NodeConfigError, check_url, load_config, parse_config, parse_host_port
+from nanomsg_kernel.app.config import NodeConfigError, load_config, parse_config
+from nanomsg_kernel.app.config_urls import check_url, parse_host_port
 from nanomsg_kernel.binding import LocalBinding, RemoteBinding
 from nanomsg_kernel.contracts.calc import CalcWork, WorkType
 from nanomsg_kernel.contracts.services import calc, gateway
@@ -66,7 +67,7 @@ def test_unknown_keys_at_every_level(tmp_path: Path) -> None:
     """)
     problems = refused(path)
     assert f"{path}: colour: unknown key (expected one of: node, services)" in problems
-    assert f"{path}: node.nmae: unknown key (expected one of: name, grace, metrics)" in problems
+    assert f"{path}: node.nmae: unknown key (expected one of: name, grace, metrics, app_dir)" in problems
     assert f"{path}: services.calc.listne: unknown key (expected one of: object, listen, bindings)" in problems
 
 

@@ -33,6 +33,7 @@ PUBLIC = [
     "Node",
     "RemoteBinding",
     "RemoteError",
+    "Request",
     "RoutingEnum",
     "Service",
     "ServiceError",

@@ -94,9 +94,12 @@ async def test_curve_refuses_unauthenticated_peers() -> None:
                     assert event != zmq.EVENT_HANDSHAKE_SUCCEEDED
             for options in ({"curve_server_key": server_pub, "curve_secret_key": bad_sec},
                             {"curve_server_key": server_pub}):
-                async with Client(ReliRoute, listener.url, **options) as intruder:
-                    with pytest.raises(Unavailable, match="refused the Curve key|handshake failed"):
-                        await intruder.call(Text(text="intruder"), timeout=5)
+                intruder = Client(ReliRoute, listener.url, **options)
+                with pytest.raises(Unavailable, match="refused the Curve key|handshake failed"):
+                    await intruder.connect()
+                with pytest.raises(Unavailable, match="refused the Curve key|handshake failed"):
+                    await intruder.call(Text(text="intruder"), timeout=5)
+                await intruder.close()
             async with Client(ReliRoute, listener.url, curve_server_key=server_pub, curve_secret_key=good_sec) as ok:
                 assert (await ok.call(Text(text="friend"), timeout=5)).reply == "friend"
         finally:

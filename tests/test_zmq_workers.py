@@ -173,9 +173,12 @@ async def test_workers_behind_a_curve_endpoint(ipc_dir: str) -> None:
     async with (
         burn.serve("zmq+tcp://127.0.0.1:0", workers=1, curve_secret_key=server_sec, curve_allow=[good_pub]) as lst,
         Client(BenchRoute, lst.url, curve_server_key=server_pub, curve_secret_key=good_sec) as good,
-        Client(BenchRoute, lst.url, curve_server_key=server_pub, curve_secret_key=bad_sec) as bad,
     ):
         assert (await good.call(Who(), timeout=10.0)).pid in lst.worker_pids
+        bad = Client(BenchRoute, lst.url, curve_server_key=server_pub, curve_secret_key=bad_sec)
+        with pytest.raises(Unavailable, match="refused the Curve key"):
+            await bad.connect()
         with pytest.raises(Unavailable, match="refused the Curve key"):
             await bad.call(Who(), timeout=3.0)
+        await bad.close()
         assert (await good.call(Burn(n=10), timeout=10.0)).result == sum_of_squares(10)

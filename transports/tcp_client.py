@@ -28,12 +28,15 @@ from nanomsg_kernel.errors import (
     Unavailable,
 )
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32
+from nanomsg_kernel.ratelimit import rate_limited
 from nanomsg_kernel.transports.base import Connection, PendingReplies
 from nanomsg_kernel.transports.tcp_stream import FrameWriter, check_header, parse_address
 
 __all__ = ["TcpConnection"]
 
 log = logging.getLogger("nanomsg_kernel.transports.tcp")
+peer_log = rate_limited(log)
+"""For what the server can cause: one line per interval and kind, with a count."""
 _READ_BUFFER = 256 * 1024
 """The stream reader's buffer limit: reading pauses when twice this much is unread."""
 
@@ -184,7 +187,7 @@ class TcpConnection(Connection):
                     length = check_header(header, max_body)[2]
                 except DecodeError as exc:
                     reason = f"bad frame from the server: {exc}"
-                    log.warning("%s: %s; closing the connection", self.url, reason)
+                    peer_log.warning("%s: %s; closing the connection", self.url, reason)
                     return
                 resolve(header + await readexactly(length) if length else header)
         except asyncio.IncompleteReadError as exc:

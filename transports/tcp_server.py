@@ -36,6 +36,7 @@ from typing import Any
 from nanomsg_kernel.errors import ConfigError, DecodeError, FrameTooLarge, Status
 from nanomsg_kernel.fdbudget import DescriptorBudget
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32, Kind
+from nanomsg_kernel.ratelimit import rate_limited
 from nanomsg_kernel.transports.admission import ConnectionGate
 from nanomsg_kernel.transports.base import FrameHandler, FrameStarter, Listener, frame_starter
 from nanomsg_kernel.transports.replies import error_reply, handler_failed, task_reply
@@ -51,6 +52,8 @@ from nanomsg_kernel.transports.tcp_tls import Handshakes, start_plain_server
 __all__ = ["TcpListener"]
 
 log = logging.getLogger("nanomsg_kernel.transports.tcp")
+peer_log = rate_limited(log)
+"""For what a peer can cause: one line per interval and kind, with a count."""
 
 _REQUEST = int(Kind.REQUEST)
 # What a connection's reader is doing, for the sweeper.
@@ -168,7 +171,7 @@ class _Peer:
         if reply is None:
             return
         if len(reply) - HEADER_SIZE > self.listener.max_body_size:
-            log.error("%s: reply of %d bytes exceeds max_body_size", self.name, len(reply))
+            peer_log.error("%s: reply of %d bytes exceeds max_body_size", self.name, len(reply))
             reply = error_reply(frame, Status.RESOURCE_EXHAUSTED, "reply exceeds the maximum body size")
         if reply is not None:
             self.out.write(reply, more)
@@ -185,7 +188,7 @@ class _Peer:
 
     def _refuse(self, header: bytes, exc: DecodeError) -> None:
         status = Status.RESOURCE_EXHAUSTED if isinstance(exc, FrameTooLarge) else Status.BAD_REQUEST
-        log.warning("%s: refused a frame (%s); closing the connection", self.name, exc)
+        peer_log.warning("%s: refused a frame (%s); closing the connection", self.name, exc)
         reply = error_reply(header, status, str(exc))
         if reply is not None:
             self.out.write(reply)
@@ -209,21 +212,21 @@ class _Peer:
         if phase == _IDLE:
             idle = listener.idle_timeout
             if idle is not None and not self.tasks and now - self.since > idle:
-                log.info("%s: idle for %.1fs, closing", self.name, now - self.since)
+                peer_log.info("%s: idle for %.1fs, closing", self.name, now - self.since)
                 self.writer.transport.close()
         elif phase in (_FRAME, _WRITING):
             limit = listener.read_timeout
             if limit is not None and now - self.since > limit:
                 what = "a partial frame" if phase == _FRAME else "unread replies"
-                log.warning("%s: no progress on %s for %.1fs, dropping", self.name, what, now - self.since)
+                peer_log.warning("%s: no progress on %s for %.1fs, dropping", self.name, what, now - self.since)
                 self.writer.transport.abort()
 
     def _overflow(self, unsent: int) -> None:
         """The peer left more than ``max_unsent`` bytes of replies unread: drop it."""
         listener = self.listener
         listener.dropped_slow_readers += 1
-        log.warning("%s: %d bytes of replies unread exceed max_unsent (%d), dropping",
-                    self.name, unsent, listener.max_unsent)
+        peer_log.warning("%s: %d bytes of replies unread exceed max_unsent (%d), dropping",
+                         self.name, unsent, listener.max_unsent)
         self.abort()
 
     def stop_reading(self) -> None:
@@ -392,9 +395,9 @@ class TcpListener(Listener):
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         gate = self.gate
         if self.closing or not gate.admit():
-            log.warning("%s: refusing a connection from %s (%d open, the maximum is %d; %d descriptors "
-                        "of %d held by this process's listeners)", self.url, writer.get_extra_info("peername"),
-                        gate.open, gate.max_connections, gate.budget.held, gate.budget.capacity)
+            peer_log.warning("%s: refusing a connection from %s (%d open, the maximum is %d; %d descriptors "
+                             "of %d held by this process's listeners)", self.url, writer.get_extra_info("peername"),
+                             gate.open, gate.max_connections, gate.budget.held, gate.budget.capacity)
             writer.close()
             return
         try:

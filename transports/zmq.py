@@ -32,11 +32,13 @@ import zmq
 
 from nanomsg_kernel.contract import contract_info
 from nanomsg_kernel.errors import ConfigError
+from nanomsg_kernel.fdbudget import listener_share
 from nanomsg_kernel.frame import MAGIC, WIRE_VERSION, Kind
 from nanomsg_kernel.transports.base import FrameHandler, Listener, Transport
 from nanomsg_kernel.transports.zmq_client import ZmqConnection
 from nanomsg_kernel.transports.zmq_endpoints import bind_endpoints, public_url
 from nanomsg_kernel.transports.zmq_options import ListenOptions, configure
+from nanomsg_kernel.transports.zmq_peers import PeerLimit
 from nanomsg_kernel.transports.zmq_server import FrameServer
 from nanomsg_kernel.transports.zmq_socket import last_endpoint
 from nanomsg_kernel.transports.zmq_workers import WorkerFarm, locate_handler
@@ -101,6 +103,7 @@ class ZmqListener(Listener):
         self._curve = self.options.curve()
         self._ctx: zmq.Context[Any] | None = None
         self._sockets: list[zmq.Socket[Any]] = []
+        self._limits: list[PeerLimit] = []
         self._server: FrameServer | None = None
         self._farm: WorkerFarm | None = None
         self._bound: list[str] = []
@@ -113,6 +116,24 @@ class ZmqListener(Listener):
     def server(self) -> FrameServer | None:
         """The serving loop (``None`` with worker processes, which each run their own)."""
         return self._server
+
+    @property
+    def max_peers(self) -> int:
+        """Peers connected at once to each bound socket (the option, or its default)."""
+        return self.options.max_peers if self.options.max_peers is not None else listener_share()
+
+    @property
+    def connected_peers(self) -> int:
+        """Peers connected now, over the bound sockets (requests and events)."""
+        return sum(len(limit.connected) for limit in self._all_limits())
+
+    @property
+    def refused_peers(self) -> int:
+        """Connections shut down because ``max_peers`` peers were connected."""
+        return sum(limit.refused for limit in self._all_limits())
+
+    def _all_limits(self) -> list[PeerLimit]:
+        return [*self._limits, *(self._farm.limits if self._farm is not None else ())]
 
     @property
     def worker_pids(self) -> list[int]:
@@ -151,12 +172,17 @@ class ZmqListener(Listener):
         except zmq.ZMQError as exc:
             raise ConfigError(f"cannot bind {address}: {exc}") from None
         self._bound.append(address)
+        self._limits.append(PeerLimit(sock, self.options.max_peers, last_endpoint(sock),
+                                      self.options.budget()))
         return sock
 
     def _start_here(self) -> None:
         opts = self.options
-        server = self._server = FrameServer(self.handler, max_in_flight=opts.max_in_flight,
-                                            max_frame=opts.max_frame, reply_timeout=opts.reply_timeout)
+        server = self._server = FrameServer(
+            self.handler, max_in_flight=opts.max_in_flight, max_frame=opts.max_frame,
+            reply_timeout=opts.reply_timeout, max_held_bytes=opts.max_held_bytes,
+            max_held_bytes_per_client=opts.max_held_bytes_per_client,
+        )
         router = self._bind(zmq.ROUTER, self._endpoint.requests)
         router.router_mandatory = 1
         events_url = None
@@ -182,6 +208,9 @@ class ZmqListener(Listener):
             await self._server.close(grace)
         if self._farm is not None:
             await self._farm.close(grace)
+        for limit in self._limits:
+            limit.close()
+        self._limits.clear()
         linger = int(min(max(grace, 0.0), 1.0) * 1000)
         for sock in self._sockets:
             sock.close(linger=linger)

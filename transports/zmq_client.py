@@ -10,9 +10,19 @@ Failures: a socket monitor reports each endpoint's connection state. When every 
 disconnected (a crash, or heartbeats unanswered), every request in flight is lost and fails
 at once with ``Unavailable``; a request that went to one dead endpoint among live ones fails
 with ``DeadlineExceeded`` at its deadline (one ``DEALER`` does not say which peer took
-which message). A request that no endpoint can take fails with ``Unavailable``: at once
-when every endpoint refused the connection (nothing listens) or the Curve handshake,
-otherwise after ``min(timeout, connect_timeout)``.
+which message). A request that no endpoint can take waits for one, up to
+``min(timeout, connect_timeout)`` (then ``DeadlineExceeded`` when the call's own timeout was
+the shorter, else ``Unavailable``). It fails sooner, with ``Unavailable``, only when every
+endpoint refused the Curve handshake, or refused the connection without ever having been
+connected (nothing listens there: a wrong address, or a service not started yet). Once an
+endpoint has been connected, a drop is taken for a restart: libzmq's
+``EVENT_CONNECT_RETRIED`` means a retry is *scheduled* (every 0.1 s, backing off to 0.5 s), and
+requests wait for it rather than failing while the service comes back.
+
+Connecting: :meth:`ZmqConnection.connect` returns once an endpoint is connected, and raises
+``Unavailable`` as the other transports' clients do when the service cannot be reached: at
+once when every endpoint refused, or after ``connect_timeout``. A
+:class:`~nanomsg_kernel.client.Client` connects before its first call.
 
 Events: ``send(frame)`` publishes on an ``XPUB`` connected to each service's events
 endpoint, where the service's ``SUB`` subscribes to the first 6 header bytes (magic, wire
@@ -55,6 +65,11 @@ _FAILED = {
 }
 _EVENT_HEADER = struct.Struct("=hi")
 _EVENTS_LINGER_MS = 1000
+
+RECONNECT_MAX_MS = 500
+"""The longest interval between two connection attempts to an endpoint that is down (from
+0.1 s, doubling): a service that comes back is used again within half a second, so calls
+waiting for it succeed within a deadline of a second or more."""
 _NB = int(zmq.NOBLOCK)
 
 
@@ -84,7 +99,9 @@ class ZmqConnection(Connection):
         self._refused: dict[str, str] = {}
         """Endpoints whose handshake failed last (Curve refused, security mismatch)."""
         self._unreachable: set[str] = set()
-        """Endpoints whose last connection attempt failed (nothing listens there now)."""
+        """Endpoints never connected whose connection attempt failed (nothing listens there)."""
+        self._was_up: set[str] = set()
+        """Endpoints connected at least once: a drop is a restart, waited for."""
         self._down_check = False
         self._closed = False
         self._state_changed = asyncio.Event()
@@ -118,7 +135,7 @@ class ZmqConnection(Connection):
         Raises:
             Unavailable: not within ``timeout`` seconds (or every endpoint refused us).
         """
-        await self.connect()
+        self._open()
         want = len(self.endpoints) if count is None else count
         try:
             async with asyncio.timeout(timeout):
@@ -135,8 +152,46 @@ class ZmqConnection(Connection):
     # -- requests ----------------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Create the socket and start connecting to every endpoint (ZeroMQ connects in the
-        background and reconnects whenever a connection drops)."""
+        """Connect: return once some endpoint is connected (its handshake done), as every
+        transport's client does.
+
+        ZeroMQ connects to every endpoint in the background, and reconnects whenever a
+        connection drops; a request made without ``connect()`` starts that and waits only
+        for room to send (see :meth:`request`).
+
+        Raises:
+            Unavailable: every endpoint refused the connection (nothing listens there) or
+                the handshake (Curve keys), at once; or none connected within
+                ``connect_timeout`` seconds. Nothing stays open then: the next
+                ``connect()`` (or request) is a new attempt.
+        """
+        self._open()
+        if self._up:
+            return
+        sock, limit = self._sock, self.options.connect_timeout
+        try:
+            try:
+                async with asyncio.timeout(limit):
+                    while not self._up:
+                        if self._closed:
+                            raise Unavailable(f"{self.url}: connection closed")
+                        if self._sock is not sock:
+                            raise Unavailable(f"{self.url}: not connected (another connect() failed)")
+                        if self._cannot_send():
+                            raise self._failure()
+                        self._state_changed.clear()
+                        await self._state_changed.wait()
+            except TimeoutError:
+                raise Unavailable(f"{self.url}: no endpoint connected within {limit:g}s (connect_timeout)") from None
+        except Unavailable as exc:
+            if self._sock is sock and not self._closed:
+                # Nothing stays open: the next connect() is a fresh attempt, as over tcp://.
+                self._close_requests(exc)
+                self._state_changed.set()
+            raise
+
+    def _open(self) -> None:
+        """Create the socket and start connecting to every endpoint (unless done)."""
         if self._sock is not None:
             return
         if self._closed:
@@ -146,7 +201,7 @@ class ZmqConnection(Connection):
             configure(sock, self.options, ipv6=self._ipv6())
             sock.immediate = 1
             sock.reconnect_ivl = 100
-            sock.reconnect_ivl_max = 2000
+            sock.reconnect_ivl_max = RECONNECT_MAX_MS
             if self._curve is not None:
                 self._curve.apply(sock)
             monitor = sock.get_monitor_socket(_MONITORED)
@@ -174,11 +229,17 @@ class ZmqConnection(Connection):
         self._state_changed.set()
         if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self._up.add(endpoint)
+            self._was_up.add(endpoint)
             self._refused.pop(endpoint, None)
             self._unreachable.discard(endpoint)
         elif event == zmq.EVENT_CONNECTED:
             self._unreachable.discard(endpoint)
         elif event == zmq.EVENT_CONNECT_RETRIED:
+            # A retry is scheduled. For an endpoint never connected, the attempt was refused:
+            # nothing listens there. For one connected before, the service is restarting (or
+            # gone for good): requests wait for the retry, up to their deadline.
+            if endpoint in self._was_up:
+                return
             self._unreachable.add(endpoint)
             if self._cannot_send() and self._pump is not None:
                 self._pump.fail_writers(self._failure())
@@ -206,7 +267,8 @@ class ZmqConnection(Connection):
         return not self._up and len(self._refused) >= len(self.endpoints)
 
     def _cannot_send(self) -> bool:
-        """No endpoint is up, and every one refused us or could not be reached last time."""
+        """No endpoint is up, and every one refused the handshake, or refused the connection
+        without ever having been connected."""
         return not self._up and len(self._unreachable | set(self._refused)) >= len(self.endpoints)
 
     def _failure(self) -> Unavailable:
@@ -228,7 +290,7 @@ class ZmqConnection(Connection):
         """
         pump = self._pump
         if pump is None:
-            await self.connect()
+            self._open()
             pump = self._pump
             assert pump is not None
         if len(frame) > self._max_frame:
@@ -250,9 +312,11 @@ class ZmqConnection(Connection):
                 raw_send(self._sock, frame, _NB)
             except _Again:
                 pending.discard(cid)
+                pump.recheck()  # the failed send may have taken the news of a reply
                 return await self._request_when_room(frame, cid, timeout)
             except zmq.ZMQError as exc:
                 pending.discard(cid)
+                pump.recheck()  # the failed send may have taken the news of a reply
                 raise Unavailable(f"{self.url}: cannot send: {exc}") from None
             pump.kick()
         try:
@@ -335,7 +399,7 @@ class ZmqConnection(Connection):
             pub.xpub_nodrop = 1
             pub.xpub_verboser = 1  # every (un)subscription of every service, to count them
             pub.reconnect_ivl = 100
-            pub.reconnect_ivl_max = 2000
+            pub.reconnect_ivl_max = RECONNECT_MAX_MS
             if self._curve is not None:
                 self._curve.apply(pub)
             for ep in self.endpoints:
@@ -415,9 +479,20 @@ class ZmqConnection(Connection):
         if self._closed:
             return
         self._closed = True
+        self._state_changed.set()  # a connect() waiting ends
+        self._close_requests(Unavailable(f"{self.url}: connection closed"))
+        if self._pub_pump is not None:
+            self._pub_pump.close()
+        if self._pub is not None:
+            self._pub.close(_EVENTS_LINGER_MS)
+        self._pub = None
+        self._pub_pump = None
+
+    def _close_requests(self, exc: Unavailable) -> None:
+        """Close the requests' socket (and its monitor); requests waiting fail with ``exc``."""
         self._outbox.clear()
-        self.pending.fail_all(Unavailable(f"{self.url}: connection closed"))
-        for pump in (self._pump, self._monitor_pump, self._pub_pump):
+        self.pending.fail_all(exc)
+        for pump in (self._pump, self._monitor_pump):
             if pump is not None:
                 pump.close()
         if self._sock is not None:
@@ -426,7 +501,9 @@ class ZmqConnection(Connection):
             self._monitor.close(0)
         if self._sock is not None:
             self._sock.close(0)
-        if self._pub is not None:
-            self._pub.close(_EVENTS_LINGER_MS)
-        self._sock = self._monitor = self._pub = None
-        self._pump = self._monitor_pump = self._pub_pump = None
+        self._sock = self._monitor = None
+        self._pump = self._monitor_pump = None
+        self._up.clear()
+        self._refused.clear()
+        self._unreachable.clear()
+        self._was_up.clear()

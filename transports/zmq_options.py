@@ -16,6 +16,7 @@ from typing import Any
 import zmq
 
 from nanomsg_kernel.errors import ConfigError
+from nanomsg_kernel.fdbudget import DescriptorBudget
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32
 from nanomsg_kernel.transports.zmq_security import ClientCurve, ServerCurve
 
@@ -85,6 +86,17 @@ class ListenOptions(_Common):
     """Client public keys allowed to connect (None: any client that speaks Curve)."""
     reply_timeout: float = 5.0
     """Seconds a reply may wait for room in a slow client's queue before it is dropped."""
+    max_held_bytes: int = 256 * 1024 * 1024
+    """Bytes of replies on their way to all clients together (held for room, or large ones
+    libzmq has not written yet); a reply over it is dropped and counted."""
+    max_held_bytes_per_client: int = 32 * 1024 * 1024
+    """The same, for one client."""
+    max_peers: int | None = None
+    """Peers connected at once to each bound socket; more are disconnected as they come
+    (None: the listener's share of the process's descriptors, ``fdbudget.listener_share``)."""
+    descriptor_budget: object = None
+    """The :class:`~nanomsg_kernel.fdbudget.DescriptorBudget` peers take a descriptor of
+    (None: the process's, shared by every listener)."""
     respawn: bool = True
     """Start a worker again when it dies."""
     start_timeout: float = 60.0
@@ -96,6 +108,13 @@ class ListenOptions(_Common):
             raise ConfigError(f"ZeroMQ option workers must be a number of processes >= 0, got {self.workers!r}")
         _positive("max_in_flight", self.max_in_flight, integer=True)
         _positive("reply_timeout", self.reply_timeout)
+        _positive("max_held_bytes", self.max_held_bytes, integer=True)
+        _positive("max_held_bytes_per_client", self.max_held_bytes_per_client, integer=True)
+        _positive("max_peers", self.max_peers, integer=True, allow_none=True)
+        if self.descriptor_budget is not None and not isinstance(self.descriptor_budget, DescriptorBudget):
+            raise ConfigError(
+                f"ZeroMQ option descriptor_budget must be a DescriptorBudget, got {type(self.descriptor_budget).__name__}"
+            )
         _positive("start_timeout", self.start_timeout)
         if self.events is not None:
             routes = tuple(self.events)
@@ -104,6 +123,10 @@ class ListenOptions(_Common):
             self.events = routes
         if self.curve_allow is not None and self.curve_secret_key is None:
             raise ConfigError("curve_allow needs curve_secret_key (the server's key)")
+
+    def budget(self) -> DescriptorBudget | None:
+        """The descriptor budget given, if any (else the process's is used)."""
+        return self.descriptor_budget if isinstance(self.descriptor_budget, DescriptorBudget) else None
 
     def curve(self) -> ServerCurve | None:
         """The Curve settings, if any."""

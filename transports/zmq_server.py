@@ -16,8 +16,13 @@ TCP segments. Replies of the requests read in one batch go out every
 :data:`REPLY_BURST` replies and at the end of the batch (the client starts on the first
 ones while the server computes the rest); replies of handlers that waited go out together
 at the next loop iteration. A reply whose client has no room (its queue is at the
-high-water mark) waits, retried with a short back-off, up to ``reply_timeout`` seconds;
-while it waits it holds its place among the ``max_in_flight``.
+high-water mark) is held until the client makes room, up to ``reply_timeout`` seconds,
+within a budget in bytes (:mod:`nanomsg_kernel.transports.zmq_held`); held replies do not count among the
+``max_in_flight``, so a client that does not read does not stop the server reading the
+others' requests.
+
+A request sent in several message parts by a foreign client is answered with a
+``BAD_REQUEST`` error frame (:mod:`nanomsg_kernel.transports.zmq_envelope`).
 
 Events arrive on a ``SUB`` (or, in worker processes, a ``PULL``) as ``[frame]`` and get no
 reply. One task hands them to the handler one after the other, so a service sees the events
@@ -39,6 +44,8 @@ from nanomsg_kernel.eager import start_eagerly
 from nanomsg_kernel.errors import Status
 from nanomsg_kernel.transports.base import FrameHandler, frame_starter
 from nanomsg_kernel.transports.replies import error_reply, handler_failed, task_reply
+from nanomsg_kernel.transports.zmq_envelope import multipart_refusal, request_start
+from nanomsg_kernel.transports.zmq_held import TRACK_FROM, Counters, HeldReplies
 from nanomsg_kernel.transports.zmq_socket import SocketPump, raw_send
 
 __all__ = ["DRAIN_SECONDS", "REPLY_BURST", "REQUEST_BATCH", "FrameServer", "ReplyQueue"]
@@ -49,9 +56,6 @@ _NB = int(zmq.NOBLOCK)
 _MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 _Again = zmq.Again
 _ZMQError = zmq.ZMQError
-_EHOSTUNREACH = zmq.EHOSTUNREACH
-_FIRST_RETRY = 0.0005
-_MAX_RETRY = 0.005
 
 DRAIN_SECONDS = 0.2
 """How long a closing server keeps its connections after its last replies went out."""
@@ -64,6 +68,12 @@ busy at once on two cores; much smaller ones cost a loop iteration for too few r
 REPLY_BURST = 16
 """Replies of one batch that are sent together as soon as there are that many."""
 
+DEFAULT_MAX_HELD_BYTES = 256 * 1024 * 1024
+"""Bytes of replies on their way to all clients of a server together, by default."""
+
+DEFAULT_MAX_HELD_BYTES_PER_CLIENT = 32 * 1024 * 1024
+"""Bytes of replies on their way to one client, by default."""
+
 MAX_ENVELOPE = 16
 """Most routing-envelope parts accepted in front of a frame (more: the message is dropped)."""
 
@@ -72,21 +82,21 @@ class ReplyQueue:
     """The replies waiting to go out on one ``ROUTER``: sent in one burst per loop iteration.
 
     A reply that ZeroMQ refuses for lack of room (``zmq.Again``: that client's queue is full)
-    is *held* and retried with a back-off from 0.5 to 5 ms until its ``reply_timeout``
-    passes, when it is dropped and counted; a reply for a client that went away
-    (``EHOSTUNREACH``) is dropped and counted at once.
+    is held, bounded in bytes, until the client makes room or its ``reply_timeout`` passes;
+    large replies are counted until libzmq has written them (:mod:`nanomsg_kernel.transports.zmq_held`). A
+    reply for a client that went away (``EHOSTUNREACH``) is dropped and counted at once.
     """
 
-    __slots__ = ("_retry", "_scheduled", "held", "pump", "queued", "server")
+    __slots__ = ("_scheduled", "held", "pump", "queued", "server")
 
     def __init__(self, server: FrameServer, pump: SocketPump) -> None:
         self.server = server
         self.pump = pump
         self.queued: list[list[bytes]] = []
-        self.held: list[tuple[list[bytes], float]] = []
-        """Replies refused for lack of room, with the loop time at which they are dropped."""
+        self.held = HeldReplies(pump, server.counters, per_client=server.max_held_bytes_per_client,
+                                total=server.max_held_bytes, reply_timeout=server.reply_timeout)
+        """Replies refused for lack of room, and the bytes counted against each client."""
         self._scheduled = False
-        self._retry: asyncio.TimerHandle | None = None
 
     def put(self, parts: list[bytes], alone: bool, in_batch: bool = False) -> None:
         """Send ``parts`` (``[envelope..., reply]``) at the next loop iteration, or now when
@@ -101,26 +111,29 @@ class ReplyQueue:
             queued.append(parts)
             server = self.server
             n = len(queued)
-            # A queued reply holds its place among the max_in_flight, like a held one: sent
-            # now, one refused for lack of room is held (and counted) at once.
-            if n >= REPLY_BURST or n + server.in_flight + server._held >= server.max_in_flight:
+            if n >= REPLY_BURST or n + server.in_flight >= server.max_in_flight:
                 self.flush()
             return
-        if alone and not self.queued and not self.held:
-            done = self._send(parts)
-            if done:
+        if alone and not self.queued:
+            if self._send(parts):
                 self.server._last_reply = self.server._loop.time()
                 self.pump.kick()
-                return
-            if done is None:
-                return
+            return
         self.queued.append(parts)
         if not self._scheduled:
             self._scheduled = True
             self.server._loop.call_soon(self.flush)
 
     def _send(self, parts: list[bytes]) -> bool | None:
-        """Send one reply: True if sent, False if refused for lack of room, None if dropped."""
+        """Send one reply: True if sent, False if held for lack of room, None if dropped.
+
+        A send that fails looks at the socket again (:meth:`SocketPump.recheck`): libzmq may
+        have taken the news of a request that has just arrived while failing."""
+        if len(parts[-1]) >= TRACK_FROM:
+            done = self.held.send_large(parts)
+            if not done:
+                self.pump.recheck()
+            return done
         sock = self.pump.sock
         try:
             if len(parts) == 2:
@@ -131,78 +144,35 @@ class ReplyQueue:
                     raw_send(sock, part, _MORE)
             raw_send(sock, parts[-1], _NB)
         except _Again:
-            return False
-        except _ZMQError as exc:
-            # EHOSTUNREACH: the client went away; ETERM/ENOTSOCK: closing.
-            self.server.dropped_replies += 1
-            if exc.errno != _EHOSTUNREACH and not self.server._closing:
-                log.warning("could not send a reply: %s", exc)
+            done = self.held.hold(parts)
+            self.pump.recheck()
+            return done
+        except _ZMQError as exc:  # EHOSTUNREACH: the client went away; ETERM/ENOTSOCK: closing
+            self.held.gone(parts, exc)
+            self.pump.recheck()
             return None
         return True
 
     def flush(self) -> None:
-        """Send what is queued (after the held replies that have room now)."""
+        """Send what is queued."""
         self._scheduled = False
-        server = self.server
-        held_before = len(self.held)
-        if self.held:
-            self._retry_held(reschedule=False)
         queued, self.queued = self.queued, []
         sent = False
         send = self._send
         for parts in queued:
-            done = send(parts)
-            if done:
+            if send(parts):
                 sent = True
-            elif done is False:
-                self.held.append((parts, server._loop.time() + server.reply_timeout))
-        if sent or len(self.held) < held_before:
-            server._last_reply = server._loop.time()
+        if sent:
+            self.server._last_reply = self.server._loop.time()
             self.pump.kick()  # sending may have consumed the socket's edge
-        if len(self.held) != held_before:
-            server._held_changed(len(self.held) - held_before)
-        if self.held and self._retry is None:
-            self._retry = server._loop.call_later(_FIRST_RETRY, self._on_retry, _FIRST_RETRY)
 
-    def _on_retry(self, delay: float) -> None:
-        self._retry = None
-        before = len(self.held)
-        self._retry_held(reschedule=True, delay=delay)
-        if len(self.held) != before:
-            self.server._held_changed(len(self.held) - before)
-
-    def _retry_held(self, *, reschedule: bool, delay: float = _FIRST_RETRY) -> None:
-        server = self.server
-        now = server._loop.time()
-        still: list[tuple[list[bytes], float]] = []
-        progress = False
-        for parts, drop_at in self.held:
-            done = self._send(parts)
-            if done:
-                progress = True
-            elif done is False:
-                if now >= drop_at:
-                    server.dropped_replies += 1
-                    log.warning("dropped a reply: the client did not make room for %.1fs", server.reply_timeout)
-                else:
-                    still.append((parts, drop_at))
-        self.held = still
-        if progress:
-            server._last_reply = now
-            self.pump.kick()
-        if reschedule and still and self._retry is None:
-            delay = _FIRST_RETRY if progress else min(delay * 2, _MAX_RETRY)
-            self._retry = server._loop.call_later(delay, self._on_retry, delay)
-
-    def drop_held(self) -> None:
-        """Give up on every held reply (counted as dropped)."""
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
-        if self.held:
-            self.server.dropped_replies += len(self.held)
-            self.server._held_changed(-len(self.held))
-            self.held = []
+    def on_wake(self) -> None:
+        """The socket was looked at: send the held replies that have room now."""
+        if self.held.waiting:
+            before = self.held.count
+            self.held.retry()
+            if self.held.count < before:
+                self.server._last_reply = self.server._loop.time()
 
 
 class FrameServer:
@@ -214,14 +184,23 @@ class FrameServer:
         max_frame: the largest reply sent; a larger one is replaced by a
             ``RESOURCE_EXHAUSTED`` error frame (the client would be disconnected otherwise).
         reply_timeout: seconds a reply waits for room in the client's queue.
+        max_held_bytes: bytes of replies on their way to all clients together (held for
+            room, or large ones not yet written by libzmq; see :mod:`nanomsg_kernel.transports.zmq_held`).
+        max_held_bytes_per_client: the same, for one client.
     """
 
-    def __init__(self, handler: FrameHandler, *, max_in_flight: int, max_frame: int, reply_timeout: float) -> None:
+    def __init__(self, handler: FrameHandler, *, max_in_flight: int, max_frame: int, reply_timeout: float,
+                 max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
+                 max_held_bytes_per_client: int = DEFAULT_MAX_HELD_BYTES_PER_CLIENT) -> None:
         self.handler = handler
         self._starter = frame_starter(handler)
         self.max_in_flight = max_in_flight
         self.max_frame = max_frame
         self.reply_timeout = reply_timeout
+        self.max_held_bytes = max_held_bytes
+        self.max_held_bytes_per_client = max_held_bytes_per_client
+        self.counters = Counters()
+        """Replies dropped (see :attr:`dropped_replies`)."""
         self.pumps: list[SocketPump] = []
         self.replies: list[ReplyQueue] = []
         """The reply queue of each request socket."""
@@ -232,10 +211,9 @@ class FrameServer:
         self.peak_in_flight = 0
         """The most frames ever handled at once."""
         self.dropped_messages = 0
-        """Messages that were not ``[envelope..., frame]``."""
-        self.dropped_replies = 0
-        """Replies whose client was gone or did not make room in time."""
-        self._held = 0
+        """Messages that were not ``[envelope..., frame]`` and could not be answered."""
+        self.refused_multipart = 0
+        """Requests sent in several message parts, answered with ``BAD_REQUEST``."""
         self._starting = False
         """True while a request's handler runs its first step (from the socket's callback)."""
         self._paused = False
@@ -244,23 +222,61 @@ class FrameServer:
         self._create_task = self._loop.create_task
         self._last_reply = -DRAIN_SECONDS
 
+    @property
+    def dropped_replies(self) -> int:
+        """Replies dropped: their client was gone, did not make room within
+        ``reply_timeout``, or held too many bytes unread."""
+        return self.counters.dropped_replies
+
+    @property
+    def dropped_reply_bytes(self) -> int:
+        """The bytes of the replies counted in :attr:`dropped_replies`."""
+        return self.counters.dropped_reply_bytes
+
+    @property
+    def held_replies(self) -> int:
+        """Replies held now for clients that have no room for them."""
+        return sum(r.held.count for r in self.replies)
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes counted now against the clients (held replies, large replies not yet
+        written by libzmq)."""
+        return sum(r.held.bytes for r in self.replies)
+
+    @property
+    def peak_held_bytes(self) -> int:
+        """The most bytes ever counted at once (per request socket, the largest)."""
+        return max((r.held.peak_bytes for r in self.replies), default=0)
+
     def serve_requests(self, sock: zmq.Socket[Any]) -> None:
         """Serve a ``ROUTER`` (replies go back along each message's envelope)."""
         replies: ReplyQueue
 
         def on_message(parts: list[bytes]) -> None:
-            if not 2 <= len(parts) <= MAX_ENVELOPE + 1:
-                self.dropped_messages += 1
-                return
+            n = len(parts)
+            if n != 2:
+                if not 2 < n <= MAX_ENVELOPE + 1:
+                    self.dropped_messages += 1
+                    return
+                start = request_start(parts)
+                if start < n - 1:
+                    self._refuse_multipart(parts, start, replies)
+                    return
             self._start(parts, replies)
 
         def after_batch() -> None:
             if replies.queued:
                 replies.flush()
 
-        # ROUTER_MANDATORY makes a full queue an error, yet POLLOUT stays set.
+        def on_wake() -> None:
+            if replies.held.waiting:
+                replies.on_wake()
+
+        # ROUTER_MANDATORY makes a full queue an error, yet POLLOUT stays set: held replies
+        # are sent again when the socket's descriptor signals a change (see zmq_held).
         pump = SocketPump(sock, on_message, pollout_means_room=False, router=True,
-                          batch=REQUEST_BATCH, after_batch=after_batch)
+                          batch=REQUEST_BATCH, after_batch=after_batch, on_wake=on_wake)
         replies = ReplyQueue(self, pump)
         self.pumps.append(pump)
         self.replies.append(replies)
@@ -302,6 +318,15 @@ class FrameServer:
             ready.clear()
             await ready.wait()
 
+    def _refuse_multipart(self, parts: list[bytes], start: int, replies: ReplyQueue) -> None:
+        """Answer a request sent in several parts with ``BAD_REQUEST`` (never serve it)."""
+        answer = multipart_refusal(parts, start)
+        if answer is None:
+            self.dropped_messages += 1
+            return
+        self.refused_multipart += 1
+        replies.put(answer, False)
+
     def _start(self, parts: list[bytes], replies: ReplyQueue) -> None:
         self.in_flight += 1
         if self.in_flight > self.peak_in_flight:
@@ -325,7 +350,7 @@ class FrameServer:
                 start_eagerly(self._loop, self._serve(parts, replies), on_task=self.tasks.add)
             finally:
                 self._starting = False
-        if self.in_flight + self._held >= self.max_in_flight:
+        if self.in_flight >= self.max_in_flight:
             self._pause()
 
     def _finished(self, parts: list[bytes], replies: ReplyQueue, task: asyncio.Task[bytes | None]) -> None:
@@ -363,18 +388,10 @@ class FrameServer:
             p.pause()
 
     def _resume(self) -> None:
-        if self._paused and self.in_flight + self._held < self.max_in_flight and not self._closing:
+        if self._paused and self.in_flight < self.max_in_flight and not self._closing:
             self._paused = False
             for p in self.pumps:
                 p.resume()
-
-    def _held_changed(self, delta: int) -> None:
-        """Replies held for lack of room count among the ``max_in_flight``."""
-        self._held += delta
-        if delta > 0 and self.in_flight + self._held >= self.max_in_flight:
-            self._pause()
-        elif delta < 0:
-            self._resume()
 
     async def _serve(self, parts: list[bytes], replies: ReplyQueue) -> None:
         """Serve one request through a handler without a starter (started eagerly)."""
@@ -412,12 +429,10 @@ class FrameServer:
                 await asyncio.wait(pending)
         for replies in self.replies:
             replies.flush()
-        delay = _FIRST_RETRY
-        while self._held and loop.time() < deadline:  # replies waiting for room, within the grace
-            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
-            delay = min(delay * 2, _MAX_RETRY)
+        for replies in self.replies:  # replies waiting for room, within the grace
+            await replies.held.wait_empty(deadline)
         for replies in self.replies:
-            replies.drop_held()
+            replies.held.drop_all()
         drained = min(self._last_reply + DRAIN_SECONDS, deadline)
         if drained > loop.time():
             await asyncio.sleep(drained - loop.time())

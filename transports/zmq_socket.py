@@ -9,10 +9,18 @@ from its file descriptor (this module) ~60,000. So a :class:`SocketPump` registe
 ``zmq.NOBLOCK`` until ``zmq.Again``.
 
 ZeroMQ's descriptor is edge-triggered: it signals that the socket's state *may* have
-changed, and any send, receive or ``EVENTS`` read may consume that signal. So after every
-send the owner calls :meth:`SocketPump.kick`, which looks at the socket again on the next
-loop iteration (once, however many sends happened in between), and a batch that stops
-before ``zmq.Again`` (fairness, or a pause) always reschedules itself.
+changed, and any send, receive or ``EVENTS`` read may consume that signal, because each of
+them first runs libzmq's command processing (which takes the news of a message that has just
+arrived, and resets the descriptor). A send that *fails* (``EAGAIN`` for a full queue,
+``EHOSTUNREACH`` for a late reply to a client that has gone) does so too: a request that
+arrived just then would never be read. So nothing touches the socket without looking again:
+
+* after a send that succeeds, the owner calls :meth:`SocketPump.kick`, which looks at the
+  socket on the next loop iteration (once, however many sends happened in between);
+* after a send that fails, :meth:`SocketPump.recheck` reads ``EVENTS`` at once and looks at
+  the socket on the next iteration if a message waits;
+* receiving goes on until ``zmq.Again`` (a receive that finds nothing processes every command
+  first), and a batch that stops before it (fairness, or a pause) reschedules itself.
 
 Two costs dominate a small message once the event loop drives the socket, and both are
 avoided here:
@@ -48,6 +56,7 @@ log = logging.getLogger("nanomsg_kernel.transports.zmq")
 _NOBLOCK = zmq.NOBLOCK
 _MORE = zmq.NOBLOCK | zmq.SNDMORE
 _POLLOUT = zmq.POLLOUT
+_POLLIN = zmq.POLLIN
 _EVENTS = zmq.EVENTS
 _Again = zmq.Again
 _MAX_BACKOFF = 0.005
@@ -125,13 +134,15 @@ class SocketPump:
             ``XPUB_NODROP``): their sends are retried with a short back-off instead.
         router: the socket is a ``ROUTER`` (every message it receives starts with a routing
             id, which is received without asking whether more parts follow).
-        after_batch: called after each batch of messages handed to ``on_message`` (not
-            after a look at the socket that found none).
+        after_batch: called after each look at the socket while it is read (not while
+            paused), once the messages found were handed to ``on_message``.
+        on_wake: called after every look at the socket, paused or not (the socket's state
+            may have changed: a full queue may have room again).
     """
 
     __slots__ = (
-        "_after_batch", "_batch", "_closed", "_fd", "_on_message", "_out_waiters", "_paused", "_pollout",
-        "_receive", "_scheduled", "loop", "sock",
+        "_after_batch", "_batch", "_closed", "_fd", "_on_message", "_on_wake", "_out_waiters", "_paused",
+        "_pollout", "_receive", "_scheduled", "loop", "sock",
     )
 
     def __init__(
@@ -144,6 +155,7 @@ class SocketPump:
         pollout_means_room: bool = True,
         router: bool = False,
         after_batch: Callable[[], None] | None = None,
+        on_wake: Callable[[], None] | None = None,
     ) -> None:
         self.sock = sock
         self._receive: Callable[[], Any]
@@ -159,6 +171,7 @@ class SocketPump:
         self.loop = asyncio.get_running_loop()
         self._batch = batch
         self._after_batch = after_batch
+        self._on_wake = on_wake
         self._pollout = pollout_means_room
         self._scheduled = False
         self._paused = False
@@ -178,6 +191,18 @@ class SocketPump:
         if not self._scheduled and not self._closed:
             self._scheduled = True
             self.loop.call_soon(self._run)
+
+    def recheck(self) -> None:
+        """After a send that failed: look at the socket on the next loop iteration if a
+        message waits (the failed send may have consumed the descriptor's signal for it)."""
+        if self._scheduled or self._closed or self._paused:
+            return  # (a paused pump looks again when it resumes)
+        try:
+            events = int(self.sock.getsockopt(_EVENTS))
+        except zmq.ZMQError:
+            return  # closing
+        if events & _POLLIN:
+            self.kick()
 
     def pause(self) -> None:
         """Stop reading (messages wait in ZeroMQ's queue, up to its high-water mark)."""
@@ -230,11 +255,20 @@ class SocketPump:
                 self.kick()
             if self._after_batch is not None:
                 self._after_batch()
-        if self._out_waiters and int(self.sock.getsockopt(_EVENTS)) & _POLLOUT:
-            waiters, self._out_waiters = self._out_waiters, []
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
+        if self._on_wake is not None:
+            self._on_wake()
+        if self._out_waiters:
+            try:
+                events = int(self.sock.getsockopt(_EVENTS))
+            except zmq.ZMQError:
+                return  # closing
+            if events & _POLLIN and not self._paused:
+                self.kick()  # reading EVENTS may have consumed the signal of a message
+            if events & _POLLOUT:
+                waiters, self._out_waiters = self._out_waiters, []
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(None)
 
     def try_send(self, parts: Sequence[bytes]) -> bool:
         """Send now if ZeroMQ takes the message; False if it would block.
@@ -251,7 +285,11 @@ class SocketPump:
                     raw_send(sock, part, _MORE)
                 raw_send(sock, parts[-1], _NOBLOCK)
         except _Again:
+            self.recheck()
             return False
+        except zmq.ZMQError:
+            self.recheck()
+            raise
         self.kick()
         return True
 

@@ -41,6 +41,7 @@ from nanomsg_kernel.errors import ConfigError, TransportError
 from nanomsg_kernel.transports.base import FrameHandler
 from nanomsg_kernel.transports.zmq_endpoints import Endpoint, public_url
 from nanomsg_kernel.transports.zmq_options import ListenOptions, configure
+from nanomsg_kernel.transports.zmq_peers import PeerLimit
 from nanomsg_kernel.transports.zmq_security import ServerCurve
 from nanomsg_kernel.transports.zmq_server import DRAIN_SECONDS, FrameServer
 from nanomsg_kernel.transports.zmq_socket import last_endpoint
@@ -51,6 +52,8 @@ log = logging.getLogger("nanomsg_kernel.transports.zmq")
 _proxy_ids = itertools.count(1)
 _MAX_RESPAWN_DELAY = 5.0
 _STABLE_AFTER = 10.0
+_CONNECT_WAIT_MS = 10_000
+"""How long a starting worker waits for its connection to the proxy before saying ready."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class WorkerSpec:
     max_frame: int
     hwm: int
     reply_timeout: float
+    max_held_bytes: int
+    max_held_bytes_per_client: int
     uvloop: bool
     private_dir: str | None
     """The directory of the ipc endpoints: removed by the workers if the parent dies."""
@@ -135,14 +140,23 @@ async def _serve(handler: FrameHandler, spec: WorkerSpec, conn: multiprocessing.
     ctx: zmq.Context[Any] = zmq.Context()
     sockets: list[zmq.Socket[Any]] = []
     server = FrameServer(handler, max_in_flight=spec.max_in_flight, max_frame=spec.max_frame,
-                         reply_timeout=spec.reply_timeout)
+                         reply_timeout=spec.reply_timeout, max_held_bytes=spec.max_held_bytes,
+                         max_held_bytes_per_client=spec.max_held_bytes_per_client)
     try:
         router = ctx.socket(zmq.ROUTER)
         sockets.append(router)
         router.sndhwm = router.rcvhwm = spec.hwm
         router.maxmsgsize = spec.max_frame
         router.router_mandatory = 1
+        # "ready" once the proxy can hand this worker requests: its DEALER spreads them over
+        # the connections that are up, so a worker still connecting would get none.
+        handshake = router.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)
         router.connect(spec.requests)
+        try:
+            await asyncio.to_thread(handshake.poll, _CONNECT_WAIT_MS)
+        finally:
+            router.disable_monitor()
+            handshake.close(0)
         server.serve_requests(router)
         if spec.events is not None:
             pull = ctx.socket(zmq.PULL)
@@ -275,6 +289,8 @@ class WorkerFarm:
         self.restarts = 0
         """Workers started again after dying."""
         self.bound: list[str] = []
+        self.limits: list[PeerLimit] = []
+        """The peer cap of each public socket (watched from this process's event loop)."""
         """The public addresses bound (the private ones live in a directory of their own)."""
 
     @property
@@ -305,6 +321,7 @@ class WorkerFarm:
             raise ConfigError(f"cannot bind {address}: {exc}") from None
         if public:
             self.bound.append(address)
+            self.limits.append(PeerLimit(sock, self._opts.max_peers, last_endpoint(sock), self._opts.budget()))
         return sock
 
     async def start(self) -> str:
@@ -331,7 +348,8 @@ class WorkerFarm:
             self._spec = WorkerSpec(
                 target=self._target, requests=last_endpoint(backend), events=events_backend,
                 max_in_flight=self._opts.max_in_flight, max_frame=self._opts.max_frame, hwm=self._opts.hwm,
-                reply_timeout=self._opts.reply_timeout, uvloop=loop_module.startswith("uvloop"),
+                reply_timeout=self._opts.reply_timeout, max_held_bytes=self._opts.max_held_bytes,
+                max_held_bytes_per_client=self._opts.max_held_bytes_per_client, uvloop=loop_module.startswith("uvloop"),
                 private_dir=self._dir,
             )
             self._proxies.append(_Proxy(self._ctx, frontend, backend))
@@ -411,6 +429,9 @@ class WorkerFarm:
                 await asyncio.wait(pending, timeout=10.0)
             # Let clients read the last replies before their connections close.
             await asyncio.sleep(max(0.0, min(DRAIN_SECONDS, deadline - loop.time())))
+        for limit in self.limits:
+            limit.close(disable=False)  # the proxy thread owns the socket
+        self.limits.clear()
         for proxy in self._proxies:
             await proxy.stop()
         self._proxies.clear()

@@ -4,7 +4,9 @@
 
     reply = await call_json("tcp://127.0.0.1:7000", CalcRoute, "CalcWork", '{"a": 6, "b": 3, "op": "DIV"}')
 
-The whole exchange (connecting included) is bounded by the timeout.
+The whole exchange (connecting included) is bounded by the timeout. A TLS listener or a
+CurveZMQ one is reached with the transport options :func:`client_security` makes from the
+command line's files and keys.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from nanomsg_kernel.app.config import import_ref
+from nanomsg_kernel.app.imports import import_ref
 from nanomsg_kernel.app.jsonio import BytesFormat, loads, to_json
+from nanomsg_kernel.app.security import client_tls, is_z85_key, read_curve_key
 from nanomsg_kernel.client import Client
 from nanomsg_kernel.errors import ConfigError, DeadlineExceeded
 from nanomsg_kernel.routing import RoutingEnum
@@ -21,7 +24,9 @@ from nanomsg_kernel.routing import RoutingEnum
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["call_json", "find_contract", "load_kernel"]
+__all__ = ["call_json", "client_security", "find_contract", "load_kernel"]
+
+_ZMQ_SCHEMES = ("zmq+tcp", "zmq+ipc")
 
 
 def load_kernel(ref: str) -> type[RoutingEnum]:
@@ -43,6 +48,63 @@ def find_contract(routes: type[RoutingEnum], name: str) -> type:
     raise ConfigError(f"{routes.__name__} has no contract {name!r}; it has: {known}")
 
 
+def _server_key(value: str) -> bytes:
+    """A service's public key given as 40 Z85 characters or as ``@FILE``."""
+    if value.startswith("@"):
+        return read_curve_key(value[1:], secret=False)
+    if not is_z85_key(value):
+        raise ConfigError(f"--curve-server-key: expected 40 Z85 characters or @FILE, got {value!r:.60}")
+    return value.encode("ascii")
+
+
+def client_security(
+    url: str,
+    *,
+    tls: bool = False,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_server_name: str | None = None,
+    curve_server_key: str | None = None,
+    curve_key_file: str | None = None,
+) -> dict[str, Any]:
+    """The connect options that secure a call to ``url`` as the command line asks.
+
+    TLS (``tcp://`` only) is on with ``tls`` or any ``tls_*`` option: the server's
+    certificate must come from ``tls_ca`` (default: the system's authorities) and carry the
+    URL's host (or ``tls_server_name``); ``tls_cert``/``tls_key`` are this client's
+    certificate for a service that checks clients. CurveZMQ (``zmq+tcp://``, ``zmq+ipc://``)
+    is on with ``curve_server_key`` (40 Z85 characters, or ``@FILE``); ``curve_key_file`` is
+    this client's secret key file, for a service with an allow-list; without it a fresh key
+    pair is made for the call (encrypted, but anonymous).
+
+    Raises:
+        ConfigError: an option that does not fit the URL's scheme, or a file that is not a
+            certificate, key or key file.
+    """
+    scheme = url.split("://", 1)[0].lower()
+    wants_tls = tls or any(v is not None for v in (tls_ca, tls_cert, tls_key, tls_server_name))
+    wants_curve = curve_server_key is not None or curve_key_file is not None
+    if wants_tls and scheme != "tcp":
+        hint = "; ZeroMQ is secured with --curve-server-key" if scheme in _ZMQ_SCHEMES else ""
+        raise ConfigError(f"the --tls options are for tcp:// URLs, not {scheme}://{hint}")
+    if wants_curve and scheme not in _ZMQ_SCHEMES:
+        hint = "; tcp:// is secured with --tls-ca" if scheme == "tcp" else ""
+        raise ConfigError(f"the --curve options are for zmq+tcp:// and zmq+ipc:// URLs, not {scheme}://{hint}")
+    options: dict[str, Any] = {}
+    if wants_tls:
+        options["ssl"] = client_tls(ca=tls_ca, cert=tls_cert, key=tls_key)
+        if tls_server_name is not None:
+            options["server_hostname"] = tls_server_name
+    if wants_curve:
+        if curve_server_key is None:
+            raise ConfigError("--curve-key-file needs --curve-server-key (the service's public key)")
+        options["curve_server_key"] = _server_key(curve_server_key)
+        if curve_key_file is not None:
+            options["curve_secret_key"] = read_curve_key(curve_key_file, secret=True)
+    return options
+
+
 async def call_json(
     url: str,
     routes: type[RoutingEnum],
@@ -53,11 +115,13 @@ async def call_json(
     bytes_format: BytesFormat = "base64",
     on_slow: Callable[[], None] | None = None,
     slow_after: float = 0.5,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Send the request ``payload`` (JSON text) as ``contract`` to ``url``; the reply as JSON data.
 
     Args:
         on_slow: called once if no reply came within ``slow_after`` seconds (progress note).
+        options: the transport's connect options (e.g. from :func:`client_security`).
 
     Raises:
         ConfigError / EncodeError: bad URL, contract or payload (nothing was sent).
@@ -71,7 +135,7 @@ async def call_json(
     routes.codec().encode_body(msg)  # the payload's values fit the wire before anything is sent
     loop = asyncio.get_running_loop()
     note = loop.call_later(slow_after, on_slow) if on_slow is not None else None
-    client = Client(routes, url, timeout=timeout)
+    client = Client(routes, url, timeout=timeout, **(options or {}))
     try:
         async with asyncio.timeout(timeout):
             await client.connect()

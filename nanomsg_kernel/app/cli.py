@@ -3,18 +3,26 @@
 Each command lives in the module that owns its subject and is attached here: ``serve``
 (:mod:`nanomsg_kernel.app.serving`, :mod:`nanomsg_kernel.app.config`), ``call``
 (:mod:`nanomsg_kernel.app.call`), ``inspect`` (:mod:`nanomsg_kernel.app.inspect_frame`), ``demo``
-(:mod:`nanomsg_kernel.app.demo`). Exit statuses: :class:`nanomsg_kernel.app.exit_codes.ExitCode`.
+(:mod:`nanomsg_kernel.app.demo`), ``curve-keys`` (:mod:`nanomsg_kernel.app.security`). Exit
+statuses: :class:`nanomsg_kernel.app.exit_codes.ExitCode`.
+
+Text that came from the wire or a file (an error message from a service, a reply, a frame's
+fields, a config's keys) is printed through :func:`nanomsg_kernel.app.printable.printable`,
+so that it cannot steer the terminal. Code named as ``module:attribute`` is imported from
+the app directory (``--app-dir``, :mod:`nanomsg_kernel.app.imports`).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import click
 
 from nanomsg_kernel import __version__
 from nanomsg_kernel.app.exit_codes import ExitCode, exit_code_for
+from nanomsg_kernel.app.printable import printable
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _DEMO_TRANSPORTS = ("binding", "inproc", "tcp", "zmq+tcp")
@@ -34,8 +42,17 @@ def main(log_level: str, log_json: bool) -> None:
 
 
 def _fail(message: str, code: ExitCode) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {printable(message)}", err=True)
     sys.exit(int(code))
+
+
+def _app_dir_option(default: str | None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    shown = "the config's node.app_dir, else the current directory" if default is None else "the current directory"
+    return click.option(
+        "--app-dir", type=click.Path(file_okay=False), default=default,
+        help=f"Directory that module:attribute references are imported from, put first on sys.path "
+             f"(default: {shown}).",
+    )
 
 
 @main.command()
@@ -43,7 +60,8 @@ def _fail(message: str, code: ExitCode) -> NoReturn:
 @click.option("--grace", type=click.FloatRange(0, 3600), default=None,
               help="Seconds calls in flight get to finish on shutdown (default: the config's node.grace, else 5).")
 @click.option("--check", is_flag=True, help="Only check the config: report its problems, or say it is fine, and exit.")
-def serve(config: str, grace: float | None, check: bool) -> None:
+@_app_dir_option(None)
+def serve(config: str, grace: float | None, check: bool, app_dir: str | None) -> None:
     """Serve every service of the node CONFIG (a TOML file) until SIGINT or SIGTERM.
 
     Prints one 'listening SERVICE URL' line per listener, then 'ready'; on a signal stops
@@ -53,17 +71,17 @@ def serve(config: str, grace: float | None, check: bool) -> None:
     from nanomsg_kernel.app.config import NodeConfigError, load_config
 
     try:
-        node_config = load_config(config)
+        node_config = load_config(config, app_dir=app_dir, default_app_dir=".")
     except NodeConfigError as exc:
         for problem in exc.problems:
-            click.echo(problem, err=True)
+            click.echo(printable(problem), err=True)
         n = len(exc.problems)
         _fail(f"{n} problem{'s' if n > 1 else ''} in {config}; nothing was started", ExitCode.USAGE)
     for warning in node_config.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(f"warning: {printable(warning)}", err=True)
     if check:
         names = ", ".join(s.name for s in node_config.services)
-        click.echo(f"{config}: ok (node {node_config.name!r}: {names})")
+        click.echo(printable(f"{config}: ok (node {node_config.name!r}: {names})"))
         return
     from nanomsg_kernel.app.serving import serve_node
     from nanomsg_kernel.transports.loop import run
@@ -98,7 +116,24 @@ def _read_payload(payload: str) -> str:
 @click.option("--bytes", "bytes_format", type=click.Choice(["base64", "hex"]), default="base64", show_default=True,
               help="How bytes fields are written in JSON, both ways.")
 @click.option("--compact", is_flag=True, help="Print the reply on one line.")
-def call(url: str, contract: str, kernel: str, payload: str, timeout: float, bytes_format: str, compact: bool) -> None:
+@_app_dir_option(".")
+@click.option("--tls", "tls", is_flag=True, help="Speak TLS (tcp://), trusting the system's certificate authorities.")
+@click.option("--tls-ca", type=click.Path(dir_okay=False), metavar="FILE",
+              help="PEM file of the authority the server's certificate must come from (implies --tls).")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), metavar="FILE",
+              help="This client's certificate (PEM) for a service that checks clients (mutual TLS).")
+@click.option("--tls-key", type=click.Path(dir_okay=False), metavar="FILE",
+              help="The private key of --tls-cert (PEM), unless it is in the same file.")
+@click.option("--tls-server-name", metavar="NAME",
+              help="The name the server's certificate must carry (default: the URL's host).")
+@click.option("--curve-server-key", metavar="KEY|@FILE",
+              help="The service's CurveZMQ public key (zmq+tcp://): 40 Z85 characters, or @FILE (a key file).")
+@click.option("--curve-key-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="This client's CurveZMQ secret key file, for a service that allows only listed keys "
+                   "(default: a fresh key pair for this call).")
+def call(url: str, contract: str, kernel: str, payload: str, timeout: float, bytes_format: str, compact: bool,
+         app_dir: str, tls: bool, tls_ca: str | None, tls_cert: str | None, tls_key: str | None,
+         tls_server_name: str | None, curve_server_key: str | None, curve_key_file: str | None) -> None:
     """Send one CONTRACT request to the service at URL and print the reply as JSON.
 
     CONTRACT is the contract's class name (CalcWork), its routing member (CALC_WORK) or its
@@ -109,22 +144,27 @@ def call(url: str, contract: str, kernel: str, payload: str, timeout: float, byt
     import asyncio
     import json
 
-    from nanomsg_kernel.app.call import call_json, load_kernel
+    from nanomsg_kernel.app.call import call_json, client_security, load_kernel
+    from nanomsg_kernel.app.imports import use_app_dir
     from nanomsg_kernel.errors import NanomsgError, RemoteError
 
     def slow() -> None:
         if sys.stderr.isatty():
-            click.echo(f"waiting for {url} (up to {timeout:g}s)...", err=True)
+            click.echo(printable(f"waiting for {url} (up to {timeout:g}s)..."), err=True)
 
     try:
+        options = client_security(url, tls=tls, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
+                                  tls_server_name=tls_server_name, curve_server_key=curve_server_key,
+                                  curve_key_file=curve_key_file)
+        use_app_dir(app_dir)
         routes = load_kernel(kernel)
         reply = asyncio.run(call_json(url, routes, contract, _read_payload(payload), timeout=timeout,
-                                      bytes_format=bytes_format, on_slow=slow))  # type: ignore[arg-type]
+                                      bytes_format=bytes_format, on_slow=slow, options=options))  # type: ignore[arg-type]
     except RemoteError as exc:
         _fail(f"{exc.status.name}: {exc.message}", ExitCode.FAILED)
     except (NanomsgError, OSError) as exc:
         _fail(str(exc), exit_code_for(exc))
-    click.echo(json.dumps(reply, indent=None if compact else 2, ensure_ascii=False))
+    click.echo(printable(json.dumps(reply, indent=None if compact else 2, ensure_ascii=False), keep_newlines=True))
 
 
 @main.command("inspect")
@@ -137,8 +177,9 @@ def call(url: str, contract: str, kernel: str, payload: str, timeout: float, byt
               help="Largest body accepted, in bytes.")
 @click.option("--bytes", "bytes_format", type=click.Choice(["base64", "hex"]), default="base64", show_default=True,
               help="How bytes values are shown.")
+@_app_dir_option(".")
 def inspect(source: Any, hex_input: bool | None, kernel: str | None, as_json: bool, max_body: int,
-            bytes_format: str) -> None:
+            bytes_format: str, app_dir: str) -> None:
     """Decode the frame(s) in SOURCE (a file, or - for stdin) into header fields and body.
 
     Without --kernel the body is shown as msgpack keyed by field tag; with it, as the
@@ -158,13 +199,16 @@ def inspect(source: Any, hex_input: bool | None, kernel: str | None, as_json: bo
         routes = None
         if kernel is not None:
             from nanomsg_kernel.app.call import load_kernel
+            from nanomsg_kernel.app.imports import use_app_dir
 
+            use_app_dir(app_dir)
             routes = load_kernel(kernel)
         reports = inspect_frames(decode_input(data, hex_input=hex_input), routes, max_body=max_body,
                                  bytes_format=bytes_format)  # type: ignore[arg-type]
     except NanomsgError as exc:
         _fail(str(exc), exit_code_for(exc))
-    click.echo(json.dumps(reports, indent=2, ensure_ascii=False) if as_json else render_text(reports))
+    text = json.dumps(reports, indent=2, ensure_ascii=False) if as_json else render_text(reports)
+    click.echo(printable(text, keep_newlines=True))  # render_text escapes every line it makes
     if any("error" in r for r in reports):
         sys.exit(int(ExitCode.BAD_FRAME))
 
@@ -200,6 +244,23 @@ def demo(calls: int, transports: tuple[str, ...]) -> None:
         _fail(f"the demo could not run: {type(exc).__name__}: {exc}", ExitCode.FAILED)
     if not result.ok:
         sys.exit(int(ExitCode.FAILED))
+
+
+@main.command("curve-keys")
+@click.argument("name", type=click.Path(dir_okay=False))
+def curve_keys(name: str) -> None:
+    """Write a new CurveZMQ key pair: NAME.key (the public key, to give out) and NAME.key_secret
+    (both keys, readable by you only), in ZeroMQ's certificate format. Existing files are
+    never overwritten (exit status 2). Prints the public key.
+    """
+    from nanomsg_kernel.app.security import write_curve_keypair
+    from nanomsg_kernel.errors import ConfigError
+
+    try:
+        public_path, secret_path, public = write_curve_keypair(name)
+    except ConfigError as exc:
+        _fail(str(exc), ExitCode.USAGE)
+    click.echo(printable(f"public key {public.decode()} in {public_path}; secret key in {secret_path}"))
 
 
 def _attach() -> None:

@@ -4,12 +4,14 @@
 
     [node]
     name = "calc-node"
+    app_dir = "."                      # optional: import the objects from here (relative to this file)
     grace = 5.0                        # seconds in-flight calls get on shutdown
     metrics = { listen = "127.0.0.1:9100" }   # optional: GET /metrics (Prometheus text)
 
     [services.calc]
     object = "nanomsg_kernel.contracts.services:calc" # module:attribute of a Service
-    listen = ["tcp://127.0.0.1:7000", "zmq+tcp://127.0.0.1:7001"]
+    listen = ["tcp://127.0.0.1:7000", "zmq+tcp://127.0.0.1:7001",
+              { url = "tcp://0.0.0.0:7443", tls = { cert = "server.pem", key = "server.key" } }]
 
     [services.gateway]
     object = "nanomsg_kernel.contracts.services:gateway"
@@ -20,7 +22,15 @@
 problem at once, each naming the file and the key (``node.toml: services.gateway.bindings.calc:
 no service named 'calc' in this node``): syntax, unknown keys, objects that cannot be
 imported or are not services, bad URLs, schemes without a transport, bindings to nothing,
-listeners declared twice, and binding cycles that cannot start.
+listeners declared twice, binding cycles that cannot start, and the ``tls`` and ``curve``
+tables of listeners and bindings with every file they name
+(:mod:`nanomsg_kernel.app.config_security`). URL checks live in
+:mod:`~nanomsg_kernel.app.config_urls`, the start order in
+:mod:`~nanomsg_kernel.app.config_graph`.
+
+Loading a config imports the modules it names, which runs their code: a config is trusted
+like a Python file. Before the services are imported, the app directory is put first on
+``sys.path`` (:func:`parse_config`; :mod:`nanomsg_kernel.app.imports`).
 
 Binding cycles. A binding by service name is a direct reference: it needs nothing started,
 so any graph of them, cycles included, is fine. A binding by URL to a listener of the same
@@ -35,13 +45,22 @@ are different targets here.
 
 from __future__ import annotations
 
-import importlib
 import os
 import tomllib
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
+from nanomsg_kernel.app.config_graph import cycles, start_order
+from nanomsg_kernel.app.config_security import connect_security, listen_security
+from nanomsg_kernel.app.config_urls import (
+    check_listen_options,
+    check_url,
+    listens_on_port_0,
+    normalized,
+    parse_host_port,
+)
+from nanomsg_kernel.app.imports import import_ref, use_app_dir
+from nanomsg_kernel.binding import RemoteBinding
 from nanomsg_kernel.errors import ConfigError
 from nanomsg_kernel.node import Node
 from nanomsg_kernel.service import Service
@@ -51,16 +70,12 @@ __all__ = [
     "NodeConfig",
     "NodeConfigError",
     "ServiceSpec",
-    "check_listen_options",
-    "check_url",
-    "import_ref",
     "load_config",
     "parse_config",
-    "parse_host_port",
 ]
 
 _TOP_KEYS = ("node", "services")
-_NODE_KEYS = ("name", "grace", "metrics")
+_NODE_KEYS = ("name", "grace", "metrics", "app_dir")
 _METRICS_KEYS = ("listen",)
 _SERVICE_KEYS = ("object", "listen", "bindings")
 
@@ -92,6 +107,8 @@ class ServiceSpec:
     bindings: dict[str, str]
     """Binding name -> a service name of this node, or a URL."""
     listen: tuple[ListenSpec, ...]
+    binding_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Binding name -> the options of its client (TLS, CurveZMQ), for URL bindings that have any."""
 
 
 @dataclass(frozen=True)
@@ -111,110 +128,13 @@ class NodeConfig:
         node = Node(self.name)
         by_name = {s.name: s.service for s in self.services}
         for spec in self.services:
-            targets: dict[str, Service | str] = {
+            targets: dict[str, Service | str | RemoteBinding] = {
                 name: by_name.get(target, target) for name, target in spec.bindings.items()
             }
+            for name, options in spec.binding_options.items():
+                targets[name] = RemoteBinding(name, spec.bindings[name], **options)
             node.add(spec.service, bindings=targets, listen=[(ls.url, ls.options) for ls in spec.listen])
         return node
-
-
-def parse_host_port(value: str) -> tuple[str, int]:
-    """Parse ``host:port`` (or ``[v6]:port``, optionally after ``http://``); ``ValueError`` if bad."""
-    text = value[len("http://"):] if value.startswith("http://") else value
-    parts = urlsplit(f"//{text}")
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f"bad port in {value!r}") from None
-    if not parts.hostname or port is None or parts.path or parts.query or parts.fragment:
-        raise ValueError(f"expected host:port, got {value!r}")
-    return parts.hostname, port
-
-
-def check_url(url: Any, *, listen: bool) -> str | None:
-    """What is wrong with ``url`` as a listen (``listen=True``) or connect address, or ``None``.
-
-    Checks the form (``scheme://address``), that a transport exists for the scheme and can
-    be loaded, and, for the built-in schemes, the address as the transport itself reads it
-    (a host and port for ``tcp``/``zmq+tcp``, not port 0 when connecting; a name for
-    ``inproc``; a path for ``zmq+ipc``).
-    """
-    from nanomsg_kernel.transports.base import get_transport, split_url
-
-    if not isinstance(url, str):
-        return f"expected a URL string, got {type(url).__name__}"
-    try:
-        scheme, rest = split_url(url)
-        get_transport(url)
-    except ConfigError as exc:
-        return str(exc)
-    except ImportError as exc:
-        return f"the transport for {url.split('://', 1)[0]}:// cannot be loaded: {exc}"
-    try:
-        if scheme == "inproc":
-            if not rest or "/" in rest:
-                return f"bad URL {url!r}: expected inproc://name"
-        elif scheme in ("tcp", "tcp+tls"):
-            from nanomsg_kernel.transports.tcp_stream import parse_address
-
-            _scheme, host, port = parse_address(url)
-            if not listen and (host is None or port == 0):
-                return f"bad URL {url!r}: a host and a port other than 0 are needed to connect"
-        elif scheme in ("zmq+tcp", "zmq+ipc"):
-            from nanomsg_kernel.transports.zmq_endpoints import bind_endpoints, connect_endpoints
-
-            if listen:
-                bind_endpoints(url)
-            else:
-                connect_endpoints(url)
-    except ConfigError as exc:
-        return str(exc)
-    return None
-
-
-async def _no_handler(frame: bytes) -> bytes | None:
-    """Stands in for a service when a built-in listener is made only to check its options."""
-    raise AssertionError("a listener made to check options never serves")
-
-
-def check_listen_options(url: str, options: dict[str, Any]) -> str | None:
-    """What is wrong with the transport ``options`` of a listener at a checked ``url``, or ``None``.
-
-    The built-in transports check their options when a listener is made, before anything is
-    bound, so a (never started) listener is made and dropped; ZeroMQ's are parsed as its
-    listener would. Options of other transports are checked when the node starts.
-    """
-    if not options:
-        return None
-    scheme = url.split("://", 1)[0].lower()
-    try:
-        if scheme in ("zmq+tcp", "zmq+ipc"):
-            from nanomsg_kernel.transports.zmq_options import ListenOptions
-
-            ListenOptions.parse(options, "listen")
-        elif scheme in ("tcp", "inproc"):
-            from nanomsg_kernel.transports.base import get_transport
-
-            get_transport(url).listen(url, _no_handler, **options)
-    except ConfigError as exc:
-        return str(exc)
-    except (TypeError, ValueError) as exc:
-        return f"bad listen option: {exc}"
-    return None
-
-
-def _listens_on_port_0(url: str) -> bool:
-    """True for a checked TCP or ZeroMQ listen URL that asks for a free port."""
-    scheme = url.split("://", 1)[0].lower()
-    if scheme in ("tcp", "tcp+tls"):
-        from nanomsg_kernel.transports.tcp_stream import parse_address
-
-        return parse_address(url)[2] == 0
-    if scheme == "zmq+tcp":
-        from nanomsg_kernel.transports.zmq_endpoints import bind_endpoints
-
-        return bind_endpoints(url).requests.endswith(":*")
-    return False
 
 
 def _keys(value: Any) -> tuple[str, ...]:
@@ -222,21 +142,21 @@ def _keys(value: Any) -> tuple[str, ...]:
     return tuple(value) if isinstance(value, dict) else ()
 
 
-def _norm(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    return f"{scheme.lower()}://{rest}"
-
-
 class _Checker:
     """Collects problems while reading one config."""
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.base = os.path.dirname(os.path.abspath(path))
+        """Relative paths in the config are relative to this directory (the config's)."""
         self.problems: list[str] = []
         self.warnings: list[str] = []
 
     def bad(self, key: str, message: str) -> None:
         self.problems.append(f"{self.path}: {key}: {message}" if key else f"{self.path}: {message}")
+
+    def warn(self, key: str, message: str) -> None:
+        self.warnings.append(f"{self.path}: {key}: {message}")
 
     def table(self, value: Any, key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -259,29 +179,6 @@ class _Checker:
         return obj
 
 
-def import_ref(ref: Any) -> Any:
-    """The object at ``"module:attribute"`` (the attribute may be dotted).
-
-    Raises:
-        ConfigError: the reference is malformed, the module cannot be imported (the error it
-            raised is named) or has no such attribute.
-    """
-    if not isinstance(ref, str) or ref.count(":") != 1 or not all(ref.split(":")):
-        raise ConfigError(f"expected 'module:attribute', got {ref!r}")
-    module_name, attr = ref.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise ConfigError(f"cannot import module {module_name!r}: {type(exc).__name__}: {exc}") from None
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ConfigError(f"module {module_name!r} has no attribute {attr!r}") from None
-    return obj
-
-
 def _listen_specs(c: _Checker, key: str, value: Any) -> list[ListenSpec]:
     if not isinstance(value, list):
         c.bad(key, f"expected a list of URLs, got {type(value).__name__}")
@@ -292,12 +189,21 @@ def _listen_specs(c: _Checker, key: str, value: Any) -> list[ListenSpec]:
         options: dict[str, Any] = {}
         url = item
         if isinstance(item, dict):
-            options = {o: v for o, v in item.items() if o != "url"}
+            options = {o: v for o, v in item.items() if o not in ("url", "tls", "curve", "ssl")}
             url = item.get("url")
             if url is None:
                 c.bad(k, "a listener table needs a 'url'")
                 continue
-        problem = check_url(url, listen=True) or check_listen_options(url, options)
+        problem = check_url(url, listen=True)
+        if problem:
+            c.bad(k, problem)
+            continue
+        if isinstance(item, dict):
+            before = len(c.problems)
+            options |= listen_security(item, url, k, c.base, c.bad, c.warn)
+            if len(c.problems) > before:
+                continue
+        problem = check_listen_options(url, options)
         if problem:
             c.bad(k, problem)
             continue
@@ -305,58 +211,60 @@ def _listen_specs(c: _Checker, key: str, value: Any) -> list[ListenSpec]:
     return specs
 
 
-def _cycles(edges: dict[str, list[tuple[str, str]]]) -> list[list[tuple[str, str]]]:
-    """Cycles of two or more services in ``edges`` (service -> [(binding, target)]), one each."""
-    found: list[list[tuple[str, str]]] = []
-    seen_sets: set[frozenset[str]] = set()
-    state: dict[str, int] = {}
-    stack: list[tuple[str, str]] = []  # (service, binding taken)
-
-    def visit(node: str) -> None:
-        state[node] = 1
-        for binding, target in edges.get(node, []):
-            if target == node:
-                continue
-            if state.get(target) == 1:
-                names = [s for s, _ in stack] + [node]
-                start = names.index(target)
-                ring = [*stack[start:], (node, binding)]
-                members = frozenset(s for s, _ in ring)
-                if members not in seen_sets:
-                    seen_sets.add(members)
-                    found.append(ring)
-            elif target not in state:
-                stack.append((node, binding))
-                visit(target)
-                stack.pop()
-        state[node] = 2
-
-    for n in edges:
-        if n not in state:
-            visit(n)
-    return found
-
-
-def _start_order(names: list[str], edges: dict[str, list[tuple[str, str]]]) -> list[str]:
-    """``names`` ordered so that each service comes after the services it is bound to by URL."""
-    order: list[str] = []
-    placed: set[str] = set()
-
-    def place(n: str, path: frozenset[str]) -> None:
-        if n in placed or n in path:
+def _app_dir(c: _Checker, node: dict[str, Any], app_dir: str | None, default_app_dir: str | None) -> None:
+    """Put the app directory first on ``sys.path``: ``app_dir``, else the config's
+    ``node.app_dir`` (relative to the config's directory), else ``default_app_dir``, if any."""
+    chosen = app_dir
+    if chosen is None and "app_dir" in node:
+        raw = node["app_dir"]
+        if not isinstance(raw, str) or not raw:
+            c.bad("node.app_dir", f"expected a directory path, got {raw!r}")
             return
-        for _binding, target in edges.get(n, []):
-            place(target, path | {n})
-        placed.add(n)
-        order.append(n)
+        chosen = os.path.join(c.base, os.path.expanduser(raw))
+    chosen = default_app_dir if chosen is None else chosen
+    if chosen is not None:
+        try:
+            use_app_dir(chosen)
+        except ConfigError as exc:
+            c.bad("node.app_dir" if app_dir is None and "app_dir" in node else "", str(exc))
 
-    for n in names:
-        place(n, frozenset())
-    return order
+
+def _binding_target(c: _Checker, key: str, target: Any) -> tuple[str | None, dict[str, Any]]:
+    """A binding's target (a service name or a checked URL) and its client options, if any."""
+    options: dict[str, Any] = {}
+    if isinstance(target, dict):
+        table = c.table(target, key, ("url", "tls", "curve"))
+        url = table.get("url")
+        if not isinstance(url, str) or "://" not in url:
+            c.bad(f"{key}.url", f"expected the URL of the service, got {url!r}")
+            return None, {}
+        problem = check_url(url, listen=False)
+        if problem:
+            c.bad(key, problem)
+            return None, {}
+        before = len(c.problems)
+        options = connect_security(table, url, key, c.base, c.bad, c.warn)
+        return (url if len(c.problems) == before else None), options
+    if not isinstance(target, str) or not target:
+        c.bad(key, f"expected a service name or a URL, got {target!r}")
+        return None, {}
+    if "://" in target:
+        problem = check_url(target, listen=False)
+        if problem:
+            c.bad(key, problem)
+            return None, {}
+    return target, {}
 
 
-def parse_config(text: str, path: str = "<config>") -> NodeConfig:
-    """Check a node config given as TOML text (``path`` names it in errors).
+def parse_config(
+    text: str, path: str = "<config>", *, app_dir: str | None = None, default_app_dir: str | None = None
+) -> NodeConfig:
+    """Check a node config given as TOML text (``path`` names it in errors; relative paths in
+    it are relative to ``path``'s directory).
+
+    Before the services are imported, an app directory is put first on ``sys.path``:
+    ``app_dir`` if given, else the config's ``node.app_dir``, else ``default_app_dir`` if
+    given (the command line gives the current directory).
 
     Raises:
         NodeConfigError: with every problem found, each as ``path: key: message``.
@@ -377,6 +285,7 @@ def parse_config(text: str, path: str = "<config>") -> NodeConfig:
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace <= 3600:
         c.bad("node.grace", f"expected seconds from 0 to 3600, got {grace!r}")
         grace = 5.0
+    _app_dir(c, node, app_dir, default_app_dir)
     metrics_listen: tuple[str, int] | None = None
     if "metrics" in node:
         metrics = c.table(node["metrics"], "node.metrics", _METRICS_KEYS)
@@ -398,6 +307,7 @@ def parse_config(text: str, path: str = "<config>") -> NodeConfig:
         c.bad("services", "missing: declare at least one [services.NAME] table")
 
     loaded: dict[str, tuple[Service | None, str, dict[str, str], list[ListenSpec]]] = {}
+    client_options: dict[str, dict[str, dict[str, Any]]] = {}
     for sname, raw in raw_services.items():
         key = f"services.{sname}"
         table = c.table(raw, key, _SERVICE_KEYS)
@@ -413,26 +323,20 @@ def parse_config(text: str, path: str = "<config>") -> NodeConfig:
         listen = _listen_specs(c, f"{key}.listen", table.get("listen", []))
         bindings = c.table(table.get("bindings", {}), f"{key}.bindings", _keys(table.get("bindings")))
         targets: dict[str, str] = {}
-        for bname, target in bindings.items():
-            bkey = f"{key}.bindings.{bname}"
-            if not isinstance(target, str) or not target:
-                c.bad(bkey, f"expected a service name or a URL, got {target!r}")
-            elif "://" in target:
-                problem = check_url(target, listen=False)
-                if problem:
-                    c.bad(bkey, problem)
-                else:
-                    targets[bname] = target
-            else:
+        for bname, raw_target in bindings.items():
+            target, options = _binding_target(c, f"{key}.bindings.{bname}", raw_target)
+            if target is not None:
                 targets[bname] = target
+                if options:
+                    client_options.setdefault(sname, {})[bname] = options
         loaded[sname] = (service, str(table.get("object", "")), targets, listen)
 
     # Cross checks: listeners declared twice, bindings to nothing, cycles.
     served: dict[str, str] = {}
     for sname, (_svc, _obj, _targets, listen) in loaded.items():
         for i, spec in enumerate(listen):
-            url = _norm(spec.url)
-            if _listens_on_port_0(url):
+            url = normalized(spec.url)
+            if listens_on_port_0(url):
                 continue
             if url in served:
                 c.bad(f"services.{sname}.listen[{i}]", f"{spec.url} is already listened on by [services.{served[url]}]")
@@ -447,12 +351,12 @@ def parse_config(text: str, path: str = "<config>") -> NodeConfig:
                     known = ", ".join(sorted(loaded)) or "none"
                     c.bad(bkey, f"no service named {target!r} in this node (services: {known})")
                 continue
-            owner = served.get(_norm(target))
+            owner = served.get(normalized(target))
             if owner is not None:
                 edges.setdefault(sname, []).append((bname, owner))
-            elif _norm(target).startswith("inproc://"):
+            elif normalized(target).startswith("inproc://"):
                 c.bad(bkey, f"nothing in this node listens on {target} (inproc:// reaches only this process)")
-    for ring in _cycles(edges):
+    for ring in cycles(edges):
         names = " -> ".join([s for s, _ in ring] + [ring[0][0]])
         first_service, first_binding = ring[0]
         c.bad(f"services.{first_service}.bindings.{first_binding}",
@@ -466,17 +370,20 @@ def parse_config(text: str, path: str = "<config>") -> NodeConfig:
     for sname, (_svc, _obj, _targets, listen) in loaded.items():
         if not listen and sname not in bound:
             c.warnings.append(f"{path}: services.{sname}: no listener and no binding to it: it cannot be called")
-    order = _start_order(list(loaded), edges)
+    order = start_order(list(loaded), edges)
     specs = []
     for sname in order:
         svc, obj, targets, listen = loaded[sname]
         assert svc is not None
-        specs.append(ServiceSpec(sname, obj, svc, targets, tuple(listen)))
+        specs.append(ServiceSpec(sname, obj, svc, targets, tuple(listen), client_options.get(sname, {})))
     return NodeConfig(path, str(name), tuple(specs), float(grace), metrics_listen, tuple(c.warnings))
 
 
-def load_config(path: str | os.PathLike[str]) -> NodeConfig:
-    """Read and check the node config at ``path`` (see :func:`parse_config`).
+def load_config(
+    path: str | os.PathLike[str], *, app_dir: str | None = None, default_app_dir: str | None = None
+) -> NodeConfig:
+    """Read and check the node config at ``path`` (see :func:`parse_config`, which takes the
+    same ``app_dir`` and ``default_app_dir``).
 
     Raises:
         NodeConfigError: the file cannot be read, or has problems (all of them listed).
@@ -491,4 +398,4 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise NodeConfigError([f"{shown}: not UTF-8 text: {exc}"]) from None
-    return parse_config(text, shown)
+    return parse_config(text, shown, app_dir=app_dir, default_app_dir=default_app_dir)

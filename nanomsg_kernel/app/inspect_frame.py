@@ -6,7 +6,10 @@ frames show their status, message and details. Input is raw bytes or hex text (s
 newlines allowed); several frames one after another are inspected in turn.
 
 Nothing is trusted: each header is checked (magic, wire version, kind, declared body length
-against the maximum) before its body is read.
+against the maximum) before its body is read, a kernel-less body may nest at most
+:data:`~nanomsg_kernel.app.jsonio.MAX_NESTING` levels, and :func:`render_text` escapes every
+character of the frame's text that could steer a terminal
+(:func:`~nanomsg_kernel.app.printable.printable`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import msgpack
 
 from nanomsg_kernel.app.jsonio import BytesFormat, plain_json, to_json
+from nanomsg_kernel.app.printable import printable
 from nanomsg_kernel.codec import decode_error_body, msgpack_reason
 from nanomsg_kernel.errors import DecodeError
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Header, Kind, parse_header
@@ -138,11 +142,12 @@ def inspect_frames(
 
 
 def _line(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return printable(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
 
 
 def render_text(reports: list[FrameReport]) -> str:
-    """The reports as aligned, readable text (one block per frame)."""
+    """The reports as aligned, readable text (one block per frame; one line per field, every
+    value escaped with :func:`~nanomsg_kernel.app.printable.printable`)."""
     out: list[str] = []
     for i, report in enumerate(reports):
         if len(reports) > 1:
@@ -162,7 +167,7 @@ def render_text(reports: list[FrameReport]) -> str:
         if "error" in report:
             fields["error"] = report["error"]
         width = max(len(k) for k in fields)
-        out.extend(f"{k.ljust(width)}  {_line(v)}" for k, v in fields.items())
+        out.extend(f"{printable(k.ljust(width))}  {_line(v)}" for k, v in fields.items())
         if i + 1 < len(reports):
             out.append("")
     return "\n".join(out)

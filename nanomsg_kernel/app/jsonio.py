@@ -20,6 +20,10 @@ optional        ``null`` for ``None``
 
 Errors are :class:`~nanomsg_kernel.errors.EncodeError` naming the contract and the path of
 the field, e.g. ``CalcWork.op: expected one of SUM, DIFF, MULT, DIV (or their values), got 'POW'``.
+
+Nesting is bounded by :data:`MAX_NESTING` both ways: JSON text nested deeper is refused
+before it is parsed (no contract is that deep), and so is a kernel-less msgpack value
+(:func:`plain_json`), so that hostile input gets an error, not a ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -29,17 +33,21 @@ import binascii
 import datetime as _dt
 import json
 import math
+import re
 import uuid
-from collections.abc import Callable
 from typing import Any, Literal
 
 from nanomsg_kernel.contract import contract_info
-from nanomsg_kernel.errors import EncodeError
+from nanomsg_kernel.errors import DecodeError, EncodeError
 from nanomsg_kernel.types import INT_MAX, INT_MIN, TypeSpec
 
-__all__ = ["BytesFormat", "from_json", "loads", "dumps", "to_json", "plain_json"]
+__all__ = ["MAX_NESTING", "BytesFormat", "from_json", "loads", "dumps", "nesting_depth", "to_json", "plain_json"]
 
 BytesFormat = Literal["base64", "hex"]
+MAX_NESTING = 64
+"""Deepest nesting of arrays and objects (or msgpack arrays and maps) accepted."""
+_STRING = re.compile(r'"[^"]*"')
+_BRACKET = re.compile(r"[\[\]{}]")
 _NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -234,12 +242,39 @@ def from_json(cls: type, value: Any, *, bytes_format: BytesFormat = "base64") ->
         raise EncodeError(f"{cls.__name__}{bad.path}: {bad.message}") from None
 
 
+def nesting_depth(text: str, limit: int = MAX_NESTING) -> int:
+    """How deeply the arrays and objects of JSON ``text`` nest, counted without parsing it;
+    the count stops at ``limit + 1`` (enough to know it is too deep)."""
+    depth = deepest = 0
+    unescaped = text.replace("\\\\", "").replace('\\"', "")  # then no string holds a quote
+    for bracket in _BRACKET.finditer(_STRING.sub("", unescaped)):
+        if bracket.group() in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        else:
+            depth -= 1
+    return deepest
+
+
 def loads(cls: type, text: str | bytes, *, bytes_format: BytesFormat = "base64") -> Any:
-    """Parse JSON text into a ``cls`` contract (``EncodeError`` if it is not valid JSON or does not fit)."""
+    """Parse JSON text into a ``cls`` contract.
+
+    Raises:
+        EncodeError: the text is not valid JSON, nests deeper than :data:`MAX_NESTING`, or
+            does not fit ``cls``.
+    """
     try:
-        value = json.loads(text)
+        if isinstance(text, bytes):
+            text = text.decode(json.detect_encoding(text))
+        too_deep = nesting_depth(text) > MAX_NESTING
+        value = None if too_deep else json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise EncodeError(f"{cls.__name__}: not valid JSON: {exc}") from None
+    if too_deep:
+        raise EncodeError(f"{cls.__name__}: JSON nested deeper than {MAX_NESTING} levels")
     return from_json(cls, value, bytes_format=bytes_format)
 
 
@@ -290,18 +325,27 @@ def to_json(msg: Any, *, bytes_format: BytesFormat = "base64") -> dict[str, Any]
 
 def plain_json(value: Any, *, bytes_format: BytesFormat = "base64") -> Any:
     """Any msgpack value (as decoded without a kernel) made JSON-ready: bytes as strings, map
-    keys as strings, timestamps as ISO 8601 and other values by ``repr``."""
-    convert: Callable[[Any], Any] = lambda v: plain_json(v, bytes_format=bytes_format)  # noqa: E731
+    keys as strings, timestamps as ISO 8601 and other values by ``repr``.
+
+    Raises:
+        DecodeError: arrays and maps nest deeper than :data:`MAX_NESTING`.
+    """
+    return _plain(value, bytes_format, 0)
+
+
+def _plain(value: Any, fmt: BytesFormat, depth: int) -> Any:
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
         return _float_out(value)
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return _bytes_out(bytes(value), bytes_format)
+        return _bytes_out(bytes(value), fmt)
+    if isinstance(value, (list, tuple, dict)) and depth >= MAX_NESTING:
+        raise DecodeError(f"msgpack value nested deeper than {MAX_NESTING} levels")
     if isinstance(value, (list, tuple)):
-        return [convert(v) for v in value]
+        return [_plain(v, fmt, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {str(k): convert(v) for k, v in value.items()}
+        return {str(k): _plain(v, fmt, depth + 1) for k, v in value.items()}
     if isinstance(value, _dt.datetime):
         return value.isoformat()
     return repr(value)

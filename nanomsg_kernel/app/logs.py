@@ -8,6 +8,11 @@ renders those records on stderr, as text or as one JSON object per line::
 
     {"time": "2025-01-01T12:00:00.123+00:00", "level": "ERROR", "logger": "nanomsg_kernel.service.calc",
      "message": "handler failed", "service": "calc", "contract": "CalcWork", "correlation_id": 7, ...}
+
+A record can quote a peer (an undecodable frame, a refused connection), so both renderings
+escape every character that could steer a terminal
+(:func:`~nanomsg_kernel.app.printable.printable`): a record is one line, plus the lines
+of its traceback, if any.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import json
 import logging
 import sys
 from typing import IO, Any
+
+from nanomsg_kernel.app.printable import printable
 
 __all__ = ["CONTEXT_FIELDS", "JsonFormatter", "TextFormatter", "configure_logging"]
 
@@ -49,7 +56,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=repr, ensure_ascii=False)
+        return printable(json.dumps(entry, default=repr, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
@@ -59,14 +66,23 @@ class TextFormatter(logging.Formatter):
         super().__init__("%(asctime)s %(levelname)s %(name)s%(call)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        """Render ``record`` as text."""
+        """Render ``record`` as text: one line, then its traceback's lines, if any."""
         parts = [str(getattr(record, "service", None) or ""), str(getattr(record, "contract", None) or "")]
         cid = getattr(record, "correlation_id", None)
         if cid is not None:
             parts.append(f"#{cid}")
         shown = " ".join(p for p in parts if p)
-        record.call = f" [{shown}]" if shown else ""
-        return super().format(record)
+        record.call = printable(f" [{shown}]") if shown else ""
+        record.message = printable(record.getMessage())
+        record.asctime = self.formatTime(record, self.datefmt)
+        text = printable(self.formatMessage(record))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            text += "\n" + printable(record.exc_text, keep_newlines=True)
+        if record.stack_info:
+            text += "\n" + printable(self.formatStack(record.stack_info), keep_newlines=True)
+        return text
 
 
 def configure_logging(level: str = "WARNING", *, json_lines: bool = False, stream: IO[str] | None = None) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from nanomsg_kernel.fdbudget import DescriptorBudget
 from nanomsg_kernel.lifecycle import AsyncResource
 from nanomsg_kernel.metrics import ServiceMetrics, prometheus_text
+from nanomsg_kernel.ratelimit import rate_limited
 from nanomsg_kernel.transports.admission import ConnectionGate
 
 __all__ = ["CONTENT_TYPE", "MAX_CONNECTIONS", "MAX_REQUEST_HEAD", "MetricsServer"]
@@ -129,8 +130,8 @@ class MetricsServer(AsyncResource):
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.gate.admit():
-            log.warning("refusing a metrics connection from %s (%d open, the maximum is %d)",
-                        writer.get_extra_info("peername"), self.gate.open, self.gate.max_connections)
+            rate_limited(log).warning("refusing a metrics connection from %s (%d open, the maximum is %d)",
+                                      writer.get_extra_info("peername"), self.gate.open, self.gate.max_connections)
             writer.write(_BUSY)
             writer.close()
             return

@@ -1,7 +1,9 @@
 """The ``codegen`` command and the ``schema`` group (export, diff, jsonschema) of the CLI.
 
 Exit status: 0 when all is well, 1 when ``codegen --check`` finds a stale module or
-``schema diff`` finds a breaking change, 2 when a schema or an argument is invalid.
+``schema diff`` finds a breaking change, 2 when a schema or an argument is invalid. Text
+quoted from a schema file is printed through
+:func:`~nanomsg_kernel.app.printable.printable` (its lines kept, control characters escaped).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import click
 
 from nanomsg_kernel.app.exit_codes import ExitCode
+from nanomsg_kernel.app.printable import printable
 
 __all__ = ["codegen_command", "schema_group"]
 
@@ -24,7 +27,7 @@ class SchemaFailure(click.ClickException):
 
     def show(self, file: object = None) -> None:
         """Print the problems to stderr, one per line."""
-        click.echo(self.format_message(), err=True)
+        click.echo(printable(self.format_message(), keep_newlines=True), err=True)
 
 
 def _fail(exc: Exception) -> SchemaFailure:
@@ -55,7 +58,7 @@ def codegen_command(schemas: Path, out: Path, check: bool, force: bool) -> None:
         for m in stale:
             what = "missing" if m.current() is None else "stale"
             click.echo(f"{what}: {m.path} does not match {m.schema}", err=True)
-            click.echo(stale_diff(m), err=True, nl=False)
+            click.echo(printable(stale_diff(m), keep_newlines=True), err=True, nl=False)
         if stale:
             click.echo(f"run: nanomsg-kernel codegen {schemas} --out {out}", err=True)
             raise SystemExit(int(ExitCode.FAILED))
@@ -119,7 +122,7 @@ def export_command(source: str, output: Path | None, app_dir: Path) -> None:
     except SchemaError as exc:
         raise _fail(exc) from None
     for w in warnings:
-        click.echo(f"note: {w}", err=True)
+        click.echo(f"note: {printable(w)}", err=True)
     text = to_toml(kernel, comment=f"Schema of {source}, written by: nanomsg-kernel schema export {source}")
     if output is None:
         click.echo(text, nl=False)
@@ -147,7 +150,7 @@ def diff_command(old: str, new: str, mode: str, fmt: str, app_dir: Path) -> None
     old_k, new_k = _load(old, app_dir), _load(new, app_dir)
     assert isinstance(old_k, KernelSchema) and isinstance(new_k, KernelSchema)
     report = diff(old_k, new_k, mode=mode)
-    click.echo(report.json() if fmt == "json" else report.text())
+    click.echo(printable(report.json() if fmt == "json" else report.text(), keep_newlines=True))
     if not report.ok:
         raise SystemExit(int(ExitCode.FAILED))
 
@@ -168,7 +171,7 @@ def jsonschema_command(source: str, out: Path | None, keys: str, app_dir: Path) 
     assert isinstance(kernel, KernelSchema)
     schemas = contract_schemas(kernel, keys=keys)
     if out is None:
-        click.echo(json.dumps(schemas, indent=2, ensure_ascii=False))
+        click.echo(printable(json.dumps(schemas, indent=2, ensure_ascii=False), keep_newlines=True))
         return
     out.mkdir(parents=True, exist_ok=True)
     for name, schema in schemas.items():

@@ -16,6 +16,8 @@ On the first signal the listeners stop accepting, calls in flight get the grace 
 bindings close and the metrics summary is printed; a second signal only says it is already
 stopping (the grace period bounds the wait). Once stopped by a signal, SIGINT and SIGTERM
 are ignored from then on, so that a late one cannot interrupt the process on its way out.
+Names and URLs come from the config file, so every line goes through
+:func:`~nanomsg_kernel.app.printable.printable`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from nanomsg_kernel.app.metrics_http import MetricsServer
+from nanomsg_kernel.app.printable import printable
 
 if TYPE_CHECKING:
     from nanomsg_kernel.app.config import NodeConfig
@@ -50,6 +53,10 @@ async def serve_node(config: NodeConfig, echo: Callable[[str], None], *, grace: 
         Exception: whatever stopped a listener from starting (the node is closed again).
     """
     grace = config.grace if grace is None else grace
+
+    def say(line: str) -> None:
+        echo(printable(line))
+
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     received: list[str] = []
@@ -57,10 +64,10 @@ async def serve_node(config: NodeConfig, echo: Callable[[str], None], *, grace: 
     def on_signal(sig: signal.Signals) -> None:
         received.append(sig.name)
         if len(received) == 1:
-            echo(f"stopping: {sig.name} received; in-flight calls get up to {grace:g}s")
+            say(f"stopping: {sig.name} received; in-flight calls get up to {grace:g}s")
             stop.set()
         else:
-            echo(f"{sig.name} received: already stopping (at most {grace:g}s)")
+            say(f"{sig.name} received: already stopping (at most {grace:g}s)")
 
     installed = []
     for sig in _SIGNALS:
@@ -74,20 +81,21 @@ async def serve_node(config: NodeConfig, echo: Callable[[str], None], *, grace: 
         try:
             urls = [(spec.name, ls) for spec in config.services for ls in spec.listen]
             for (service, _spec), listener in zip(urls, node.listeners, strict=True):
-                echo(f"listening {service} {listener.url}")
+                say(f"listening {service} {listener.url}")
             if config.metrics_listen is not None:
                 metrics = MetricsServer(lambda: [s.metrics for s in node.services.values()], *config.metrics_listen)
                 await metrics.start()
-                echo(f"metrics {metrics.url}")
-            echo(f"ready node={config.name} services={','.join(s.name for s in config.services)}")
+                say(f"metrics {metrics.url}")
+            say(f"ready node={config.name} services={','.join(s.name for s in config.services)}")
             await stop.wait()
         finally:
             if metrics is not None:
                 await metrics.close()
             await node.close(grace)
-        echo("stopped")
-        echo("metrics summary:")
-        echo(metrics_summary(node))
+        say("stopped")
+        say("metrics summary:")
+        for line in metrics_summary(node).split("\n"):
+            say(line)
     finally:
         if received:  # the process is on its way out: a late signal must not interrupt that
             # Blocked while the loop's handlers are swapped for SIG_IGN, so no signal can land in

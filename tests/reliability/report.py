@@ -31,6 +31,8 @@ TITLES = {
     "backpressure": "Full queues",
     "restart": "Server process killed and restarted",
     "reconnect": "Reconnect after a server restart (conformance)",
+    "wait": "Calls made while a ZeroMQ service restarts on the same port",
+    "flood": "A flood of idle connections to one ZeroMQ listener",
     "long": "Long soak (--long only)",
     "descriptor": "Descriptor flood: one listener flooded in a process with a low RLIMIT_NOFILE",
     "held": "Replies held for a client that does not read",
