@@ -73,14 +73,19 @@ def pack_parts(value: Any, packer: msgpack.Packer, out: list[bytes]) -> None:
 
 def read_body(entry: Entry, body: bytes | bytearray | memoryview) -> Any:
     """The contract object of ``entry`` in a msgpack ``body`` (``DecodeError`` if it is not one)."""
-    if len(body) <= entry.max_objects:
-        return read_short_body(entry, body)
-    return _careful(entry, body)
+    if len(body) > entry.max_objects:  # it may hold more objects than the budget: count first
+        try:
+            count_objects(body, entry.max_objects)
+        except TooManyObjects:
+            raise
+        except DecodeError as exc:
+            raise DecodeError(f"{entry.name}: {exc}") from None
+    return read_short_body(entry, body)
 
 
 def read_short_body(entry: Entry, body: bytes | bytearray | memoryview) -> Any:
-    """:func:`read_body` of a body no longer than ``entry.max_objects`` bytes, which cannot
-    hold more objects than that."""
+    """:func:`read_body` of a body that holds no more objects than ``entry.max_objects``
+    (counted, or no longer than that many bytes)."""
     try:
         whole = body[0] == entry.head
     except IndexError:
@@ -109,10 +114,9 @@ def read_whole_body(entry: Entry, body: bytes | bytearray | memoryview) -> Any:
 
 def _careful(entry: Entry, body: bytes | bytearray | memoryview) -> Any:
     """:func:`read_body` of a body the common path does not take: its entries located first
-    (objects counted, keys checked), unknown fields kept as their bytes, known ones parsed."""
+    (keys checked), unknown fields kept as their bytes, known ones parsed."""
     view = memoryview(body)
     try:
-        count_objects(view, entry.max_objects)
         spans = entries(view)
     except TooManyObjects:
         raise
