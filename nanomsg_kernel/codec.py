@@ -340,10 +340,12 @@ class Codec:
         except (struct.error, TypeError):
             return self._decode_other(frame)
         entry = self._by_key.get(key)
-        if entry is None or length != len(frame) - HEADER_SIZE or length > self._check_above or head != entry.head:
+        if entry is None or length != len(frame) - HEADER_SIZE or length > self.max_body_size:
             return self._decode_other(frame)
-        return read_whole_body(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
-                               else memoryview(frame)[HEADER_SIZE:])
+        body = frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096 else memoryview(frame)[HEADER_SIZE:]
+        if head != entry.head or length > entry.max_objects:
+            return read_body(entry, body)
+        return read_whole_body(entry, body)
 
     def decode_request(self, frame: bytes | bytearray | memoryview) -> tuple[Any, int, int, int] | None:
         """A request's ``(message, correlation_id, timeout_ms, route)``, the way a service
@@ -358,10 +360,12 @@ class Codec:
         except (struct.error, TypeError):
             return None
         entry = self._requests.get(key)
-        if entry is None or length != len(frame) - HEADER_SIZE or length > self._check_above or head != entry.head:
+        if entry is None or length != len(frame) - HEADER_SIZE or length > self.max_body_size:
             return None
-        return read_whole_body(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
-                               else memoryview(frame)[HEADER_SIZE:]), correlation_id, timeout_ms, entry.route
+        body = frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096 else memoryview(frame)[HEADER_SIZE:]
+        if head != entry.head or length > entry.max_objects:
+            return read_body(entry, body), correlation_id, timeout_ms, entry.route
+        return read_whole_body(entry, body), correlation_id, timeout_ms, entry.route
 
     def _decode_other(self, frame: bytes | bytearray | memoryview) -> Any:
         """:meth:`decode` of what its fast check does not take: error frames, unknown routes,
