@@ -340,12 +340,10 @@ class Codec:
         except (struct.error, TypeError):
             return self._decode_other(frame)
         entry = self._by_key.get(key)
-        if entry is None or length != len(frame) - HEADER_SIZE or length > self.max_body_size:
-            return self._decode_other(frame)
-        body = frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096 else memoryview(frame)[HEADER_SIZE:]
-        if head != entry.head or length > entry.max_objects:
-            return read_body(entry, body)
-        return read_whole_body(entry, body)
+        if entry is None or length != len(frame) - HEADER_SIZE or length > self._check_above or head != entry.head:
+            return self._decode_other(frame)  # also what is not the common path's (a long body, ...)
+        return read_whole_body(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
+                               else memoryview(frame)[HEADER_SIZE:])
 
     def decode_request(self, frame: bytes | bytearray | memoryview) -> tuple[Any, int, int, int] | None:
         """A request's ``(message, correlation_id, timeout_ms, route)``, the way a service
