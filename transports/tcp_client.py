@@ -260,6 +260,8 @@ class TcpConnection(Connection):
         out = self._out
         if out is None or out.congested:
             out, timeout = await self._writable(timeout)
+            if out is not self._out:  # dropped while this task waited (e.g. closed after TLS)
+                raise Unavailable(f"{self.url}: {self._last_error}")
         pending = self.pending
         fut = pending.expect(cid, out.loop)
         out.write(frame, len(pending) > 1)
