@@ -363,10 +363,10 @@ class Service:
             kind, route, _cver, _flags, corr, timeout_ms = codec._check(frame)
         except DecodeError as exc:
             cid = peek_correlation_id(frame)
-            self.metrics.observe("<bad frame>", Status.DECODE_ERROR, 0.0)
+            self.metrics.observe("<bad frame>", exc.status, 0.0)
             if cid is None:
                 return None
-            return codec.encode_error(Status.DECODE_ERROR, str(exc), correlation_id=cid)
+            return codec.encode_error(exc.status, str(exc), correlation_id=cid)
         if kind == _EVENT:
             try:
                 event = codec._body(route, memoryview(frame)[HEADER_SIZE:])
@@ -385,8 +385,8 @@ class Service:
         try:
             msg = codec._body(route, frame[HEADER_SIZE:] if len(frame) < 4096 else memoryview(frame)[HEADER_SIZE:])
         except DecodeError as exc:
-            self.metrics.observe("<bad body>", Status.DECODE_ERROR, 0.0)
-            return codec.encode_error(Status.DECODE_ERROR, str(exc), correlation_id=corr, route=route)
+            self.metrics.observe("<bad body>", exc.status, 0.0)
+            return codec.encode_error(exc.status, str(exc), correlation_id=corr, route=route)
         try:
             if timeout_ms:
                 loop = _get_running_loop()
