@@ -6,7 +6,7 @@ Every piece of a generated module that comes from a schema goes through one of t
   with ``inspect.cleandoc`` (``ast.get_docstring``, ``inspect.getdoc``), is exactly the text
   as :func:`~nanomsg_kernel.codegen.model.clean_doc` keeps it. Backslashes are doubled,
   characters that are not printable (control characters, line and paragraph separators,
-  lone surrogates, bidirectional overrides) are written as escapes, and a quote is escaped
+  bidirectional overrides) are written as escapes (a lone surrogate is refused), and a quote is escaped
   wherever it touches another quote or the closing quotes, so no quote run can end the literal;
 * :func:`comment` — a file name or command in a ``#`` comment: written as it is when every
   character is printable, else as its ``repr`` (no line break, no NUL, no terminal control);
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import keyword
 
+from nanomsg_kernel.codegen.errors import SchemaError
 from nanomsg_kernel.codegen.model import clean_doc
 
 __all__ = ["comment", "docstring", "identifier", "integer"]
@@ -53,8 +54,13 @@ def _line(text: str, *, first: bool, last: bool) -> str:
 def docstring(doc: str, indent: str) -> list[str]:
     """The source lines of a docstring for ``doc``, indented by ``indent`` (spaces).
 
-    ``inspect.cleandoc`` of the literal's value is ``clean_doc(doc)``, for any text.
+    ``inspect.cleandoc`` of the literal's value is ``clean_doc(doc)``, for any text without
+    lone surrogates (a :class:`~nanomsg_kernel.codegen.errors.SchemaError` for those: a TOML
+    file cannot hold them, and Python 3.13 compiles no docstring that does).
     """
+    if any("\ud800" <= c <= "\udfff" for c in doc):
+        # Python 3.13 compiles no docstring holding one (escaped or not): refuse it everywhere
+        raise SchemaError.one("docstring", ascii(doc[:40]), "a lone surrogate (U+D800-U+DFFF) cannot be in a docstring")
     lines = clean_doc(doc).split("\n")
     if len(lines) == 1:
         return [f'{indent}"""{_line(lines[0], first=True, last=True)}"""']

@@ -30,6 +30,7 @@ from nanomsg_kernel.errors import (
     RemoteError,
     ServiceError,
     Status,
+    TooManyObjects,
     TransportError,
     Unavailable,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "ServiceError",
     "ServiceMetrics",
     "Status",
+    "TooManyObjects",
     "TransportError",
     "Unavailable",
     "contract",

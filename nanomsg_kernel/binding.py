@@ -1,8 +1,8 @@
 """Bindings: the only way a service reaches another (capabilities, not a global registry).
 
 A binding is a name given to a service by its node, pointing either at a local service
-(calls are direct in-process function calls: no encoding, no copy) or at a URL (calls go
-through a :class:`~nanomsg_kernel.client.Client`). Handler code is the same for both::
+(calls are direct in-process function calls: no bytes, no event-loop hop) or at a URL
+(calls go through a :class:`~nanomsg_kernel.client.Client`). Handler code is the same for both::
 
     reply = await ctx.bindings.calc.call(CalcWork(a=1, b=2, op=WorkType.SUM))
 
@@ -10,10 +10,12 @@ A name the service was not given raises :class:`~nanomsg_kernel.errors.Capabilit
 Calls through ``ctx.bindings`` inherit what is left of the current call's deadline unless
 given a shorter ``timeout``.
 
-Isolation of the direct path: contracts are frozen, so neither side can rebind a field of
-a message it shares; but values inside fields that are themselves mutable (``list``,
-``dict``) are shared objects, and mutating them in place would be seen by the other side.
-Treat received messages as read-only (build new ones with ``evolve``).
+A local call behaves like the wire: the request and the reply pass the codec's checks in
+each direction (:meth:`~nanomsg_kernel.codec.Codec.isolate`: a value the encoder refuses is
+refused here too), and the two sides share nothing mutable. A message of immutable fields
+(scalars, enums, ASCII text) is handed over as it is, since contracts are frozen; one with
+lists, dicts, records or other text goes through the codec's body encoding and decoding,
+so each side has its own copy.
 
 Types: ``call`` returns what a checker can name. A contract derived from
 :class:`~nanomsg_kernel.contract.Request` ``[R]`` is answered by an ``R``; any other
@@ -33,8 +35,17 @@ from collections.abc import Coroutine, Iterator, Mapping
 from typing import Any, Protocol, TypeVar, overload
 
 from nanomsg_kernel.client import Client, caller_error
+from nanomsg_kernel.codec import Codec
 from nanomsg_kernel.contract import Request
-from nanomsg_kernel.errors import CapabilityError, DeadlineExceeded, RemoteError, Unavailable
+from nanomsg_kernel.errors import (
+    CapabilityError,
+    CodecError,
+    DeadlineExceeded,
+    DecodeError,
+    RemoteError,
+    Status,
+    Unavailable,
+)
 from nanomsg_kernel.handler_threads import handler_loop
 
 __all__ = ["Binding", "Bindings", "BindingsView", "LocalBinding", "RemoteBinding"]
@@ -83,6 +94,7 @@ class LocalTarget(Protocol):
     """What a :class:`LocalBinding` calls: a :class:`~nanomsg_kernel.service.Service`."""
 
     name: str
+    codec: Codec
 
     async def dispatch(self, msg: Any, *, deadline: float | None = None) -> Any:
         """Run the handler of ``msg``'s contract and return its reply."""
@@ -105,25 +117,40 @@ class LocalBinding(Binding):
     @overload
     async def call(self, msg: M, *, timeout: float | None = None, deadline: float | None = None) -> M: ...
     async def call(self, msg: Any, *, timeout: float | None = None, deadline: float | None = None) -> Any:
-        """Call the bound service's handler directly (no encoding).
+        """Call the bound service's handler directly (no bytes in between).
+
+        The request and the reply meet the codec's checks as over a wire
+        (:meth:`~nanomsg_kernel.codec.Codec.isolate`), and neither side shares a mutable
+        value with the other: a request the encoder refuses raises ``EncodeError`` here, a
+        reply it refuses is an ``INTERNAL`` error, and each side gets its own lists and dicts.
 
         Errors are those a :class:`~nanomsg_kernel.client.Client` raises for the same
         outcome: ``TIMEOUT`` is :class:`DeadlineExceeded`, ``UNAVAILABLE`` is
         :class:`~nanomsg_kernel.errors.Unavailable`, any other status a ``RemoteError``.
         """
+        codec = self.service.codec
+        try:
+            msg = codec.isolate(msg)
+        except DecodeError as exc:  # what the service's decoder would answer
+            raise RemoteError(exc.status, str(exc)) from None
         try:
             if timeout is None and deadline is None:
-                return await self.service.dispatch(msg)
-            return await self.service.dispatch(msg, deadline=_deadline_for(timeout, deadline))
+                reply = await self.service.dispatch(msg)
+            else:
+                reply = await self.service.dispatch(msg, deadline=_deadline_for(timeout, deadline))
         except RemoteError as exc:
             mapped = caller_error(exc)
             if mapped is exc:
                 raise
             raise mapped from exc
+        try:
+            return codec.isolate(reply)
+        except CodecError as exc:  # what the service answers for a reply it cannot encode
+            raise RemoteError(Status.INTERNAL, f"reply could not be encoded: {exc}") from None
 
     async def publish(self, event: Any) -> None:
         """Run the bound service's subscribers for ``event``."""
-        await self.service.publish_local(event)
+        await self.service.publish_local(self.service.codec.isolate(event))
 
     def __repr__(self) -> str:
         return f"<LocalBinding {self.name!r} -> {self.service.name!r}>"

@@ -11,6 +11,15 @@ declared length against ``max_body_size``), then the body is parsed by msgpack (
 every length by the bytes actually present) and every field is type-checked. Only
 :class:`~nanomsg_kernel.errors.DecodeError` (or, for error frames from :meth:`Codec.decode`,
 :class:`~nanomsg_kernel.errors.RemoteError`) ever leaves :meth:`Codec.decode`.
+
+What a body may cost is bounded too: a body holds at most ``max_objects`` msgpack objects
+(:class:`~nanomsg_kernel.errors.TooManyObjects`, status ``RESOURCE_EXHAUSTED``). A body no
+longer than that many bytes cannot hold more (each object takes a byte at least) and goes
+straight to msgpack; a longer one is walked first (:mod:`nanomsg_kernel.scan`), allocating
+nothing per object. A body's map must hold each field tag once, as an integer key.
+
+How a body is read (a common path, and a careful one that keeps unknown fields as the
+exact bytes received) is in :mod:`nanomsg_kernel.body`.
 """
 
 from __future__ import annotations
@@ -18,10 +27,11 @@ from __future__ import annotations
 import enum
 import struct
 import threading
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple
 
 import msgpack
 
+from nanomsg_kernel.body import Entry, pack_parts, read_body, read_whole_body
 from nanomsg_kernel.contract import (
     ContractInfo,
     contract_info,
@@ -29,7 +39,8 @@ from nanomsg_kernel.contract import (
     kernel_contracts,
     validate_kernel,
 )
-from nanomsg_kernel.errors import DecodeError, EncodeError, FrameTooLarge, RemoteError, Status
+from nanomsg_kernel.error_body import decode_error_body, encode_error_body
+from nanomsg_kernel.errors import DecodeError, EncodeError, FrameTooLarge
 from nanomsg_kernel.frame import (
     DEFAULT_MAX_BODY,
     HEADER_SIZE,
@@ -42,28 +53,15 @@ from nanomsg_kernel.frame import (
     Kind,
     parse_header,
 )
+from nanomsg_kernel.scan import count_objects, msgpack_reason
 
 __all__ = ["Codec", "Frame", "decode_error_body", "encode_error_body", "msgpack_reason"]
 
-_ERROR_STATUS, _ERROR_MESSAGE, _ERROR_DETAILS = 1, 2, 3
-_MAX_ERROR_MESSAGE = 64 * 1024
-_unpackb = msgpack.unpackb
 _unpack_header = HEADER_STRUCT.unpack_from
 _pack_header = HEADER_STRUCT.pack
 _REQUEST, _ERROR = int(Kind.REQUEST), int(Kind.ERROR)
 _KINDS = frozenset(int(k) for k in Kind)
 
-
-def msgpack_reason(exc: Exception) -> str:
-    """What msgpack's exception says, or what it means where it says nothing."""
-    text = str(exc)
-    if text:
-        return text
-    if isinstance(exc, msgpack.StackError):
-        return "nested too deeply"
-    if isinstance(exc, msgpack.FormatError):
-        return "invalid msgpack (reserved or unknown type byte)"
-    return type(exc).__name__
 
 # The hot paths read and write the same header (frame.HEADER_STRUCT) in fewer pieces.
 # Encoding: magic, wire version, kind, route, contract version and flags are fixed for a
@@ -73,14 +71,16 @@ _PREFIX = struct.Struct(">2sBBHHH")
 _pack_tail = struct.Struct(f">{_PREFIX.size}sQII").pack
 # Decoding: the first 6 bytes (magic, wire version, kind, route) are looked up whole among
 # those of the kernel's messages, which checks all four at once, and the body length is read;
-# the other fields are not needed to decode a message. Anything else takes the full check.
-_KEY = struct.Struct(">6s16xI")
+# the other fields are not needed to decode a message. The body's first byte is read with
+# them: the common path takes a body that is a map of exactly the contract's fields.
+# Anything else takes the full check.
+_KEY = struct.Struct(">6s16xIB")
 _unpack_key = _KEY.unpack_from
 _key_of = struct.Struct(">2sBBH").pack
 # A request is served with its correlation id and timeout too (the contract version and the
 # flags are not needed to serve it).
-_unpack_request = struct.Struct(">6s4xQII").unpack_from
-if not _PREFIX.size + 16 == _KEY.size == HEADER_SIZE:  # pragma: no cover - a layout edit
+_unpack_request = struct.Struct(">6s4xQIIB").unpack_from
+if not _PREFIX.size + 16 == _KEY.size - 1 == HEADER_SIZE:  # pragma: no cover - a layout edit
     raise ImportError("codec header structs disagree with frame.HEADER_STRUCT")
 
 
@@ -92,62 +92,8 @@ class Frame(NamedTuple):
     message: Any
 
 
-class _Entry(NamedTuple):
-    route: int
-    version: int
-    name: str
-    to_map: Any
-    from_map: Any
-    prefixes: tuple[bytes, ...]
-    """The first 10 header bytes of this contract's frames, indexed by kind."""
-
-
 def _new_packer() -> msgpack.Packer:
     return msgpack.Packer(use_bin_type=True, datetime=True, autoreset=True)
-
-
-def encode_error_body(status: int, message: str, details: Any = None) -> bytes:
-    """The body of an error frame: a msgpack map ``{1: status, 2: message[, 3: details]}``."""
-    body: dict[int, Any] = {_ERROR_STATUS: int(status), _ERROR_MESSAGE: message[:_MAX_ERROR_MESSAGE]}
-    if details is not None:
-        body[_ERROR_DETAILS] = details
-    try:
-        return bytes(msgpack.packb(body, use_bin_type=True, datetime=True))
-    except Exception:  # details not serialisable: send without them
-        del body[_ERROR_DETAILS]
-        return bytes(msgpack.packb(body, use_bin_type=True))
-
-
-def decode_error_body(body: bytes | memoryview) -> RemoteError:
-    """Parse an error frame's body into a :class:`RemoteError` (``DecodeError`` if malformed)."""
-    try:
-        m = _unpackb(body, strict_map_key=False, timestamp=3)
-    except Exception as exc:
-        raise DecodeError(f"error frame: malformed msgpack body: {msgpack_reason(exc)}") from None
-    if type(m) is not dict:
-        raise DecodeError("error frame: body is not a map")
-    status, message = m.get(_ERROR_STATUS), m.get(_ERROR_MESSAGE, "")
-    if type(status) is not int:
-        raise DecodeError("error frame: status is not an int")
-    if type(message) is not str:
-        raise DecodeError("error frame: message is not a str")
-    return RemoteError(Status.from_wire(status), message, m.get(_ERROR_DETAILS))
-
-
-def _message(entry: _Entry, body: bytes | bytearray | memoryview) -> Any:
-    """The contract object of ``entry`` in a msgpack ``body`` (``DecodeError`` if it is not one)."""
-    try:
-        m = _unpackb(body, strict_map_key=False, timestamp=3)
-    except Exception as exc:
-        raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
-    if type(m) is not dict:
-        raise DecodeError(f"{entry.name}: body is not a map")
-    try:
-        return entry.from_map(m)
-    except DecodeError:
-        raise
-    except Exception as exc:  # attrs validators and converters
-        raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
 
 
 class Codec:
@@ -156,24 +102,42 @@ class Codec:
     Args:
         routes: the kernel's routing enum (validated: every member needs a contract).
         max_body_size: the largest body accepted or produced, in bytes (default 16 MiB).
+        max_objects: the most msgpack objects one body may hold, accepted or produced
+            (default ``max_body_size // 64``: 262,144 for 16 MiB). Decoding allocates a
+            Python object per msgpack object, so this bounds a frame's decoded size; a body
+            past it is refused with :class:`~nanomsg_kernel.errors.TooManyObjects` before
+            its objects are made.
     """
 
-    def __init__(self, routes: type[enum.IntEnum], *, max_body_size: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(
+        self, routes: type[enum.IntEnum], *, max_body_size: int = DEFAULT_MAX_BODY, max_objects: int | None = None
+    ) -> None:
         validate_kernel(routes)
         if not 0 < max_body_size <= MAX_U32:
             raise ValueError(f"max_body_size must be 1 to {MAX_U32}, got {max_body_size}")
+        if max_objects is None:
+            max_objects = max(max_body_size // 64, 1024)
+        if type(max_objects) is not int or max_objects < 1:
+            raise ValueError(f"max_objects must be a positive int, got {max_objects!r}")
         self.routes = routes
         self.max_body_size = max_body_size
-        self._by_class: dict[type, _Entry] = {}
-        self._by_route: dict[int, _Entry] = {}
-        self._by_key: dict[bytes, _Entry] = {}
-        self._requests: dict[bytes, _Entry] = {}
+        self.max_objects = max_objects
+        self._check_above = min(max_body_size, max_objects)
+        self._by_class: dict[type, Entry] = {}
+        self._by_route: dict[int, Entry] = {}
+        self._by_key: dict[bytes, Entry] = {}
+        self._requests: dict[bytes, Entry] = {}
         for member, cls in kernel_contracts(routes).items():
             info = contract_info(cls)
             prefixes = tuple(
                 _PREFIX.pack(MAGIC, WIRE_VERSION, k, int(member), info.version, 0) for k in range(max(Kind) + 1)
             )
-            entry = _Entry(int(member), info.version, cls.__name__, info.to_map, info.from_map, prefixes)
+            layout, n = info.layout, len(info.fields)
+            entry = Entry(
+                int(member), info.version, cls.__name__, info.to_map, layout.from_body, prefixes,
+                0x80 | n if n < 16 else -1, b"" if n < 16 else b"\xde" + n.to_bytes(2, "big"), max_objects,
+                layout.general_from_map, frozenset(f.tag for f in info.fields), layout.isolated,
+            )
             self._by_class[cls] = entry
             self._by_route[int(member)] = entry
             for kind in (Kind.REQUEST, Kind.RESPONSE, Kind.EVENT):
@@ -182,7 +146,7 @@ class Codec:
         self._tls = threading.local()
 
     def __repr__(self) -> str:
-        return f"<Codec {self.routes.__name__} max_body_size={self.max_body_size}>"
+        return f"<Codec {self.routes.__name__} max_body_size={self.max_body_size} max_objects={self.max_objects}>"
 
     def info(self, route: int) -> ContractInfo:
         """The :class:`ContractInfo` of the contract at ``route`` (``DecodeError`` if unknown)."""
@@ -206,24 +170,50 @@ class Codec:
         entry = self._entry_for(msg)
         return self._pack(entry, msg)
 
-    def _entry_for(self, msg: Any) -> _Entry:
+    def _entry_for(self, msg: Any) -> Entry:
         entry = self._by_class.get(type(msg))
         if entry is None:
             raise EncodeError(f"{type(msg).__name__} is not a contract of {self.routes.__name__}")
         return entry
 
-    def _pack(self, entry: _Entry, msg: Any) -> bytes:
-        m = entry.to_map(msg)
+    def _pack(self, entry: Entry, msg: Any) -> bytes:
+        try:
+            m = entry.to_map(msg)
+        except EncodeError:
+            raise
+        except Exception as exc:  # a value whose own methods fail (__index__, __str__, ...)
+            raise EncodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
         try:
             body: bytes = self._packer().pack(m)
         except Exception as exc:
-            self._tls.packer = _new_packer()
-            raise EncodeError(f"{entry.name}: {exc}") from None
-        if len(body) > self.max_body_size:
-            raise EncodeError(
-                f"{entry.name}: body of {len(body)} bytes exceeds the maximum of {self.max_body_size}"
-            )
+            body = self._repack(entry, m, exc)
+        self._check_size(entry, body)
         return body
+
+    def _repack(self, entry: Entry, m: dict[int, Any], exc: Exception) -> bytes:
+        """The body of ``m`` when msgpack refused it whole: fields kept as :class:`~nanomsg_kernel.types.Raw` bytes
+        are written as they are; anything else msgpack refuses is an ``EncodeError``."""
+        packer = self._tls.packer = _new_packer()
+        if isinstance(exc, TypeError):
+            parts: list[bytes] = []
+            try:
+                pack_parts(m, packer, parts)
+                return b"".join(parts)
+            except Exception as again:
+                self._tls.packer = _new_packer()
+                exc = again
+        raise EncodeError(f"{entry.name}: {exc}") from None
+
+    def _check_size(self, entry: Entry, body: bytes) -> None:
+        """Refuse a body the other side would refuse: too long, or too many objects."""
+        size = len(body)
+        if size > self.max_body_size:
+            raise EncodeError(f"{entry.name}: body of {size} bytes exceeds the maximum of {self.max_body_size}")
+        if size > self.max_objects:
+            try:
+                count_objects(body, self.max_objects)
+            except DecodeError as exc:
+                raise EncodeError(f"{entry.name}: {exc}") from None
 
     def encode(
         self,
@@ -247,7 +237,12 @@ class Codec:
         entry = self._by_class.get(type(msg))
         if entry is None:
             raise EncodeError(f"{type(msg).__name__} is not a contract of {self.routes.__name__}")
-        m = entry.to_map(msg)
+        try:
+            m = entry.to_map(msg)
+        except EncodeError:
+            raise
+        except Exception as exc:  # a value whose own methods fail (__index__, __str__, ...)
+            raise EncodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
         try:
             packer = self._tls.packer
         except AttributeError:
@@ -255,11 +250,10 @@ class Codec:
         try:
             body: bytes = packer.pack(m)
         except Exception as exc:
-            self._tls.packer = _new_packer()
-            raise EncodeError(f"{entry.name}: {exc}") from None
+            body = self._repack(entry, m, exc)
         size = len(body)
-        if size > self.max_body_size:
-            raise EncodeError(f"{entry.name}: body of {size} bytes exceeds the maximum of {self.max_body_size}")
+        if size > self._check_above:
+            self._check_size(entry, body)
         try:
             if type(kind) is Kind:
                 return _pack_tail(entry.prefixes[kind], correlation_id, timeout_ms, size) + body
@@ -271,6 +265,25 @@ class Codec:
                 f"header out of range: kind={kind!r} correlation_id={correlation_id!r} "
                 f"timeout_ms={timeout_ms!r} (ids are 0..{MAX_U64}, timeouts 0..{MAX_U32} ms)"
             ) from None
+
+    def isolate(self, msg: Any) -> Any:
+        """``msg`` as the other side of a wire would receive it, without the wire: checked as
+        :meth:`encode` checks it, and sharing nothing mutable with ``msg``.
+
+        An object of immutable fields that passes the encoder's inline tests is returned as
+        it is; any other goes through the body's encoding and decoding, so that it meets
+        every rule of both and comes back as a new object with its own lists and dicts.
+
+        Raises:
+            EncodeError: :meth:`encode` would refuse ``msg``.
+            DecodeError: the decoding side would refuse it (a validator refuses the value).
+        """
+        entry = self._by_class.get(type(msg))
+        if entry is None:
+            raise EncodeError(f"{type(msg).__name__} is not a contract of {self.routes.__name__}")
+        if entry.isolated(msg):
+            return msg
+        return read_body(entry, self._pack(entry, msg))
 
     def encode_error(
         self,
@@ -308,7 +321,7 @@ class Codec:
         entry = self._by_route.get(route)
         if entry is None:
             raise DecodeError(f"unknown route {route} for {self.routes.__name__}")
-        return _message(entry, body)
+        return read_body(entry, body)
 
     def decode_body(self, route: int, body: bytes | memoryview) -> Any:
         """Decode a msgpack body of the contract at ``route`` (no header)."""
@@ -324,14 +337,14 @@ class Codec:
             RemoteError: the frame is an error frame (its status and message).
         """
         try:
-            key, length = _unpack_key(frame)
+            key, length, head = _unpack_key(frame)
         except (struct.error, TypeError):
-            self._refuse(frame)
-        entry = self._by_key.get(key)
-        if entry is None or length != len(frame) - HEADER_SIZE or length > self.max_body_size:
             return self._decode_other(frame)
-        return _message(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
-                        else memoryview(frame)[HEADER_SIZE:])
+        entry = self._by_key.get(key)
+        if entry is None or length != len(frame) - HEADER_SIZE or length > self._check_above or head != entry.head:
+            return self._decode_other(frame)  # also what is not the common path's (a long body, ...)
+        return read_whole_body(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
+                               else memoryview(frame)[HEADER_SIZE:])
 
     def decode_request(self, frame: bytes | bytearray | memoryview) -> tuple[Any, int, int, int] | None:
         """A request's ``(message, correlation_id, timeout_ms, route)``, the way a service
@@ -342,26 +355,23 @@ class Codec:
             DecodeError: the header is a good request's, the body is not.
         """
         try:
-            key, correlation_id, timeout_ms, length = _unpack_request(frame)
+            key, correlation_id, timeout_ms, length, head = _unpack_request(frame)
         except (struct.error, TypeError):
             return None
         entry = self._requests.get(key)
         if entry is None or length != len(frame) - HEADER_SIZE or length > self.max_body_size:
             return None
-        return _message(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
-                        else memoryview(frame)[HEADER_SIZE:]), correlation_id, timeout_ms, entry.route
-
-    def _refuse(self, frame: Any) -> NoReturn:
-        """Raise the precise error for a frame whose header the fast check refused."""
-        self._check(frame)
-        raise DecodeError("invalid frame header")  # pragma: no cover - _check raised
+        body = frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096 else memoryview(frame)[HEADER_SIZE:]
+        if head != entry.head or length > entry.max_objects:
+            return read_body(entry, body), correlation_id, timeout_ms, entry.route
+        return read_whole_body(entry, body), correlation_id, timeout_ms, entry.route
 
     def _decode_other(self, frame: bytes | bytearray | memoryview) -> Any:
         """:meth:`decode` of what its fast check does not take: error frames, unknown routes,
         and bad headers (raises the precise error)."""
         kind, route, _cver, _flags, _corr, _timeout = self._check(frame)
         if kind == _ERROR:
-            raise decode_error_body(memoryview(frame)[HEADER_SIZE:])
+            raise decode_error_body(memoryview(frame)[HEADER_SIZE:], self.max_objects)
         return self._body(route, memoryview(frame)[HEADER_SIZE:])
 
     def decode_frame(self, frame: bytes | bytearray | memoryview) -> Frame:
@@ -371,7 +381,7 @@ class Codec:
         header = Header(WIRE_VERSION, Kind(kind), route, cver, flags, corr, timeout, len(frame) - HEADER_SIZE)
         body = memoryview(frame)[HEADER_SIZE:]
         if header.kind == Kind.ERROR:
-            return Frame(header, decode_error_body(body))
+            return Frame(header, decode_error_body(body, self.max_objects))
         if header.kind == Kind.CANCEL:
             return Frame(header, None)
         return Frame(header, self._body(header.route, body))

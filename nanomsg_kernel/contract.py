@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Generic, TypeVar, dataclass_transform, overload
 
 import attrs
+import msgpack
 
 from nanomsg_kernel.errors import ContractError
 from nanomsg_kernel.frame import MAX_U16 as MAX_ROUTE
@@ -39,7 +40,7 @@ from nanomsg_kernel.layout import (
     plain_construction,
     slot_setter,
 )
-from nanomsg_kernel.types import resolve
+from nanomsg_kernel.types import Raw, resolve
 
 __all__ = [
     "METADATA_KEY",
@@ -239,12 +240,21 @@ def _build_evolve(cls: type, plain: bool, seen_unknown: list[bool]) -> Callable[
     return fn
 
 
-def unknown_fields(msg: Any) -> Mapping[int, Any]:
+def unknown_fields(msg: Any, *, raw: bool = False) -> Mapping[int, Any]:
     """Fields decoded from a newer version of the contract that this class does not declare.
 
-    Returns a mapping of tag to the raw msgpack value; they are written back on re-encode.
+    They are kept as the exact bytes received and written back unchanged on re-encode.
+    Returns a mapping of tag to each one's msgpack value as msgpack reads it (timestamps as
+    ``datetime``), or with ``raw=True`` to its msgpack bytes.
     """
-    return dict(getattr(msg, UNKNOWN_SLOT, None) or {})
+    out = {}
+    for tag, value in (getattr(msg, UNKNOWN_SLOT, None) or {}).items():
+        if type(value) is Raw:
+            value = value.data if raw else msgpack.unpackb(value.data, strict_map_key=False, timestamp=3)
+        elif raw:
+            value = msgpack.packb(value, use_bin_type=True, datetime=True)
+        out[tag] = value
+    return out
 
 
 def is_contract(obj: Any) -> bool:
@@ -351,7 +361,7 @@ def _make(
             raise ContractError(f"{where}: {exc}") from None
         seen[tag] = a.name
         next_tag = tag + 1
-        infos.append(FieldInfo(a.name, tag, since, spec, a.default, a.kw_only))
+        infos.append(FieldInfo(a.name, tag, since, spec, a.default, a.kw_only, a.alias or a.name))
     fields = tuple(infos)
     info = ContractInfo(made, route, version, fields, reserved_set, build_layout(made, fields))
     made.__nk_info__ = info  # type: ignore[attr-defined]

@@ -7,7 +7,8 @@ Every exception the library raises derives from :class:`NanomsgError`::
     ├── CodecError
     │   ├── EncodeError        a message cannot be encoded (bad value, too large)
     │   └── DecodeError        bytes are not a valid frame or body
-    │       └── FrameTooLarge  a header declares a body above the maximum
+    │       ├── FrameTooLarge  a header declares a body above the maximum
+    │       └── TooManyObjects a body holds more objects than the codec's budget
     ├── CapabilityError        a service used a binding it was not given
     ├── ConfigError            a node configuration or URL is wrong
     ├── TransportError         a transport failed below the message layer
@@ -24,7 +25,7 @@ in-process or over a network.
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "CapabilityError",
@@ -39,6 +40,7 @@ __all__ = [
     "RemoteError",
     "ServiceError",
     "Status",
+    "TooManyObjects",
     "TransportError",
     "Unavailable",
 ]
@@ -90,6 +92,9 @@ class EncodeError(CodecError, ValueError):
 class DecodeError(CodecError, ValueError):
     """Bytes are not a valid frame or body; the text gives the path, e.g. ``CalcWork.a``."""
 
+    status: ClassVar[Status] = Status.DECODE_ERROR
+    """The status a server answers this error with."""
+
 
 class FrameTooLarge(DecodeError):
     """A frame header declares a body larger than the configured maximum."""
@@ -97,6 +102,23 @@ class FrameTooLarge(DecodeError):
     def __init__(self, size: int, limit: int) -> None:
         super().__init__(f"body of {size} bytes exceeds the maximum of {limit} bytes")
         self.size = size
+        self.limit = limit
+
+    status = Status.RESOURCE_EXHAUSTED
+
+
+class TooManyObjects(DecodeError):
+    """A body holds more msgpack objects than the codec's ``max_objects`` budget.
+
+    Raised before the objects are made: the budget bounds the memory one frame can take
+    when decoded, which its byte size alone does not (a one-byte msgpack map becomes a
+    Python dict of 64 bytes or more).
+    """
+
+    status = Status.RESOURCE_EXHAUSTED
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body holds more than {limit} objects (the codec's max_objects)")
         self.limit = limit
 
 

@@ -82,6 +82,8 @@ HEADER_STRUCT = struct.Struct(">2sBBHHHQII")
 """The same layout as :data:`HEADER_SPEC`, precompiled for the hot path."""
 
 HEADER_SIZE = HEADER_STRUCT.size
+"""Bytes in a frame header (26): every frame starts with them, the body follows."""
+
 _KINDS = frozenset(int(k) for k in Kind)
 _CANCEL = int(Kind.CANCEL)
 

@@ -375,7 +375,7 @@ class Service:
         except DecodeError as exc:
             cid = peek_correlation_id(frame)
             why = refusal(frame, codec.max_body_size)
-            status, message = (why.status, why.message) if why is not None else (Status.DECODE_ERROR, str(exc))
+            status, message = (why.status, why.message) if why is not None else (exc.status, str(exc))
             self.metrics.observe("<bad frame>", status, 0.0)
             if cid is None:
                 return None
@@ -400,8 +400,8 @@ class Service:
         try:
             msg = codec._body(route, frame[HEADER_SIZE:] if len(frame) < 4096 else memoryview(frame)[HEADER_SIZE:])
         except DecodeError as exc:
-            self.metrics.observe("<bad body>", Status.DECODE_ERROR, 0.0)
-            return codec.encode_error(Status.DECODE_ERROR, str(exc), correlation_id=corr, route=route)
+            self.metrics.observe("<bad body>", exc.status, 0.0)
+            return codec.encode_error(exc.status, str(exc), correlation_id=corr, route=route)
         if timeout_ms:
             loop = _get_running_loop()
             left = timeout_ms / 1000

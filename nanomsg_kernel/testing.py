@@ -1,4 +1,4 @@
-"""Property testing for kernels, with hypothesis.
+"""Property testing for kernels, with hypothesis (``pip install 'nanomsg-kernel[testing]'``).
 
 * :func:`strategy_for` — a strategy that builds valid instances of a contract or record,
   honouring every field type and nesting.
@@ -12,14 +12,27 @@ from __future__ import annotations
 
 import datetime
 import enum
+import functools
+import operator
 from typing import TYPE_CHECKING, Any
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+import msgpack
+
+try:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+except ModuleNotFoundError as exc:  # the testing extra is not installed
+    if exc.name != "hypothesis":
+        raise
+    raise ModuleNotFoundError(
+        "nanomsg_kernel.testing needs hypothesis, which the package does not install by itself: "
+        "pip install 'nanomsg-kernel[testing]'",
+        name="hypothesis",
+    ) from exc
 
 from nanomsg_kernel.contract import contract_info
 from nanomsg_kernel.frame import Kind
-from nanomsg_kernel.types import INT_MAX, INT_MIN, TypeSpec
+from nanomsg_kernel.types import INT_MAX, INT_MIN, Raw, TypeSpec
 
 if TYPE_CHECKING:
     from nanomsg_kernel.routing import RoutingEnum
@@ -52,6 +65,11 @@ def strategy_for_spec(spec: TypeSpec, max_size: int = 5) -> st.SearchStrategy[An
         return st.uuids()
     if k == "enum":
         members: list[enum.Enum] = list(spec.py)
+        if issubclass(spec.py, enum.Flag):  # any combination of the members
+            flag = spec.py
+            return st.lists(st.sampled_from(members), unique=True).map(
+                lambda chosen: functools.reduce(operator.or_, chosen, flag(0))
+            )
         return st.sampled_from(members)
     if k == "record":
         return st.deferred(lambda: strategy_for(spec.py, max_size=max_size))
@@ -77,7 +95,7 @@ def strategy_for(cls: type, max_size: int = 5) -> st.SearchStrategy[Any]:
     equality holds); ``max_size`` bounds lists, tuples and dicts.
     """
     info = contract_info(cls)
-    fields = {f.name: strategy_for_spec(f.spec, max_size) for f in info.fields}
+    fields = {f.alias: strategy_for_spec(f.spec, max_size) for f in info.fields}
     return st.builds(cls, **fields)
 
 
@@ -147,6 +165,11 @@ __all__ += ["assert_compatible", "assert_evolution"]
 _DIRECTIONS = {"full": ("backward", "forward"), "backward": ("backward",), "forward": ("forward",)}
 
 
+def _read_raw(value: Any) -> Any:
+    """The msgpack value of a field kept as its bytes (any other value as it is)."""
+    return msgpack.unpackb(value.data, strict_map_key=False, timestamp=3) if type(value) is Raw else value
+
+
 def _wire_same(written: Any, reread: Any) -> bool:
     """True when ``reread`` (a reader's re-encoding) carries ``written`` unchanged.
 
@@ -155,6 +178,8 @@ def _wire_same(written: Any, reread: Any) -> bool:
     """
     if type(written) is int and type(reread) is float:
         return float(written) == reread
+    if type(written) is Raw or type(reread) is Raw:  # a field kept as its bytes
+        return _wire_same(_read_raw(written), _read_raw(reread))
     if type(written) is list and type(reread) is list:
         return len(written) == len(reread) and all(_wire_same(a, b) for a, b in zip(written, reread, strict=True))
     if type(written) is dict and type(reread) is dict:

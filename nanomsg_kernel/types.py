@@ -23,12 +23,32 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["INT_MAX", "INT_MIN", "Mismatch", "TypeSpec", "resolve"]
+__all__ = ["INT_MAX", "INT_MIN", "Mismatch", "Raw", "TypeSpec", "resolve"]
 
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1
 
 Converter = Callable[[Any], Any]
+
+
+class Raw:
+    """One msgpack value kept as the exact bytes received (a field this version does not
+    know): written back unchanged on re-encode, never decoded."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is Raw and other.data == self.data
+
+    def __hash__(self) -> int:
+        return hash(self.data)
+
+    def __repr__(self) -> str:
+        shown = self.data[:40].hex()
+        return f"Raw({shown}{'...' if len(self.data) > 40 else ''})"
 
 
 class Mismatch(Exception):
@@ -117,7 +137,10 @@ def _float_enc(v: Any) -> float:
     if type(v) is float:
         return v
     if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
+        try:
+            return float(v)
+        except OverflowError:
+            raise Mismatch("float (an int too large for a float64)", v) from None
     raise Mismatch("float", v)
 
 
@@ -190,6 +213,8 @@ def _enum_spec(cls: type[enum.Enum]) -> TypeSpec:
     if not all(type(x) is int for x in values) and not all(type(x) is str for x in values):
         raise TypeError(f"enum {cls.__name__} must have all-int or all-str values")
     name = cls.__name__
+    if issubclass(cls, enum.Flag):
+        return _flag_spec(cls)
     by_value = {m.value: m for m in cls}
 
     def enc(v: Any) -> Any:
@@ -202,6 +227,29 @@ def _enum_spec(cls: type[enum.Enum]) -> TypeSpec:
             return by_value[v]
         except (KeyError, TypeError):
             raise Mismatch(f"a value of {name}", v) from None
+
+    return TypeSpec("enum", cls, enc, dec)
+
+
+def _flag_spec(cls: type[enum.Flag]) -> TypeSpec:
+    """A flag enum: any combination of its members, as the int of their bits (a value with
+    a bit no member has is refused both ways, so what encodes decodes)."""
+    bits = 0
+    for m in cls:
+        bits |= m.value
+    if bits < 0 or bits > INT_MAX:
+        raise TypeError(f"flag enum {cls.__name__} has values outside 0 to 2**63-1")
+    name = cls.__name__
+
+    def enc(v: Any) -> Any:
+        if isinstance(v, cls) and type(v.value) is int and v.value & ~bits == 0 and v.value >= 0:
+            return v.value
+        raise Mismatch(f"{name} (a combination of its members)", v)
+
+    def dec(v: Any) -> Any:
+        if type(v) is int and v >= 0 and v & ~bits == 0:
+            return cls(v)
+        raise Mismatch(f"a combination of {name}'s members", v)
 
     return TypeSpec("enum", cls, enc, dec)
 

@@ -145,6 +145,9 @@ async def test_http_close_drops_idle_connections() -> None:
         while not server._conns:  # the server has taken the connection
             await asyncio.sleep(0)
         await server.close()
-        assert await reader.read() == b""
+        # closed with the unfinished request unread, the system may answer with a reset
+        with contextlib.suppress(ConnectionResetError):
+            assert await reader.read() == b""
     writer.close()
-    await writer.wait_closed()
+    with contextlib.suppress(ConnectionResetError):  # Python 3.12+ reports the reset here too
+        await writer.wait_closed()

@@ -39,6 +39,7 @@ PUBLIC = [
     "ServiceError",
     "ServiceMetrics",
     "Status",
+    "TooManyObjects",
     "TransportError",
     "Unavailable",
     "contract",

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -26,10 +27,11 @@ def test_contract_example_runs() -> None:
     assert ns["codec"].decode(ns["frame"]) == ns["CalcWork"](a=1, b=2, op=ns["WorkType"].SUM)
 
 
-def test_service_example_runs() -> None:
+def test_service_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The block serves, calls and prints the reply itself (``asyncio.run(main())``)."""
     ns: dict[str, Any] = {"__name__": "readme_service"}
     exec(compile(python_blocks()[1], "README.md#services", "exec"), ns)
-    asyncio.run(ns["main"]())
+    assert capsys.readouterr().out == "2\n"
     snapshot = ns["calc"].metrics.snapshot()
     assert snapshot["CalcWork"]["calls"] == 1 and snapshot["CalcWork"]["errors"] == {}
 

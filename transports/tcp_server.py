@@ -310,6 +310,7 @@ class TcpListener(Listener):
             raise ConfigError(f"grace must be a number >= 0, got {grace!r}")
         self.scheme = scheme
         self.url = url
+        """The address served: ``tcp://host:port``, with the real port once started."""
         self.handler = handler
         self.core: ServerCore | None = None
         """What serves the frames of every connection (made when the listener starts)."""

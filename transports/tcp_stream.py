@@ -183,7 +183,11 @@ class FrameWriter:
         self._held = []
         self._held_bytes = 0
         if not self.transport.is_closing():
-            self.transport.writelines(held)
+            # One write() of the joined frames, not writelines(): asyncio's writelines()
+            # (Python 3.12 and 3.13) never pauses the protocol at the high-water mark, so
+            # drain() would return at once and a congested writer would spin. On 3.11
+            # writelines() joins and calls write() the same way.
+            self.transport.write(held[0] if len(held) == 1 else b"".join(held))
             if self.transport.get_write_buffer_size() > self._max_unsent:
                 self._overflow()
 

@@ -89,7 +89,7 @@ class ListenOptions(_Common):
     max_held_bytes: int = 256 * 1024 * 1024
     """Bytes of replies on their way to all clients together (held for room, or large ones
     libzmq has not written yet); a reply over it is dropped and counted."""
-    max_held_bytes_per_client: int = 32 * 1024 * 1024
+    max_held_bytes_per_client: int = 128 * 1024 * 1024
     """The same, for one client."""
     max_peers: int | None = None
     """Peers connected at once to each bound socket; more are disconnected as they come

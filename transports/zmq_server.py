@@ -70,7 +70,7 @@ REPLY_BURST = 16
 DEFAULT_MAX_HELD_BYTES = 256 * 1024 * 1024
 """Bytes of replies on their way to all clients of a server together, by default."""
 
-DEFAULT_MAX_HELD_BYTES_PER_CLIENT = 32 * 1024 * 1024
+DEFAULT_MAX_HELD_BYTES_PER_CLIENT = 128 * 1024 * 1024
 """Bytes of replies on their way to one client, by default."""
 
 MAX_ENVELOPE = 16
