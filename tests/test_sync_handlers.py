@@ -195,12 +195,13 @@ async def test_slow_sync_handlers_of_one_service_do_not_starve_another(inproc_ur
 
 
 async def test_a_service_pool_is_bounded_by_max_workers(gate: Gate) -> None:
-    a = Service("a", CalcRoute, max_workers=3)
+    # A name no other test uses: threads of other tests' pools may still be alive.
+    a = Service("pool-bound", CalcRoute, max_workers=3)
     a.add_handler(Echo, gate.handler)
     calls = [asyncio.ensure_future(a.dispatch(Echo(text=str(i)))) for i in range(7)]
     await gate.until("started", 3)
     assert a.threads.calls == 7
-    assert sum(t.name.startswith("nanomsg_kernel a_") for t in threading.enumerate()) == 3
+    assert sum(t.name.startswith("nanomsg_kernel pool-bound_") for t in threading.enumerate()) == 3
     gate.release.set()
     assert len(await asyncio.gather(*calls)) == 7
 
