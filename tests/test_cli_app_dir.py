@@ -17,6 +17,7 @@ from pathlib import Path
 
 import msgpack
 import pytest
+from cli_serving import serving
 
 import nanomsg_kernel
 from nanomsg_kernel.frame import Kind, pack_header
@@ -84,21 +85,8 @@ def shown(text: str) -> dict[str, str]:
 @pytest.fixture
 def served(app: Path) -> Iterator[str]:
     """``nanomsg-kernel serve shop.toml`` run in the user's directory; the URL it listens on."""
-    proc = subprocess.Popen(command("serve", "shop.toml"), cwd=app, env=env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:  # ends when serve exits: never waits past a failed start
-            lines.append(line.rstrip("\n"))
-            if line.startswith("ready "):
-                break
-        listening = [line.split() for line in lines if line.startswith("listening ")]
-        assert listening, f"serve printed {lines}; stderr: {proc.stderr.read() if proc.stderr else ''}"
-        yield listening[0][2]
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
+    with serving(command("serve", "shop.toml"), cwd=app, env=env()) as urls:
+        yield next(iter(urls.values()))
 
 
 def test_serve_call_and_inspect_find_shop_py_in_the_current_directory(app: Path, served: str) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+from cli_serving import serving as serve_process
 from cryptography.hazmat.primitives.serialization import (
     BestAvailableEncryption,
     Encoding,
@@ -42,23 +43,8 @@ def cli(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
 @contextlib.contextmanager
 def serving(config: Path) -> Iterator[dict[str, str]]:
     """``nanomsg-kernel serve CONFIG`` until the block ends; the URL of each service's first listener."""
-    proc = subprocess.Popen([sys.executable, "-m", "nanomsg_kernel.app.cli", "serve", str(config)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        lines = []
-        for line in proc.stdout:  # ends when serve exits: never waits past a failed start
-            lines.append(line.rstrip("\n"))
-            if line.startswith("ready "):
-                break
-        urls: dict[str, str] = {}
-        for words in (line.split() for line in lines if line.startswith("listening ")):
-            urls.setdefault(words[1], words[2])
-        assert urls, f"serve printed {lines}; stderr: {proc.stderr.read() if proc.stderr else ''}"
+    with serve_process([sys.executable, "-m", "nanomsg_kernel.app.cli", "serve", str(config)]) as urls:
         yield urls
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=30)
 
 
 @pytest.fixture(scope="module")
