@@ -10,12 +10,13 @@ msgpack's unpacker (:func:`~nanomsg_kernel.scan.entries`: integer keys, each onc
 this version does not know kept as the exact bytes received (:class:`~nanomsg_kernel.types.Raw`),
 and only known fields parsed.
 
-The maps inside a body (a record's, a dict's) need more than msgpack: it decodes a nested
-record's unknown fields (a float32 comes back a float64). For a contract with such fields
-the common path therefore packs what msgpack read once more (C speed, a fifth of a nested
-contract's decode): when that gives the body's very bytes, no value was changed, and the
-fields are read as they are; otherwise the careful path reads those fields with their
-walkers (:mod:`nanomsg_kernel.walk`), which keep a nested record's unknown fields as bytes.
+The maps inside a body (a record's, a dict's) need more than msgpack: it keeps the last of a
+repeated key, and decodes a nested record's unknown fields (a float32 comes back a float64).
+For a contract with such fields the common path therefore packs what msgpack read once more
+(C speed, a fifth of a nested contract's decode): when that gives the body's very bytes, no
+map repeated a key and no value was changed, and the fields are read as they are; otherwise
+the careful path reads those fields with their walkers (:mod:`nanomsg_kernel.walk`), which
+refuse a repeated key in any map and keep a nested record's unknown fields as bytes.
 
 :func:`pack_parts` writes a map that holds :class:`~nanomsg_kernel.types.Raw` values, which
 msgpack's packer cannot: each is written as its bytes.
@@ -135,7 +136,7 @@ def walk_first(m: Any) -> Any:
 def _read_nested(entry: Entry, body: bytes | bytearray | memoryview, m: Any) -> Any:
     """:func:`read_whole_body` of a contract with maps inside: the map ``m`` msgpack read
     is taken when it packs back to the very bytes of the body; the walkers read it otherwise."""
-    if _repacked(m) != body:  # a value may have changed
+    if _repacked(m) != body:  # a key may repeat, or a value have changed
         return _careful(entry, body)
     try:
         return entry.nested_from_body(m)
@@ -152,8 +153,9 @@ _local = threading.local()
 
 def _repacked(m: Any) -> bytes:
     """``m`` written again as the encoder writes it. A body that reads back to a map which
-    packs to the very same bytes holds no value msgpack changed (a float32, a nanosecond
-    timestamp): its nested maps need no walk."""
+    packs to the very same bytes holds no repeated key anywhere (each map's header counts
+    its entries, and the packed map has only the keys msgpack kept) and no value msgpack
+    changed (a float32, a nanosecond timestamp): its nested maps need no walk."""
     try:
         packer: msgpack.Packer = _local.packer
     except AttributeError:

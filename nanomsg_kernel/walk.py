@@ -1,18 +1,19 @@
 """The maps inside a body, read under the guidance of the field types.
 
-msgpack's unpacker makes a dict of every map it reads: a nested record's fields this version
-does not know come back decoded (a float32 as a
+msgpack's unpacker makes a dict of every map it reads: a repeated key keeps the last value,
+and a nested record's fields this version does not know come back decoded (a float32 as a
 float64, a nanosecond timestamp cut to microseconds). A field whose type holds a map
 anywhere (a record or a dict, also inside an optional, a list or a tuple) is therefore read
 by a *walker* made here once per type: it steps through the value with msgpack's unpacker,
 
-* refuses a record's key that is not an integer tag (``True`` and ``1.0`` are not tag 1),
-  as the body's own map does;
+* refuses a map key that repeats, and a record's key that is not an integer tag
+  (``True`` and ``1.0`` are not tag 1), as the body's own map does;
 * keeps a record's unknown fields as :class:`~nanomsg_kernel.types.Raw`, the exact bytes
   received, so that a relay writes them back unchanged;
 * leaves every value that holds no map to msgpack, read whole.
 
-A walker returns what msgpack would have returned (except for ``Raw`` values); the field's own decoder then checks it as usual. Anything that is not the map or
+A walker returns what msgpack would have returned (except for ``Raw`` values and refused
+keys); the field's own decoder then checks it as usual. Anything that is not the map or
 array the type expects is read whole and left to that decoder to refuse. Refusals raise
 :class:`~nanomsg_kernel.types.Mismatch` located inside the field; msgpack's own errors pass
 through for the caller to report.
@@ -113,6 +114,8 @@ def _record_walker(spec: TypeSpec) -> Walker:
             key = u.unpack()
             if type(key) is not int:
                 raise Mismatch("", None, "", f"map key {_shown(key)} is not a field tag")
+            if key in out:
+                raise Mismatch("", None, "", f"map key {key} repeats")
             known = fields.get(key)
             if known is None:
                 start = u.tell()
@@ -149,6 +152,8 @@ def _dict_walker(spec: TypeSpec) -> Walker:
                 except Mismatch as m:
                     raise m.within(f"<key {key!r}>"[:60]) from None
                 raise Mismatch(key_spec.describe(), key).within(f"<key {key!r}>"[:60])
+            if key in out:
+                raise Mismatch("", None, "", f"map key {key!r:.40} repeats")
             if value is None:
                 out[key] = u.unpack()
                 continue

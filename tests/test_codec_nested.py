@@ -1,4 +1,5 @@
-"""Maps inside a body: a nested record's unknown fields travel as the bytes received."""
+"""Maps inside a body: a nested record's unknown fields travel as the bytes received, and a
+repeated key in any map (a nested record's, a dict field's) is refused, as in the body's own map."""
 
 from __future__ import annotations
 
@@ -90,6 +91,23 @@ def test_a_nested_records_unknown_fields_are_forwarded_verbatim(value: bytes) ->
 def test_unknown_nested_values_read_back_as_values() -> None:
     msg = codec.decode(request(body_of({1: inner_with(EXACT["float32"])})))
     assert unknown_fields(msg.inner) == {9: 1.5}
+
+
+REPEATS = {
+    "nested record": (body_of({1: b"\x82\x01\x01\x01\x02"}), r"Outer\.inner: map key 1 repeats"),
+    "record in a list": (body_of({2: b"\x92\x80\x82\x01\x01\x01\x02"}), r"Outer\.items\[1\]: map key 1 repeats"),
+    "record in a record": (body_of({1: b"\x81\x02\x82\x01\x01\x01\x02"}), r"Outer\.inner\.leaf: map key 1 repeats"),
+    "dict field": (body_of({4: b"\x82\x01\x01\x01\x02"}), r"Outer\.counts: map key 1 repeats"),
+    "dict of records": (body_of({3: b"\x82\xa1k\x80\xa1k\x80"}), r"Outer\.table: map key 'k' repeats"),
+    "record in a dict": (body_of({3: b"\x81\xa1k\x82\x01\x01\x01\x02"}), r"Outer\.table\['k'\]: map key 1 repeats"),
+    "record in a tuple": (body_of({5: b"\x92\x82\x01\x01\x01\x02\x00"}), r"Outer\.pair\[0\]: map key 1 repeats"),
+}
+
+
+@pytest.mark.parametrize(("body", "error"), REPEATS.values(), ids=REPEATS.keys())
+def test_a_repeated_key_in_a_nested_map_is_refused(body: bytes, error: str) -> None:
+    with pytest.raises(DecodeError, match=error):
+        codec.decode(request(body))
 
 
 def test_keys_of_nested_records_are_integers_and_of_dicts_their_type() -> None:
