@@ -13,7 +13,7 @@ and only known fields parsed.
 The maps inside a body (a record's, a dict's) need more than msgpack: it keeps the last of a
 repeated key, and decodes a nested record's unknown fields (a float32 comes back a float64).
 For a contract with such fields the common path therefore packs what msgpack read once more
-(C speed, a fifth of a nested contract's decode): when that gives the body's very bytes, no
+(C speed, a sixth of a nested contract's decode): when that gives the body's very bytes, no
 map repeated a key and no value was changed, and the fields are read as they are; otherwise
 the careful path reads those fields with their walkers (:mod:`nanomsg_kernel.walk`), which
 refuse a repeated key in any map and keep a nested record's unknown fields as bytes.
@@ -35,7 +35,7 @@ from nanomsg_kernel.scan import count_objects, entries, msgpack_reason
 from nanomsg_kernel.types import Mismatch, Raw
 from nanomsg_kernel.walk import Walker
 
-__all__ = ["Entry", "pack_parts", "read_body", "read_short_body", "read_whole_body", "walk_first"]
+__all__ = ["Entry", "checked_from_body", "pack_parts", "read_body", "read_short_body", "read_whole_body"]
 
 _unpackb = msgpack.unpackb
 
@@ -48,6 +48,8 @@ class Entry(NamedTuple):
     name: str
     to_map: Any
     from_body: Any
+    """``from_body(m, body)``: the layout's, or :func:`checked_from_body` of it for a contract
+    with maps inside."""
     prefixes: tuple[bytes, ...]
     """The first 10 header bytes of this contract's frames, indexed by kind."""
     head: int
@@ -61,9 +63,6 @@ class Entry(NamedTuple):
     isolated: Any
     walkers: dict[int, tuple[str, Walker]]
     """The fields whose values hold maps (records, dicts): tag -> (name, walker)."""
-    nested_from_body: Any
-    """For a contract with maps inside, the layout's ``from_body`` (its ``from_body`` here is
-    :func:`walk_first`, so that the common path checks the maps first); None otherwise."""
 
 
 def pack_parts(value: Any, packer: msgpack.Packer, out: list[bytes]) -> None:
@@ -116,36 +115,26 @@ def read_whole_body(entry: Entry, body: bytes | bytearray | memoryview) -> Any:
     except Exception as exc:
         raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
     try:
-        return entry.from_body(m)
-    except UnknownKeys:
-        if entry.walkers:
-            return _read_nested(entry, body, m)
-        return _careful(entry, body)
-    except DecodeError:
-        raise
-    except Exception as exc:  # attrs validators and converters
-        raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
-
-
-def walk_first(m: Any) -> Any:
-    """``Entry.from_body`` of a contract with maps inside: the map msgpack read is not taken
-    as it is (:func:`_read_nested` decides)."""
-    raise UnknownKeys
-
-
-def _read_nested(entry: Entry, body: bytes | bytearray | memoryview, m: Any) -> Any:
-    """:func:`read_whole_body` of a contract with maps inside: the map ``m`` msgpack read
-    is taken when it packs back to the very bytes of the body; the walkers read it otherwise."""
-    if _repacked(m) != body:  # a key may repeat, or a value have changed
-        return _careful(entry, body)
-    try:
-        return entry.nested_from_body(m)
+        return entry.from_body(m, body)
     except UnknownKeys:
         return _careful(entry, body)
     except DecodeError:
         raise
     except Exception as exc:  # attrs validators and converters
         raise DecodeError(f"{entry.name}: {type(exc).__name__}: {exc}") from None
+
+
+def checked_from_body(from_body: Any) -> Any:
+    """``Entry.from_body`` of a contract with maps inside: the map ``m`` msgpack read is
+    taken when it packs back to the very bytes of the body; otherwise :class:`UnknownKeys`
+    sends the body to the careful path, whose walkers read the maps inside."""
+
+    def from_checked_body(m: Any, body: Any) -> Any:
+        if _repacked(m) != body:  # a key may repeat, or a value have changed
+            raise UnknownKeys
+        return from_body(m)
+
+    return from_checked_body
 
 
 _local = threading.local()

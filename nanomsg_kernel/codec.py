@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from nanomsg_kernel.body import Entry, pack_parts, read_body, read_whole_body, walk_first
+from nanomsg_kernel.body import Entry, checked_from_body, pack_parts, read_body, read_whole_body
 from nanomsg_kernel.contract import (
     ContractInfo,
     contract_info,
@@ -136,10 +136,11 @@ class Codec:
             layout, n = info.layout, len(info.fields)
             walkers = {f.tag: (f.name, w) for f in info.fields if (w := walker(f.spec)) is not None}
             entry = Entry(
-                int(member), info.version, cls.__name__, info.to_map, walk_first if walkers else layout.from_body,
+                int(member), info.version, cls.__name__, info.to_map,
+                checked_from_body(layout.from_body) if walkers else layout.from_body,
                 prefixes, 0x80 | n if n < 16 else -1, b"" if n < 16 else b"\xde" + n.to_bytes(2, "big"),
                 max_objects, layout.general_from_map, frozenset(f.tag for f in info.fields), layout.isolated,
-                walkers, layout.from_body if walkers else None,
+                walkers,
             )
             self._by_class[cls] = entry
             self._by_route[int(member)] = entry

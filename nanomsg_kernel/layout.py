@@ -100,7 +100,7 @@ class Layout:
         general_from_map: Callable[[dict[Any, Any]], Any] | None = None,
         seen_unknown: list[bool] | None = None,
         isolated: Callable[[Any], bool] | None = None,
-        from_body: Callable[[dict[Any, Any]], Any] | None = None,
+        from_body: Callable[..., Any] | None = None,
     ) -> None:
         self.to_map = to_map
         """Object -> map: the fast path, falling back to ``general_to_map`` on any doubt."""
@@ -115,9 +115,10 @@ class Layout:
         """``[True]`` once the decoder kept unknown fields on any object of the class (until
         then, copying an object need not look for them)."""
         self.from_body = from_body or from_map
-        """``from_map`` for a contract's whole body: the same, except that a map whose keys
-        are not exactly the fields' tags, in the encoder's order, gives :class:`UnknownKeys`
-        (the codec then reads the body the careful way, keeping unknown fields' bytes)."""
+        """``from_map`` for a contract's whole body, ``from_body(m, body)``: the same, except
+        that a map whose keys are not exactly the fields' tags, in the encoder's order, gives
+        :class:`UnknownKeys` (the codec then reads the body the careful way, keeping unknown
+        fields' bytes). ``body``, the bytes ``m`` was read from, is not used here."""
         self.isolated = isolated or _never
         """True when an object of exactly this class can be handed to another party as it
         is: every field passes the encoder's inline test and holds an immutable value (no
@@ -399,7 +400,7 @@ def build_layout(cls: type, fields: tuple[FieldInfo, ...]) -> Layout:
     unpack = ", ".join(f"k{i}" for i in range(len(fields))) + ("," if len(fields) == 1 else "")
     fast_dec: list[str] = []
     for fn, other_keys in (("from_map", "return _general_from_map(m)"), ("from_body", "raise _UnknownKeys")):
-        head = [f"def {fn}(m):"]
+        head = [f"def {fn}(m):" if fn == "from_map" else "def from_body(m, body=None):"]
         if fields:
             head += [
                 "    try:",
