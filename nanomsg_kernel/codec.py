@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import msgpack
 
 from nanomsg_kernel.body import Entry, checked_from_body, pack_parts, read_body, read_whole_body
+from nanomsg_kernel.compiled import REASON, available, core_for
 from nanomsg_kernel.contract import (
     ContractInfo,
     contract_info,
@@ -108,10 +109,19 @@ class Codec:
             Python object per msgpack object, so this bounds a frame's decoded size; a body
             past it is refused with :class:`~nanomsg_kernel.errors.TooManyObjects` before
             its objects are made.
+        compiled: use the compiled codec (``None``: when it is available and
+            ``NANOMSG_KERNEL_PURE`` is not set; ``True`` raises ``ValueError`` where it is
+            not). Both give the same frames, objects and errors; :attr:`compiled` says
+            which one this codec uses.
     """
 
     def __init__(
-        self, routes: type[enum.IntEnum], *, max_body_size: int = DEFAULT_MAX_BODY, max_objects: int | None = None
+        self,
+        routes: type[enum.IntEnum],
+        *,
+        max_body_size: int = DEFAULT_MAX_BODY,
+        max_objects: int | None = None,
+        compiled: bool | None = None,
     ) -> None:
         validate_kernel(routes)
         if not 0 < max_body_size <= MAX_U32:
@@ -148,9 +158,22 @@ class Codec:
                 self._by_key[_key_of(MAGIC, WIRE_VERSION, kind, int(member))] = entry
             self._requests[_key_of(MAGIC, WIRE_VERSION, Kind.REQUEST, int(member))] = entry
         self._tls = threading.local()
+        self._core: Any = None
+        if compiled is None:
+            compiled = available()
+        elif compiled and not available():
+            raise ValueError(f"the compiled codec is not available: {REASON}")
+        self.compiled = bool(compiled)
+        """True when this codec's hot paths are the compiled ones."""
+        if compiled:  # the compiled paths, each handing what it leaves to the method it replaces
+            self._core = core = core_for(self)
+            self.encode = core.encode  # type: ignore[method-assign]
+            self.decode = core.decode  # type: ignore[method-assign]
+            self.decode_request = core.decode_request  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
-        return f"<Codec {self.routes.__name__} max_body_size={self.max_body_size} max_objects={self.max_objects}>"
+        return (f"<Codec {self.routes.__name__} max_body_size={self.max_body_size} max_objects={self.max_objects}"
+                f"{' compiled' if self.compiled else ''}>")
 
     def info(self, route: int) -> ContractInfo:
         """The :class:`ContractInfo` of the contract at ``route`` (``DecodeError`` if unknown)."""
@@ -287,6 +310,8 @@ class Codec:
             raise EncodeError(f"{type(msg).__name__} is not a contract of {self.routes.__name__}")
         if entry.isolated(msg):
             return msg
+        if self._core is not None:
+            return self._core.read_body(entry.route, self._core.encode_body(msg))
         return read_body(entry, self._pack(entry, msg))
 
     def encode_error(
