@@ -3,12 +3,14 @@ objects, and the same error type and message for every bad input."""
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import Any
 
 import attrs
 import msgpack
 import pytest
+from differential import Checked, Every, Nested, Route, Wide, codecs, outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,8 +22,6 @@ from nanomsg_kernel.contracts.catalog import CatalogRoute
 from nanomsg_kernel.frame import HEADER_SIZE, pack_header
 from nanomsg_kernel.routing import RoutingEnum
 from nanomsg_kernel.testing import frames, mutated_frames, strategy_for
-
-from differential import Checked, Every, Nested, Route, Wide, codecs, outcome
 
 pytestmark = pytest.mark.skipif(not available(), reason="the compiled codec is not built, or NANOMSG_KERNEL_PURE is set")
 
@@ -52,8 +52,8 @@ def same_frames(msg: Any, **kw: Any) -> bytes | None:
 
 def same_decode(frame: Any) -> None:
     for f, p in ((fast, pure), (small_fast, small_pure)):
-        assert outcome(lambda: f.decode(frame)) == outcome(lambda: p.decode(frame))
-        assert outcome(lambda: f.decode_request(frame)) == outcome(lambda: p.decode_request(frame))
+        assert outcome(functools.partial(f.decode, frame)) == outcome(functools.partial(p.decode, frame))
+        assert outcome(functools.partial(f.decode_request, frame)) == outcome(functools.partial(p.decode_request, frame))
 
 
 @pytest.mark.parametrize("cls", [Every, Nested, Checked, Wide], ids=lambda c: c.__name__)
