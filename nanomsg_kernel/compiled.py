@@ -31,7 +31,7 @@ from nanomsg_kernel.frame import Kind
 from nanomsg_kernel.layout import UNKNOWN_SLOT, FieldInfo, plain_construction
 from nanomsg_kernel.types import Raw, TypeSpec
 
-__all__ = ["ACTIVE", "REASON", "available", "core_for", "speedups"]
+__all__ = ["ACTIVE", "REASON", "available", "codec_line", "core_for", "speedups"]
 
 speedups: Any = None
 REASON = ""
@@ -53,6 +53,13 @@ if speedups is not None:
 
 ACTIVE = "compiled" if speedups is not None else "pure"
 """The codec that :class:`~nanomsg_kernel.codec.Codec` uses by default: ``compiled`` or ``pure``."""
+
+
+def codec_line() -> str:
+    """One line saying which codec is active, and why the pure one when it is."""
+    if speedups is not None:
+        return "codec: compiled"
+    return f"codec: pure, {REASON}"
 
 
 def available() -> bool:

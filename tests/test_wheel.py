@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -40,8 +41,28 @@ def test_the_wheel_holds_only_the_nanomsg_kernel_package(wheel: Path) -> None:
         "nanomsg_kernel/contracts/calc.py",
     ):
         assert expected in names
+    # The compiled codec is built into it (gcc and the Python headers are here).
+    assert [n for n in names if n.startswith("nanomsg_kernel/_speedups.") and n.endswith(".so")]
     # The source tree's symlinks are not packaged twice.
     assert not [n for n in names if n.startswith(("transports/", "codegen/", "contracts/"))]
+
+
+def test_without_a_compiler_the_wheel_has_the_pure_codec_and_says_so_once(tmp_path: Path) -> None:
+    out, tree = tmp_path / "wheel", tmp_path / "tree"  # a clean tree: no earlier build to reuse
+    shutil.copytree(ROOT, tree, symlinks=True, ignore=shutil.ignore_patterns(
+        "build", "*.so", ".ci-venv*", ".git", ".hypothesis", "*.egg-info", "__pycache__", ".*_cache", "site"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--verbose", "--no-deps", "--no-build-isolation",
+         "--wheel-dir", str(out), str(tree)],
+        check=True, timeout=300, capture_output=True, text=True,
+        env={**os.environ, "CC": "/bin/false", "LDSHARED": "/bin/false"},
+    )
+    (found,) = out.glob("nanomsg_kernel-*.whl")
+    names = zipfile.ZipFile(found).namelist()
+    assert not [n for n in names if n.endswith(".so")]
+    assert "nanomsg_kernel/compiled.py" in names
+    said = (proc.stdout + proc.stderr).count("compiled codec was not built")
+    assert said == 1
 
 
 APP = """

@@ -23,13 +23,14 @@ import click
 from nanomsg_kernel import __version__
 from nanomsg_kernel.app.exit_codes import ExitCode, exit_code_for
 from nanomsg_kernel.app.printable import printable
+from nanomsg_kernel.compiled import codec_line
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _DEMO_TRANSPORTS = ("binding", "inproc", "tcp", "zmq+tcp")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="nanomsg-kernel")
+@click.version_option(__version__, prog_name="nanomsg-kernel", message=f"%(prog)s, version %(version)s ({codec_line()})")
 @click.option("--log-level", type=click.Choice(_LEVELS, case_sensitive=False), default="WARNING",
               show_default=True, envvar="NANOMSG_KERNEL_LOG_LEVEL", help="Lowest level of log records shown (on stderr).")
 @click.option("--log-json", is_flag=True, envvar="NANOMSG_KERNEL_LOG_JSON",
