@@ -112,8 +112,8 @@ def read_whole_body(entry: Entry, body: bytes | bytearray | memoryview) -> Any:
     contract's fields: the codec's hot path, which reads that byte with the header."""
     try:
         m = _unpackb(body, strict_map_key=False, timestamp=3)
-    except Exception as exc:
-        raise DecodeError(f"{entry.name}: malformed msgpack body: {msgpack_reason(exc)}") from None
+    except Exception:  # the careful path says what is wrong; an unknown field's bytes are not read
+        return _careful(entry, body)
     try:
         return entry.from_body(m, body)
     except UnknownKeys:

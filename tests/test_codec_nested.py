@@ -134,3 +134,11 @@ def test_nested_contracts_round_trip(msg: Outer) -> None:
     frame = codec.encode(msg)
     assert codec.decode(frame) == msg
     assert codec.encode(codec.decode(frame)) == frame
+
+
+def test_an_unknown_field_is_not_read_even_when_the_map_has_as_many_entries_as_fields() -> None:
+    """A body whose header counts the contract's fields takes the common path; an unknown
+    field in it (here with bytes that are not UTF-8) is kept as its bytes there too."""
+    body = body_of({1: b"\x80", 2: b"\x90", 3: b"\x80", 4: b"\x80", 99: b"\xa1\xa6"})  # tag 5 missing
+    msg = codec.decode(request(body))
+    assert unknown_fields(msg, raw=True) == {99: b"\xa1\xa6"}
