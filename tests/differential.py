@@ -121,7 +121,7 @@ def codecs(**kw: Any) -> tuple[Codec, Codec]:
 
 def _described(value: Any) -> Any:
     if attrs.has(type(value)):
-        return (type(value).__name__, value, {k: v for k, v in unknown_fields(value, raw=True).items()},
+        return (type(value).__name__, dict(unknown_fields(value, raw=True)),
                 tuple(_described(getattr(value, a.name)) for a in attrs.fields(type(value))))
     if isinstance(value, (list, tuple)):
         return (type(value).__name__, tuple(_described(x) for x in value))

@@ -70,7 +70,7 @@ def seeds(directory: Path) -> None:
 
 if __name__ == "__main__":
     corpus = [a for a in sys.argv[1:] if not a.startswith("-")]
-    if corpus:
+    if corpus and not Path(corpus[0]).is_file():  # a corpus directory, not inputs to rerun
         seeds(Path(corpus[0]))
     atheris.Setup(sys.argv, one_input)
     try:
