@@ -1,5 +1,6 @@
 """Codec cost: encode, decode and round trip of a whole CalcWork frame (header + body, every
-type check) next to raw msgpack of the equivalent dict and msgspec's msgpack Struct.
+type check), by the compiled codec (when built) and the pure-Python one side by side, next to
+raw msgpack of the equivalent dict and msgspec's msgpack Struct.
 
 Run: ``python -m benchmarks.codec`` (add ``--quick`` for a shorter run).
 """
@@ -16,6 +17,8 @@ from typing import Any
 
 import msgpack
 
+from nanomsg_kernel.codec import Codec
+from nanomsg_kernel.compiled import available
 from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, WorkType
 
 
@@ -64,10 +67,14 @@ def run(quick: bool = False) -> dict[str, float]:
     frame = codec.encode(work)
     as_dict = {"a": 1, "b": 2, "op": 1, "result": None, "precision": 0}
     packed = msgpack.packb(as_dict)
+    pure = Codec(CalcRoute, compiled=False)
     fns: dict[str, Callable[[], Any]] = {
         "ours_encode_us": lambda: codec.encode(work),
         "ours_decode_us": lambda: codec.decode(frame),
         "ours_roundtrip_us": lambda: codec.decode(codec.encode(work)),
+        "pure_encode_us": lambda: pure.encode(work),
+        "pure_decode_us": lambda: pure.decode(frame),
+        "pure_roundtrip_us": lambda: pure.decode(pure.encode(work)),
         "msgpack_encode_us": lambda: msgpack.packb(as_dict),
         "msgpack_decode_us": lambda: msgpack.unpackb(packed),
         "msgpack_roundtrip_us": lambda: msgpack.unpackb(msgpack.packb(as_dict)),
@@ -80,7 +87,9 @@ def run(quick: bool = False) -> dict[str, float]:
         fns["msgspec_decode_us"] = lambda: dec.decode(data)
         fns["msgspec_roundtrip_us"] = lambda: dec.decode(enc.encode(w))
     out = _best_of(fns, number, repeat)
+    out["compiled"] = float(codec.compiled)
     out["ratio_roundtrip_vs_msgpack"] = out["ours_roundtrip_us"] / out["msgpack_roundtrip_us"]
+    out["ratio_pure_roundtrip_vs_msgpack"] = out["pure_roundtrip_us"] / out["msgpack_roundtrip_us"]
     if "msgspec_roundtrip_us" in out:
         out["ratio_roundtrip_vs_msgspec"] = out["ours_roundtrip_us"] / out["msgspec_roundtrip_us"]
     return out
@@ -92,12 +101,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     r = run(parser.parse_args().quick)
     print(f"{'':28s}{'encode':>10s}{'decode':>10s}{'round trip':>12s}   (µs/op, best of interleaved runs, thread CPU time)")
-    for name, label in [("ours", "nanomsg-kernel frame"), ("msgpack", "raw msgpack dict"),
+    active = "compiled" if r["compiled"] else "pure: compiled codec not built" if not available() else "pure"
+    for name, label in [("ours", f"frame ({active})"), ("pure", "frame (pure)"), ("msgpack", "raw msgpack dict"),
                         ("msgspec", "msgspec Struct")]:
         if f"{name}_encode_us" in r:
             print(f"{label:28s}{r[name + '_encode_us']:10.2f}{r[name + '_decode_us']:10.2f}"
                   f"{r[name + '_roundtrip_us']:12.2f}")
-    print(f"round trip ratio vs raw msgpack: {r['ratio_roundtrip_vs_msgpack']:.2f}x (aim <= 2x)")
+    print(f"round trip ratio vs raw msgpack: {r['ratio_roundtrip_vs_msgpack']:.2f}x ({active}; aim <= 1x), "
+          f"pure {r['ratio_pure_roundtrip_vs_msgpack']:.2f}x")
     if "ratio_roundtrip_vs_msgspec" in r:
         print(f"round trip ratio vs msgspec:     {r['ratio_roundtrip_vs_msgspec']:.2f}x")
 

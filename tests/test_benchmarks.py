@@ -55,7 +55,7 @@ def _number(text: str) -> float:
 def _expected_rows(grpc: bool) -> set[tuple[str, str, str]]:
     loops = ["asyncio", "uvloop"] if uvloop_available() else ["asyncio"]
     zmq_loop = "uvloop" if uvloop_available() else "asyncio"
-    rows = {("codec", "CalcWork frame round trip", "-"), ("binding", "call through a LocalBinding", "asyncio"),
+    rows = {("codec", "CalcWork frame round trip", "-"), ("codec", "CalcWork frame round trip, pure codec", "-"), ("binding", "call through a LocalBinding", "asyncio"),
             ("inproc://", "service+client round trip", "asyncio")}
     for loop in loops:
         for label in ("tcp transport", "service+client"):
