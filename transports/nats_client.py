@@ -28,12 +28,11 @@ from typing import Any
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from nanomsg_kernel.errors import ConfigError, DeadlineExceeded, DecodeError, EncodeError, Status, Unavailable
+from nanomsg_kernel.errors import ConfigError, DeadlineExceeded, EncodeError, Status, Unavailable
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32, cancel_frame
-from nanomsg_kernel.transports.base import Connection, PendingReplies
+from nanomsg_kernel.transports.base import Connection, PendingReplies, correlation_id_of
 from nanomsg_kernel.transports.nats_link import NatsLink, positive, publish_nowait
 from nanomsg_kernel.transports.nats_url import auth_options, parse_nats_url, redact
-from nanomsg_kernel.transports.tcp_stream import check_header
 
 __all__ = ["NatsConnection", "PayloadTooLarge", "cancel_subject", "event_subject"]
 
@@ -136,20 +135,18 @@ class NatsConnection(Connection):
         self.pending.fail_all(Unavailable(f"{self.url}: connection to the NATS server lost ({reason})"))
 
     def _check(self, frame: bytes, nc: NatsClient) -> int:
+        """The frame's correlation id, after checking its size (a message carries one frame:
+        a bad header cannot spoil the next one, and the service answers it)."""
         body = len(frame) - HEADER_SIZE
         if body < 0:
             raise EncodeError(f"not a frame: {len(frame)} bytes, shorter than a header")
-        try:
-            _kind, cid, length = check_header(frame, self.max_body_size)
-        except DecodeError as exc:
-            raise EncodeError(f"not a valid frame: {exc}") from None
-        if length != body:
-            raise EncodeError(f"the header declares a body of {length} bytes, the frame holds {body}")
+        if body > self.max_body_size:
+            raise EncodeError(f"frame body of {body} bytes exceeds {self.max_body_size}")
         if len(frame) > nc.max_payload:
             raise PayloadTooLarge(
                 f"{self.url}: a frame of {len(frame)} bytes exceeds the NATS server's max_payload of "
                 f"{nc.max_payload} bytes (max_body_size: {self.max_body_size} bytes)")
-        return cid
+        return correlation_id_of(frame)
 
     def _unreachable(self) -> Unavailable:
         why = self._drop_reason or "not connected"
