@@ -101,7 +101,8 @@ class NatsConnection(Connection):
         return self._nc is not None and self._nc.is_connected
 
     async def connect(self) -> None:
-        """Connect to one of the URL's NATS servers (``Unavailable`` if none answers)."""
+        """Connect to one of the URL's NATS servers; ``Unavailable`` if none answers, or if
+        no service is subscribed to the subject (nothing stays open then)."""
         if self._nc is None:
             await self._open()
 
@@ -110,11 +111,38 @@ class NatsConnection(Connection):
             raise Unavailable(f"{self.url}: connection closed")
         nc = await self.link.open()
         if self._nc is None:
-            inbox = nc.new_inbox()
-            await nc.subscribe(f"{inbox}.*", cb=self._on_reply)
+            try:
+                await self._probe(nc)
+                inbox = nc.new_inbox()
+                await nc.subscribe(f"{inbox}.*", cb=self._on_reply)
+            except BaseException:
+                await self.link.close(0)
+                raise
             self._inbox = inbox + "."
             self._nc = nc
         return self._nc
+
+    async def _probe(self, nc: NatsClient) -> None:
+        """``Unavailable`` unless a service is subscribed to the subject: a ``CANCEL`` frame
+        that names no request (which a service ignores) is sent as a request, and the NATS
+        server's no-responders status, if it comes, comes before the answer to the PING
+        that follows it."""
+        inbox = nc.new_inbox()
+        answer: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
+        sub = await nc.subscribe(inbox, future=answer, max_msgs=1)
+        try:
+            await nc.publish(self.subject, cancel_frame(0), reply=inbox)
+            await nc.flush(timeout=max(1, round(self.link.connect_timeout)))  # type: ignore[arg-type]
+        except Exception as exc:
+            raise Unavailable(f"{self.url}: NATS did not answer: {exc or type(exc).__name__}") from None
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        if answer.done() and not answer.cancelled():
+            headers = answer.result().headers
+            if headers and headers.get("Status") == _NO_RESPONDERS:
+                self.no_responders += 1
+                raise Unavailable(f"{self.url}: no service is subscribed to {self.subject!r} (no responders)")
 
     async def _on_reply(self, msg: Msg) -> None:
         data = msg.data

@@ -14,7 +14,9 @@ A listener is one NATS connection with these subscriptions (``S`` is the URL's s
 
 Frames go to the listener's :class:`~nanomsg_kernel.transports.server_core.ServerCore`,
 which checks headers, starts handlers, counts calls in flight, honours ``CANCEL`` and checks
-replies, as on every transport. With ``max_in_flight`` calls running, further requests
+replies, as on every transport. A listener that closes answers the calls it cancels when
+its grace period ends, and those still waiting, with ``UNAVAILABLE``: their callers learn at
+once, and may call again (another instance takes the call). With ``max_in_flight`` calls running, further requests
 wait (up to 4096 frames or 256 KiB), then the subscription is not read until one ends
 (nats-py keeps what arrives meanwhile, up to its pending limits). A reply over the NATS
 server's ``max_payload`` is replaced by a ``RESOURCE_EXHAUSTED`` error frame naming both
@@ -48,6 +50,10 @@ __all__ = ["NatsListener", "event_routes"]
 
 log = logging.getLogger("nanomsg_kernel.transports.nats")
 _CANCEL_KIND = bytes((int(Kind.CANCEL),))
+_REQUEST_KIND = bytes((int(Kind.REQUEST),))
+CLOSING = "the service instance is closing"
+"""The message of the ``UNAVAILABLE`` error frame answering the calls a closing listener
+cancels, or never started."""
 
 
 def event_routes(handler: FrameHandler) -> list[str]:
@@ -72,6 +78,8 @@ class _Request(Caller):
 
     def finished(self, request: bytes, reply: bytes | None) -> None:
         listener = self.listener
+        if reply is None and listener.closing and request[3:4] == _REQUEST_KIND:
+            reply = error_reply(request, Status.UNAVAILABLE, CLOSING)  # cancelled: the grace ran out
         if reply is not None:
             listener.send_reply(self.reply_to, request, reply)
         listener.forget(self)
@@ -148,6 +156,8 @@ class NatsListener(Listener):
         self._subs: list[Subscription] = []
         self._slot: asyncio.Future[None] | None = None
         self._state = "new"
+        self.closing = False
+        """True once :meth:`close` began."""
 
     def __repr__(self) -> str:
         return f"<NatsListener {self.url} {self._state}>"
@@ -182,7 +192,7 @@ class NatsListener(Listener):
 
     async def _on_request(self, msg: Msg) -> None:
         core = self.core
-        if core is None or self._state != "serving":
+        if core is None or self._state not in ("serving", "draining"):
             return
         reply_to = msg.reply
         frame = msg.data
@@ -196,7 +206,7 @@ class NatsListener(Listener):
             self.send_reply(reply_to, frame, reply)
         if not caller.in_flight and not caller.queued:
             self.forget(caller)
-        if self.waiting.full:
+        if self.waiting.full and self._state == "serving":
             self._slot = asyncio.get_running_loop().create_future()
             await self._slot
 
@@ -212,7 +222,7 @@ class NatsListener(Listener):
 
     async def _on_event(self, msg: Msg) -> None:
         core = self.core
-        if core is not None and self._state == "serving":
+        if core is not None and self._state in ("serving", "draining"):
             core.start(msg.data, self._one_way)
 
     def forget(self, caller: _Request) -> None:
@@ -225,10 +235,7 @@ class NatsListener(Listener):
         waiting, core = self.waiting, self.core
         if waiting and core is not None:
             if core.cancelling:
-                while waiting:
-                    frame, caller = waiting.pop()
-                    if isinstance(caller, _Request):
-                        self.forget(caller)
+                self._refuse_waiting()
             while waiting and core.in_flight < self.max_in_flight:
                 frame, caller = waiting.pop()
                 reply = core.resume(frame, caller)
@@ -242,6 +249,16 @@ class NatsListener(Listener):
             self._slot = None
             if not slot.done():
                 slot.set_result(None)
+
+    def _refuse_waiting(self) -> None:
+        """Answer the requests still waiting ``UNAVAILABLE`` (the listener closes)."""
+        while self.waiting:
+            frame, caller = self.waiting.pop()
+            if isinstance(caller, _Request):
+                reply = error_reply(frame, Status.UNAVAILABLE, CLOSING) if frame[3:4] == _REQUEST_KIND else None
+                if reply is not None:
+                    self.send_reply(caller.reply_to, frame, reply)
+                self.forget(caller)
 
     def send_reply(self, reply_to: str, request: bytes, reply: bytes) -> None:
         """Publish ``reply`` on ``reply_to`` (an error frame in its place when it is over the
@@ -273,18 +290,25 @@ class NatsListener(Listener):
         if self._state in ("new", "closed"):
             self._state = "closed"
             return
-        self._state = "closed"
+        self.closing = True
         grace = self.grace if grace is None else grace
+        self._state = "draining"
+        slot = self._slot
+        if slot is not None and not slot.done():
+            slot.set_result(None)
         requests, rest = self._subs[:1], self._subs[2:]
         for sub in (*requests, *rest):  # the CANCEL subscription stays while calls end
+            # The messages NATS delivered before it heard of the unsubscription are served.
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                async with asyncio.timeout(max(grace, 1.0)):
+                    await (sub.drain() if self._nc is not None and self._nc.is_connected else sub.unsubscribe())
+        self._state = "closed"
         slot = self._slot
         if slot is not None and not slot.done():
             slot.set_result(None)
         if self.core is not None:
             await self.core.close(grace)
-        self.waiting.clear()
+        self._refuse_waiting()
         self.requests.clear()
         self._subs.clear()
         self._nc = None
