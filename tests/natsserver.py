@@ -84,14 +84,22 @@ class NatsServer:
 
     def start(self) -> NatsServer:
         """Start the server and wait until it answers (three tries on fresh ports)."""
+        return self._start(None)
+
+    def start_on(self, port: int) -> NatsServer:
+        """Start the server again on ``port`` (where it was before it was killed)."""
+        return self._start(port)
+
+    def _start(self, port: int | None) -> NatsServer:
         last = ""
-        for _attempt in range(3):
-            self.port, self.monitor_port = free_port(), free_port()
+        for _attempt in range(3 if port is None else 1):
+            self.port, self.monitor_port = port or free_port(), free_port()
             cmd = [nats_server_path(), "-a", "127.0.0.1", "-p", str(self.port), "-m", str(self.monitor_port),
                    *self.args]
             if self.cluster_name is not None:
                 self.cluster_port = free_port()
-                cmd += ["--cluster_name", self.cluster_name, "--cluster", f"nats://127.0.0.1:{self.cluster_port}"]
+                cmd += ["--cluster_name", self.cluster_name, "--cluster", f"nats://127.0.0.1:{self.cluster_port}",
+                        "--no_advertise=true"]  # clients know only the servers in their URL
                 if self.routes:
                     cmd += ["--routes", ",".join(f"nats://127.0.0.1:{p}" for p in self.routes)]
             self._log.seek(0)
