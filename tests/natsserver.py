@@ -126,7 +126,7 @@ class NatsServer:
 
     def routes_up(self) -> int:
         """Routes this server has to the others (from its monitoring endpoint)."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}/routez", timeout=2) as r:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}/routez", timeout=2) as r:
             n: int = json.load(r).get("num_routes", 0)
             return n
 

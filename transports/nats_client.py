@@ -132,7 +132,7 @@ class NatsConnection(Connection):
         sub = await nc.subscribe(inbox, future=answer, max_msgs=1)
         try:
             await nc.publish(self.subject, cancel_frame(0), reply=inbox)
-            await nc.flush(timeout=max(1, round(self.link.connect_timeout)))  # type: ignore[arg-type]
+            await nc.flush(timeout=max(1, round(self.link.connect_timeout)))
         except Exception as exc:
             raise Unavailable(f"{self.url}: NATS did not answer: {exc or type(exc).__name__}") from None
         finally:

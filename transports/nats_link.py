@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import nats
 from nats.aio.client import Client as NatsClient
@@ -34,6 +34,9 @@ log = logging.getLogger("nanomsg_kernel.transports.nats")
 peer_log = rate_limited(log)
 
 _CRLF = b"\r\n"
+RECONNECT_WAIT = 0.25
+"""Seconds between two attempts on the same server while reconnecting (nats-py's default
+is 2 s; another server of the cluster is tried at once)."""
 
 
 def publish_nowait(nc: NatsClient, subject: str, payload: bytes, reply: str = "") -> bool:
@@ -141,14 +144,14 @@ class NatsLink:
         connecting = asyncio.ensure_future(nc.connect(
             servers=self.servers, error_cb=error_cb, disconnected_cb=disconnected_cb,
             reconnected_cb=reconnected_cb, connect_timeout=max(1, round(self.connect_timeout)),
-            max_reconnect_attempts=-1, reconnect_time_wait=0.25, dont_randomize=False,
+            max_reconnect_attempts=-1, reconnect_time_wait=cast(int, RECONNECT_WAIT), dont_randomize=False,
             allow_reconnect=True, **self.auth))
         gave_up = asyncio.ensure_future(failed.wait())
         try:
             done, _ = await asyncio.wait({connecting, gave_up}, timeout=self.connect_timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
             if connecting not in done or connecting.exception() is not None:
-                why = (_describe(connecting.exception()) if connecting.done() and connecting.exception()  # type: ignore[arg-type]
+                why = (_describe(connecting.exception()) if connecting.done() and connecting.exception()
                        else self._errors[-1] if self._errors else f"no answer within {self.connect_timeout:g}s")
                 raise Unavailable(f"{self.name}: cannot connect to NATS: {why}")
         except BaseException:
@@ -161,6 +164,9 @@ class NatsLink:
         finally:
             gave_up.cancel()
         self.nc = nc
+        url = nc.connected_url
+        log.debug("%s: connected to the NATS server %s (max_payload %d)", self.name,
+                  f"{url.hostname}:{url.port}" if url is not None else "?", nc.max_payload)
         return nc
 
     async def close(self, flush: float = 1.0) -> None:
@@ -175,7 +181,7 @@ class NatsLink:
             return
         if nc.is_connected and flush > 0:
             with contextlib.suppress(Exception):
-                await nc.flush(timeout=flush)  # type: ignore[arg-type]
+                await nc.flush(timeout=cast(int, flush))
         with contextlib.suppress(Exception):
             await nc.close()
 

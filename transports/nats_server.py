@@ -301,7 +301,10 @@ class NatsListener(Listener):
             # The messages NATS delivered before it heard of the unsubscription are served.
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(max(grace, 1.0)):
-                    await (sub.drain() if self._nc is not None and self._nc.is_connected else sub.unsubscribe())
+                    if self._nc is not None and self._nc.is_connected:
+                        await sub.drain()  # type: ignore[no-untyped-call]
+                    else:
+                        await sub.unsubscribe()
         self._state = "closed"
         slot = self._slot
         if slot is not None and not slot.done():

@@ -113,7 +113,7 @@ def redact(url: str) -> str:
     if qmark:
         parts = []
         for item in query.split("&"):
-            key, eq, value = item.partition("=")
+            key, eq, _value = item.partition("=")
             parts.append(f"{key}=***" if eq and unquote(key) in SECRET_KEYS else item)
         query = "&".join(parts)
     return f"{head}{sep}{netloc}{slash}{path}{qmark}{query}"

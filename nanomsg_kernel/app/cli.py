@@ -131,9 +131,19 @@ def _read_payload(payload: str) -> str:
 @click.option("--curve-key-file", type=click.Path(dir_okay=False), metavar="FILE",
               help="This client's CurveZMQ secret key file, for a service that allows only listed keys "
                    "(default: a fresh key pair for this call).")
+@click.option("--nats-creds", type=click.Path(dir_okay=False), metavar="FILE",
+              help="A NATS .creds file (nats://); --tls* options secure the link to the NATS server.")
+@click.option("--nats-nkey", type=click.Path(dir_okay=False), metavar="FILE", help="A NATS NKey seed file.")
+@click.option("--nats-user", metavar="USER", help="A NATS user (with --nats-password-file).")
+@click.option("--nats-password-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="A file holding the NATS user's password.")
+@click.option("--nats-token-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="A file holding a NATS token.")
 def call(url: str, contract: str, kernel: str, payload: str, timeout: float, bytes_format: str, compact: bool,
          app_dir: str, tls: bool, tls_ca: str | None, tls_cert: str | None, tls_key: str | None,
-         tls_server_name: str | None, curve_server_key: str | None, curve_key_file: str | None) -> None:
+         tls_server_name: str | None, curve_server_key: str | None, curve_key_file: str | None,
+         nats_creds: str | None, nats_nkey: str | None, nats_user: str | None, nats_password_file: str | None,
+         nats_token_file: str | None) -> None:
     """Send one CONTRACT request to the service at URL and print the reply as JSON.
 
     CONTRACT is the contract's class name (CalcWork), its routing member (CALC_WORK) or its
@@ -147,15 +157,18 @@ def call(url: str, contract: str, kernel: str, payload: str, timeout: float, byt
     from nanomsg_kernel.app.call import call_json, client_security, load_kernel
     from nanomsg_kernel.app.imports import use_app_dir
     from nanomsg_kernel.errors import NanomsgError, RemoteError
+    from nanomsg_kernel.transports.nats_url import redact
 
     def slow() -> None:
         if sys.stderr.isatty():
-            click.echo(printable(f"waiting for {url} (up to {timeout:g}s)..."), err=True)
+            click.echo(printable(f"waiting for {redact(url)} (up to {timeout:g}s)..."), err=True)
 
     try:
         options = client_security(url, tls=tls, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
                                   tls_server_name=tls_server_name, curve_server_key=curve_server_key,
-                                  curve_key_file=curve_key_file)
+                                  curve_key_file=curve_key_file, nats_creds=nats_creds, nats_nkey=nats_nkey,
+                                  nats_user=nats_user, nats_password_file=nats_password_file,
+                                  nats_token_file=nats_token_file)
         use_app_dir(app_dir)
         routes = load_kernel(kernel)
         reply = asyncio.run(call_json(url, routes, contract, _read_payload(payload), timeout=timeout,
