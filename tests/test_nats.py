@@ -340,3 +340,25 @@ async def test_tls_to_the_nats_server(tmp_path: Path, tls_authority: trustme.CA)
             await Client(CalcRoute, f"nats://{server.address}/calc.tls?tls=1", connect_timeout=3).connect()
     finally:
         server.close()
+
+
+async def test_an_nkey_seed_file(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import nkeys
+
+    caplog.set_level(logging.DEBUG)
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    public = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    seed_file = tmp_path / "calc.nk"
+    seed_file.write_bytes(seed + b"\n")
+    conf = tmp_path / "nkeys.conf"
+    conf.write_text(f'authorization {{ users = [ {{ nkey: "{public}" }} ] }}\n')
+    server = NatsServer(["-c", str(conf)]).start()
+    try:
+        url = f"nats://{server.address}/calc.nkey?nkey={seed_file}"
+        async with calc.serve(url), Client(CalcRoute, url) as client:
+            assert (await client.call(Echo(text="n"), timeout=WAIT)).reply == "nn"
+        with pytest.raises(Unavailable, match="[Aa]uthorization"):  # no key: refused, at once
+            await Client(CalcRoute, f"nats://{server.address}/calc.nkey", connect_timeout=3).connect()
+    finally:
+        server.close()
+    assert seed.decode() not in caplog.text

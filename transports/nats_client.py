@@ -25,13 +25,10 @@ import asyncio
 import contextlib
 from typing import Any
 
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-
 from nanomsg_kernel.errors import ConfigError, DeadlineExceeded, EncodeError, Status, Unavailable
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32, cancel_frame
 from nanomsg_kernel.transports.base import Connection, PendingReplies, correlation_id_of
-from nanomsg_kernel.transports.nats_link import NatsLink, positive, publish_nowait
+from nanomsg_kernel.transports.nats_link import Msg, NatsClient, NatsLink, positive, publish_nowait
 from nanomsg_kernel.transports.nats_url import auth_options, parse_nats_url, redact
 
 __all__ = ["NatsConnection", "PayloadTooLarge", "cancel_subject", "event_subject"]

@@ -22,13 +22,18 @@ import logging
 from collections.abc import Callable
 from typing import Any, cast
 
-import nats
-from nats.aio.client import Client as NatsClient
+try:
+    import nats
+    from nats.aio.client import Client as NatsClient
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription
+except ImportError as exc:  # the optional dependency
+    raise ImportError(f"the nats:// transport needs nats-py: pip install 'nanomsg-kernel[nats]' ({exc})") from exc
 
 from nanomsg_kernel.errors import ConfigError, Unavailable
 from nanomsg_kernel.ratelimit import rate_limited
 
-__all__ = ["NatsLink", "publish_nowait"]
+__all__ = ["Msg", "NatsClient", "NatsLink", "Subscription", "publish_nowait"]
 
 log = logging.getLogger("nanomsg_kernel.transports.nats")
 peer_log = rate_limited(log)

@@ -30,17 +30,20 @@ import contextlib
 import logging
 from typing import Any
 
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-
 from nanomsg_kernel.contract import contract_info
 from nanomsg_kernel.errors import ConfigError, Status
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32, Kind
 from nanomsg_kernel.transports.base import FrameHandler, Listener
 from nanomsg_kernel.transports.caller import Caller
 from nanomsg_kernel.transports.nats_client import cancel_subject, event_subject
-from nanomsg_kernel.transports.nats_link import NatsLink, positive, publish_nowait
+from nanomsg_kernel.transports.nats_link import (
+    Msg,
+    NatsClient,
+    NatsLink,
+    Subscription,
+    positive,
+    publish_nowait,
+)
 from nanomsg_kernel.transports.nats_url import auth_options, check_subject, parse_nats_url, redact
 from nanomsg_kernel.transports.replies import error_reply
 from nanomsg_kernel.transports.server_core import ServerCore
