@@ -203,12 +203,11 @@ class NatsListener(Listener):
             core.start(frame, self._one_way)
             return
         caller = _Request(self, reply_to)
-        self.requests[reply_to] = caller
         reply = core.offer(frame, caller, self.waiting, core.in_flight < self.max_in_flight)
         if reply is not None:
             self.send_reply(reply_to, frame, reply)
-        if not caller.in_flight and not caller.queued:
-            self.forget(caller)
+        if caller.in_flight or caller.queued:  # it goes on (or waits): a CANCEL may name it
+            self.requests[reply_to] = caller
         if self.waiting.full and self._state == "serving":
             self._slot = asyncio.get_running_loop().create_future()
             await self._slot
