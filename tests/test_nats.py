@@ -362,3 +362,23 @@ async def test_an_nkey_seed_file(tmp_path: Path, caplog: pytest.LogCaptureFixtur
     finally:
         server.close()
     assert seed.decode() not in caplog.text
+
+
+async def test_a_node_binding_by_nats_url_calls_and_publishes(nats_server: NatsServer) -> None:
+    """The gateway of one node bound to calc of another by a nats:// URL: its call crosses
+    NATS, and so does the CalcDone event it publishes, which calc's subscriber receives."""
+    from nanomsg_kernel.contracts import services
+    from nanomsg_kernel.node import Node
+
+    url = f"nats://{nats_server.address}/calc.node"
+    calc_node, gateway_node = Node("calc-node"), Node("gateway-node")
+    calc_node.add(services.calc, listen=[url])
+    gateway_node.add(services.gateway, bindings={"calc": url})
+    before = len(services.done_events)
+    async with calc_node, gateway_node:
+        done = await services.gateway.dispatch(CalcWork(a=6, b=7, op=WorkType.MULT), deadline=None)
+        assert done.result == 42
+        async with asyncio.timeout(WAIT):
+            while not services.done_events or services.done_events[-1] != CalcDone(work=6, result=42):
+                await asyncio.sleep(0.001)
+    assert len(services.done_events) == min(before + 1, 100)
