@@ -91,6 +91,10 @@ def test_url_parsing_and_redaction() -> None:
             parse_nats_url(bad)
     with pytest.raises(ConfigError, match="not both"):
         Client(CalcRoute, "nats://u:p@h:1/s?token=x")
+    with pytest.raises(ConfigError, match="unknown nats:// option.* max_in_fligth"):
+        calc.serve("nats://h:1/s", max_in_fligth=5)
+    with pytest.raises(ConfigError, match="listener's option"):
+        Client(CalcRoute, "nats://h:1/s?queue=q")
 
 
 # -- queue groups and instances -----------------------------------------------------------

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import trustme
+from cli_serving import serving
 from natsserver import NatsServer
 
 from nanomsg_kernel.app.config import NodeConfigError, load_config
@@ -99,3 +101,32 @@ bindings = { store = { url = "nats://127.0.0.1:4222/store", nats = { token_file 
     assert "services.calc.listen[1].nats: nats is for nats:// URLs, not tcp://" in text
     assert "services.calc.listen[2]: bad NATS subject 'a b'" in text
     assert "services.calc.bindings.store.nats.token_file: cannot read" in text
+
+
+def test_call_speaks_tls_to_the_nats_server(tmp_path: Path, tls_authority: trustme.CA) -> None:
+    cert = tls_authority.issue_cert("127.0.0.1", "localhost")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "server.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "server.key"))
+    tls_authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    server = NatsServer(["--tls", "--tlscert", str(tmp_path / "server.pem"), "--tlskey",
+                         str(tmp_path / "server.key")]).start()
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(f"""
+[services.calc]
+object = "nanomsg_kernel.contracts.services:calc"
+listen = [{{ url = "nats://{server.address}/calc.tls", nats = {{ ca = "ca.pem" }} }}]
+""")
+    try:
+        with serving([sys.executable, "-m", "nanomsg_kernel.app.cli", "serve", str(cfg)]) as urls:
+            assert urls["calc"] == f"nats://{server.address}/calc.tls"
+            code, out, err = cli("call", urls["calc"], "CalcWork", "-k", KERNEL, "--json", WORK, "--tls-ca",
+                                 str(tmp_path / "ca.pem"))
+            assert code == 0, err
+            assert json.loads(out)["result"] == 18
+            code, out, err = cli("call", urls["calc"], "CalcWork", "-k", KERNEL, "--json", WORK, "--timeout", "5")
+            assert code == 3, err  # without TLS the NATS server does not let it in
+            code, out, err = cli("call", urls["calc"], "CalcWork", "-k", KERNEL, "--json", WORK,
+                                 "--curve-server-key", "x" * 40)
+            assert code == 2 and "not nats://" in err
+    finally:
+        server.close()

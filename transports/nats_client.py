@@ -29,7 +29,7 @@ from nanomsg_kernel.errors import ConfigError, DeadlineExceeded, EncodeError, St
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32, cancel_frame
 from nanomsg_kernel.transports.base import Connection, PendingReplies, correlation_id_of
 from nanomsg_kernel.transports.nats_link import Msg, NatsClient, NatsLink, positive, publish_nowait
-from nanomsg_kernel.transports.nats_url import auth_options, parse_nats_url, redact
+from nanomsg_kernel.transports.nats_url import auth_options, check_options, parse_nats_url, redact
 
 __all__ = ["NatsConnection", "PayloadTooLarge", "cancel_subject", "event_subject"]
 
@@ -67,6 +67,7 @@ class NatsConnection(Connection):
     def __init__(self, url: str, *, max_body_size: int = DEFAULT_MAX_BODY, connect_timeout: float = 5.0,
                  **auth: Any) -> None:
         address = parse_nats_url(url)
+        check_options(auth)
         if not isinstance(max_body_size, int) or not 0 < max_body_size <= MAX_U32:
             raise ConfigError(f"max_body_size must be 1 to {MAX_U32}, got {max_body_size!r}")
         for key in ("queue", "events"):

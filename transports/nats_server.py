@@ -44,7 +44,13 @@ from nanomsg_kernel.transports.nats_link import (
     positive,
     publish_nowait,
 )
-from nanomsg_kernel.transports.nats_url import auth_options, check_subject, parse_nats_url, redact
+from nanomsg_kernel.transports.nats_url import (
+    auth_options,
+    check_options,
+    check_subject,
+    parse_nats_url,
+    redact,
+)
 from nanomsg_kernel.transports.replies import error_reply
 from nanomsg_kernel.transports.server_core import ServerCore
 from nanomsg_kernel.transports.waiting import Waiting
@@ -120,6 +126,7 @@ class NatsListener(Listener):
                  events: list[str] | str | None = None, grace: float = 5.0, connect_timeout: float = 5.0,
                  **auth: Any) -> None:
         address = parse_nats_url(url)
+        check_options(auth)
         options: dict[str, Any] = {**address.options, **auth}
         queue = options.pop("queue", None) if queue is None else queue
         events = options.pop("events", None) if events is None else events

@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl, quote, unquote
 
 from nanomsg_kernel.errors import ConfigError
 
-__all__ = ["NatsAddress", "auth_options", "check_subject", "parse_nats_url", "redact"]
+__all__ = ["AUTH_KEYS", "NatsAddress", "auth_options", "check_options", "check_subject", "parse_nats_url", "redact"]
 
 SECRET_KEYS = frozenset({"password", "token"})
 """Query keys whose values are secrets (files named by ``creds``/``nkey`` are not)."""
@@ -138,6 +138,20 @@ def tls_context(ca: str | None = None, cert: str | None = None, key: str | None 
         raise ConfigError(f"NATS TLS: cannot load {'the CA' if ca and cert is None else 'a certificate or key'}: "
                           f"{getattr(exc, 'strerror', None) or exc}") from None
     return ctx
+
+
+AUTH_KEYS = frozenset({"user", "password", "token", "creds", "nkey", "tls", "tls_ca", "tls_cert", "tls_key",
+                       "tls_hostname"})
+"""The options that authenticate and secure a connection to NATS (see :func:`auth_options`)."""
+
+
+def check_options(given: dict[str, Any], more: tuple[str, ...] = ()) -> None:
+    """``ConfigError`` naming any keyword of ``given`` that is neither an auth option nor in
+    ``more``."""
+    unknown = sorted(set(given) - AUTH_KEYS - set(more))
+    if unknown:
+        raise ConfigError(f"unknown nats:// option(s) {', '.join(unknown)} (expected: "
+                          f"{', '.join(sorted(AUTH_KEYS | set(more)))})")
 
 
 def auth_options(options: dict[str, Any]) -> dict[str, Any]:
