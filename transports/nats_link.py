@@ -44,6 +44,26 @@ RECONNECT_WAIT = 0.25
 is 2 s; another server of the cluster is tried at once)."""
 
 
+class _OrderedClient(NatsClient):
+    """nats-py's client, with ``flush()`` a barrier for everything queued before it.
+
+    nats-py writes a ``PING`` straight to the socket while commands queued before it (a
+    ``SUB``, an ``UNSUB``, a ``PUB``) may still wait for its flusher: the ``PONG`` can then
+    come back before the server saw them. Here the queue is written first, so after
+    ``flush()`` the server has processed every command sent before it: a listener is
+    subscribed once ``start()`` returns, unsubscribed once it drained, and a no-responders
+    answer to a probe comes before the ``PONG``.
+    """
+
+    async def _send_ping(self, future: asyncio.Future[Any] | None = None) -> None:
+        transport = self._transport
+        if self._pending and transport is not None and self.is_connected:
+            transport.writelines(self._pending[:])
+            self._pending = []
+            self._pending_data_size = 0
+        await super()._send_ping(future)
+
+
 def publish_nowait(nc: NatsClient, subject: str, payload: bytes, reply: str = "") -> bool:
     """Queue ``payload`` on ``subject`` (with ``reply`` as its reply subject) for nats-py's
     flusher, at once; False (nothing queued) when ``nc`` is not connected or its outgoing
@@ -145,7 +165,7 @@ class NatsLink:
             if self.on_return is not None:
                 self.on_return()
 
-        nc = NatsClient()
+        nc = _OrderedClient()
         connecting = asyncio.ensure_future(nc.connect(
             servers=self.servers, error_cb=error_cb, disconnected_cb=disconnected_cb,
             reconnected_cb=reconnected_cb, connect_timeout=max(1, round(self.connect_timeout)),
