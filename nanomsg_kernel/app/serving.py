@@ -64,7 +64,8 @@ async def serve_node(config: NodeConfig, echo: Callable[[str], None], *, grace: 
     def on_signal(sig: signal.Signals) -> None:
         received.append(sig.name)
         if len(received) == 1:
-            say(f"stopping: {sig.name} received; in-flight calls get up to {grace:g}s")
+            draining = f"draining for {config.drain:g}s, then " if config.drain else ""
+            say(f"stopping: {sig.name} received; {draining}in-flight calls get up to {grace:g}s")
             stop.set()
         else:
             say(f"{sig.name} received: already stopping (at most {grace:g}s)")
@@ -91,7 +92,7 @@ async def serve_node(config: NodeConfig, echo: Callable[[str], None], *, grace: 
         finally:
             if metrics is not None:
                 await metrics.close()
-            await node.close(grace)
+            await node.close(grace, drain=config.drain if received else 0.0)
         say("stopped")
         say("metrics summary:")
         for line in metrics_summary(node).split("\n"):
