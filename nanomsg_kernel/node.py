@@ -146,6 +146,12 @@ class Node(AsyncResource):
         for service in self.services.values():
             service.set_health(HealthStatus.SERVING)
 
+    def begin_drain(self) -> None:
+        """Make every service's health ``DRAINING`` (it goes on serving): what
+        :meth:`close` does first."""
+        for service in self.services.values():
+            service.set_health(HealthStatus.DRAINING)
+
     async def close(self, grace: float = 5.0, *, drain: float = 0.0) -> None:
         """Close listeners (in-flight requests finish within ``grace``), bindings, and the
         services' sync-handler threads (those still running get what is left of ``grace``,
@@ -157,8 +163,7 @@ class Node(AsyncResource):
         sends them elsewhere before the listeners stop (a cancelled drain leaves the node
         serving, ``DRAINING``; close it again).
         """
-        for service in self.services.values():
-            service.set_health(HealthStatus.DRAINING)
+        self.begin_drain()
         if drain > 0 and self.listeners:
             await asyncio.sleep(drain)
         until = time.monotonic() + grace
