@@ -36,6 +36,7 @@ from nanomsg_kernel.errors import (
     Unavailable,
 )
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Header, Kind
+from nanomsg_kernel.harness import Harness
 from nanomsg_kernel.metrics import ServiceMetrics
 from nanomsg_kernel.node import Node
 from nanomsg_kernel.routing import RoutingEnum
@@ -65,6 +66,7 @@ __all__ = [
     "Frame",
     "FrameTooLarge",
     "HEADER_SIZE",
+    "Harness",
     "Header",
     "HealthCheck",
     "HealthStatus",

@@ -27,6 +27,7 @@ PUBLIC = [
     "Frame",
     "FrameTooLarge",
     "HEADER_SIZE",
+    "Harness",
     "Header",
     "HealthCheck",
     "HealthStatus",
