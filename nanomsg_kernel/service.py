@@ -37,6 +37,8 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nanomsg_kernel.binding import Bindings
+from nanomsg_kernel.builtin import BUILTIN_ROUTES, HealthStatus
+from nanomsg_kernel.builtin_answers import answer, answer_frame
 from nanomsg_kernel.codec import Codec
 from nanomsg_kernel.context import Context
 from nanomsg_kernel.contract import contract_info
@@ -113,11 +115,14 @@ class Service:
             its ``INTERNAL`` reply. For development only: the text may hold secrets (a
             password in a connection string). Off by default: the caller gets a generic
             message and the server's log has the exception.
+        reflection: answer the built-in ``Describe`` (the kernel's schema and the contracts
+            handled) on every listener; ``serve(url, reflection=...)`` overrides it for one.
+            The built-in ``HealthCheck`` is always answered (:mod:`nanomsg_kernel.builtin`).
     """
 
     def __init__(
         self, name: str, routes: type[RoutingEnum], *, max_body_size: int = DEFAULT_MAX_BODY,
-        max_workers: int | None = None, expose_errors: bool = False,
+        max_workers: int | None = None, expose_errors: bool = False, reflection: bool = True,
     ) -> None:
         if not name or not isinstance(name, str):
             raise ConfigError(f"a service needs a name, got {name!r}")
@@ -125,7 +130,12 @@ class Service:
             raise ConfigError(f"service {name!r}: max_workers must be a positive int, got {max_workers!r}")
         if not isinstance(expose_errors, bool):
             raise ConfigError(f"expose_errors must be true or false, got {expose_errors!r}")
+        if not isinstance(reflection, bool):
+            raise ConfigError(f"reflection must be true or false, got {reflection!r}")
         self.name = name
+        self.reflection = reflection
+        """Whether listeners answer the built-in ``Describe`` unless told otherwise."""
+        self._health = HealthStatus.SERVING
         self.expose_errors = expose_errors
         """Whether ``INTERNAL`` replies carry the exception's text (development only)."""
         self.routes = routes
@@ -191,6 +201,19 @@ class Service:
         return register
 
     @property
+    def health(self) -> HealthStatus:
+        """What the built-in ``HealthCheck`` answers: ``SERVING`` from the start (a service
+        answers when it is served); a :class:`~nanomsg_kernel.node.Node` makes it
+        ``NOT_SERVING`` until its listeners are up, ``SERVING`` then, ``DRAINING`` while it
+        closes and ``NOT_SERVING`` once closed. :meth:`set_health` changes it at any time."""
+        return self._health
+
+    def set_health(self, status: HealthStatus) -> None:
+        """Report ``status`` from now on (e.g. ``NOT_SERVING`` while a database it needs is
+        down); the next health check answers it."""
+        self._health = HealthStatus(status)
+
+    @property
     def handled(self) -> tuple[type, ...]:
         """Contracts with a handler."""
         return tuple(self._handlers)
@@ -240,6 +263,8 @@ class Service:
         work: Any = None
         try:
             if h is None:
+                if type(msg).route in BUILTIN_ROUTES:
+                    return answer(self, msg, reflection=self.reflection)
                 raise ServiceError(Status.CONTRACT_NOT_SUPPORTED, f"{self.name} has no handler for {type(msg).__name__}")
             if h.takes_ctx:
                 args: tuple[Any, ...] = (
@@ -360,9 +385,9 @@ class Service:
         self.metrics.observe(h.event_name, Status.INTERNAL, _clock() - started)
         self.logger.exception("subscriber failed", extra={"service": self.name, "contract": h.name})
 
-    async def handle_frame(self, frame: bytes) -> bytes | None:
+    async def handle_frame(self, frame: bytes, reflection: bool | None = None) -> bytes | None:
         """Serve one frame: the :data:`~nanomsg_kernel.transports.base.FrameHandler` every
-        transport calls.
+        transport calls (``reflection``: answer ``Describe``, default :attr:`reflection`).
 
         Returns the reply frame (a response or an error frame with the request's correlation
         id), or ``None`` for events, ``CANCEL`` frames (a transport's server core handles
@@ -395,6 +420,9 @@ class Service:
             return codec.encode_error(Status.BAD_REQUEST, f"a service takes requests, not {Kind(kind).name}",
                                       correlation_id=corr, route=route)
         if route not in codec._by_route:
+            if route in BUILTIN_ROUTES:
+                return answer_frame(self, frame, corr, route,
+                                    reflection=self.reflection if reflection is None else reflection)
             return codec.encode_error(Status.CONTRACT_NOT_SUPPORTED, f"unknown route {route} for {self.routes.__name__}",
                                       correlation_id=corr, route=route)
         try:
@@ -481,16 +509,24 @@ class Service:
 
     # -- serving ---------------------------------------------------------------------------
 
-    def serve(self, url: str, **options: Any) -> Listener:
+    def serve(self, url: str, *, reflection: bool | None = None, **options: Any) -> Listener:
         """A listener serving this service at ``url`` (use ``async with``).
 
         The scheme picks the transport (``inproc://``, ``tcp://``, ``zmq+tcp://``,
         ``zmq+ipc://``); ``options`` go to it. ``listener.url`` is the address actually
-        bound (with the real port when asked for port 0).
+        bound (with the real port when asked for port 0). ``reflection``: whether this
+        listener answers the built-in ``Describe`` (default: the service's
+        :attr:`reflection`).
         """
         from nanomsg_kernel.transports.base import get_transport
 
-        return get_transport(url).listen(url, self.handle_frame, **options)
+        if reflection is None or reflection == self.reflection:
+            return get_transport(url).listen(url, self.handle_frame, **options)
+        if not isinstance(reflection, bool):
+            raise ConfigError(f"reflection must be true or false, got {reflection!r}")
+        from nanomsg_kernel.listener_view import ListenerView
+
+        return get_transport(url).listen(url, ListenerView(self, reflection=reflection).handle_frame, **options)
 
     async def close(self, grace: float = 5.0) -> None:
         """Release the threads of the sync handlers: calls still queued are cancelled, those

@@ -20,7 +20,8 @@ FOLDERS = {
     "codegen": f"{PACKAGE}.codegen",
     "contracts": f"{PACKAGE}.contracts",
 }
-KERNEL = {f"{PACKAGE}.{m}" for m in ("errors", "frame", "types", "layout", "contract", "routing", "scan", "walk", "body", "compiled", "error_body", "codec")}
+KERNEL = {f"{PACKAGE}.{m}" for m in ("errors", "frame", "types", "layout", "contract", "routing", "scan", "walk", "body", "compiled",
+                                     "error_body", "codec", "builtin")}
 
 
 def _modules() -> dict[str, Path]:

@@ -14,7 +14,9 @@ What it prints on ``out``, one line each, so that scripts can read it::
 
 On the first signal the listeners stop accepting, calls in flight get the grace period, the
 bindings close and the metrics summary is printed; a second signal only says it is already
-stopping (the grace period bounds the wait). Once stopped by a signal, SIGINT and SIGTERM
+stopping (the grace period bounds the wait). With ``node.drain`` set, the node first goes on
+serving for that many seconds, its health checks answering ``DRAINING`` (a second signal
+ends the drain at once). Once stopped by a signal, SIGINT and SIGTERM
 are ignored from then on, so that a late one cannot interrupt the process on its way out.
 Names and URLs come from the config file, so every line goes through
 :func:`~nanomsg_kernel.app.printable.printable`.
@@ -59,13 +61,18 @@ async def serve_node(config: NodeConfig, echo: Callable[[str], None], *, grace: 
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    again = asyncio.Event()
     received: list[str] = []
 
     def on_signal(sig: signal.Signals) -> None:
         received.append(sig.name)
         if len(received) == 1:
-            say(f"stopping: {sig.name} received; in-flight calls get up to {grace:g}s")
+            draining = f"draining for {config.drain:g}s, then " if config.drain else ""
+            say(f"stopping: {sig.name} received; {draining}in-flight calls get up to {grace:g}s")
             stop.set()
+        elif not again.is_set() and config.drain:
+            say(f"{sig.name} received: draining ends now (in-flight calls get up to {grace:g}s)")
+            again.set()
         else:
             say(f"{sig.name} received: already stopping (at most {grace:g}s)")
 
@@ -91,6 +98,10 @@ async def serve_node(config: NodeConfig, echo: Callable[[str], None], *, grace: 
         finally:
             if metrics is not None:
                 await metrics.close()
+            if received and config.drain:  # health checks answer DRAINING; a second signal ends it
+                node.begin_drain()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(again.wait(), config.drain)
             await node.close(grace)
         say("stopped")
         say("metrics summary:")
