@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from nanomsg_kernel.binding import Binding, Bindings, LocalBinding, RemoteBinding
 from nanomsg_kernel.errors import ConfigError
 from nanomsg_kernel.lifecycle import AsyncResource
+from nanomsg_kernel.metrics import ClientMetrics
 from nanomsg_kernel.service import Service
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ class Node(AsyncResource):
         self.name = name
         self.services: dict[str, Service] = {}
         self.listeners: list[Listener] = []
+        self.client_metrics: list[ClientMetrics] = []
+        """The calls of each binding to a URL (made when the node wires them), by contract."""
         self._bindings: dict[str, Mapping[str, BindingTarget]] = {}
         self._listen: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self._started = False
@@ -101,7 +104,9 @@ class Node(AsyncResource):
         if isinstance(target, str):
             if "://" not in target:
                 raise ConfigError(f"binding {name!r} of service {owner!r}: bad URL {target!r}")
-            return RemoteBinding(name, target)
+            metrics = ClientMetrics(name, owner)
+            self.client_metrics.append(metrics)
+            return RemoteBinding(name, target, interceptors=(metrics, *self.services[owner].client_interceptors))
         raise ConfigError(f"binding {name!r} of service {owner!r}: cannot bind to {target!r}")
 
     def _check_free(self, service: Service) -> None:
@@ -119,6 +124,7 @@ class Node(AsyncResource):
         among them a service running in another node)."""
         for service in self.services.values():
             self._check_free(service)
+        self.client_metrics = []
         for owner, targets in self._bindings.items():
             made = {name: self._make_binding(owner, name, t) for name, t in targets.items()}
             self.services[owner].bindings = Bindings(made)
