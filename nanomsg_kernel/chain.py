@@ -42,19 +42,24 @@ class Chain(Generic[C]):
     """Interceptors compiled once for the call path: the hooks each overrides, in the order
     they run. ``C`` is what they see of the call (a context or a :class:`ClientCall`)."""
 
-    __slots__ = ("afters", "befores", "interceptors", "layers", "nested")
+    __slots__ = ("afters", "afters_upto", "befores", "interceptors", "layers", "nested")
 
     def __init__(self, interceptors: Iterable[Any], base: type) -> None:
         self.interceptors: tuple[Any, ...] = tuple(interceptors)
         for i in self.interceptors:
             if not isinstance(i, base):
                 raise TypeError(f"an interceptor here must be a {base.__name__}, got {type(i).__name__}")
-        self.befores: tuple[Callable[[Any, C], None], ...] = tuple(
-            i.before for i in self.interceptors if _overrides(i, base, "before")
+        self.befores: tuple[tuple[int, Callable[[Any, C], None]], ...] = tuple(
+            (index, i.before) for index, i in enumerate(self.interceptors) if _overrides(i, base, "before")
         )
-        self.afters: tuple[Callable[..., None], ...] = tuple(
-            i.after for i in reversed(self.interceptors) if _overrides(i, base, "after")
+        """The ``before`` hooks in the order they run, each with its interceptor's index."""
+        self.afters_upto: tuple[tuple[Callable[..., None], ...], ...] = tuple(
+            tuple(i.after for i in reversed(self.interceptors[:index + 1]) if _overrides(i, base, "after"))
+            for index in range(len(self.interceptors))
         )
+        """For each interceptor, the ``after`` hooks of those up to it, in the order they run."""
+        self.afters = self.afters_upto[-1] if self.interceptors else ()
+        """Every ``after`` hook, in the order they run (innermost first)."""
         self.nested = any(_overrides(i, base, "around") for i in self.interceptors)
         """Whether some interceptor wraps the call (then each one is a layer around the next)."""
         self.layers: tuple[tuple[Any, Any, Any], ...] = tuple(
@@ -71,12 +76,29 @@ class Chain(Generic[C]):
         """Whether an ``after`` hook wants the call's duration."""
         return bool(self.afters)
 
+    def enter(self, msg: Any, call: C, started: float, deadline: float | None = None) -> BaseException | None:
+        """Run the ``before`` hooks. When one raises, the call ends there: the ``after`` hooks
+        of the interceptors entered so far run (that one's included), and the error the call
+        ends with is returned. ``None``: every hook let the call through."""
+        for index, before in self.befores:
+            try:
+                before(msg, call)
+            except Exception as exc:
+                return self._after(self.afters_upto[index], msg, call, status_of(exc, deadline), started, exc,
+                                   deadline)
+        return None
+
     def finish(self, msg: Any, call: C, status: Status, started: float, error: BaseException | None,
                deadline: float | None = None) -> BaseException | None:
         """Run the ``after`` hooks (innermost first); returns the error the call ends with (one
         an ``after`` hook raised replaces the one before)."""
+        return self._after(self.afters, msg, call, status, started, error, deadline)
+
+    @staticmethod
+    def _after(afters: tuple[Callable[..., None], ...], msg: Any, call: Any, status: Status, started: float,
+               error: BaseException | None, deadline: float | None) -> BaseException | None:
         seconds = _clock() - started
-        for after in self.afters:
+        for after in afters:
             try:
                 after(msg, call, status, seconds, error)
             except Exception as exc:

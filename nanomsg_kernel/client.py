@@ -202,9 +202,11 @@ class Client(AsyncResource):
         if chain.nested:
             return await chain.run(msg, call, lambda m: self._send(m, call.timeout, call.metadata))
         started = _clock() if chain.afters else 0.0
+        if chain.befores:
+            error = chain.enter(msg, call, started)
+            if error is not None:
+                raise error
         try:
-            for before in chain.befores:
-                before(msg, call)
             reply = await self._send(msg, call.timeout, call.metadata)
         except (Exception, asyncio.CancelledError) as exc:
             error = chain.finish(msg, call, status_of(exc), started, exc)

@@ -291,9 +291,11 @@ class Service:
             except Exception as exc:
                 raise self._failure(msg, exc) from exc
         started = _clock() if chain.afters else 0.0
+        if chain.befores:
+            error = chain.enter(msg, ctx, started, deadline)
+            if error is not None:
+                raise self._failure(msg, error) from error
         try:
-            for before in chain.befores:
-                before(msg, ctx)
             if h is None:
                 raise self._unsupported(msg)
             reply = await self._handle(h, msg, ctx if h.takes_ctx else None, deadline, left, loop)
@@ -419,9 +421,9 @@ class Service:
                 h.fn(event, ctx) if h.takes_ctx else h.fn(event)
             return
         started = _clock() if chain.afters else 0.0
+        if chain.befores and chain.enter(event, ctx, started) is not None:
+            return
         try:
-            for before in chain.befores:
-                before(event, ctx)
             h.fn(event, ctx) if h.takes_ctx else h.fn(event)
         except Exception as exc:
             chain.finish(event, ctx, status_of(exc), started, exc)
@@ -522,15 +524,15 @@ class Service:
         else:
             assert ctx is not None
             started = _clock() if chain.afters else 0.0
-            try:
-                for before in chain.befores:
-                    before(msg, ctx)
-                reply = self._inline(h, msg, args)
-            except Exception as exc:
-                error = chain.finish(msg, ctx, status_of(exc), started, exc)
-            else:
-                if chain.afters:
-                    error = chain.finish(msg, ctx, _OK, started, None)
+            error = chain.enter(msg, ctx, started, deadline) if chain.befores else None
+            if error is None:
+                try:
+                    reply = self._inline(h, msg, args)
+                except Exception as exc:
+                    error = chain.finish(msg, ctx, status_of(exc), started, exc)
+                else:
+                    if chain.afters:
+                        error = chain.finish(msg, ctx, _OK, started, None)
         if error is not None:
             failure = self._failure(msg, error)
             return codec.encode_error(failure.status, failure.message, correlation_id=corr, route=route,
