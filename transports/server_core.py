@@ -155,7 +155,7 @@ class ServerCore:
         context = self._context.copy()
         if starter is not None and request and eager:
             try:
-                result = context.run(starter, frame, self.loop)
+                result = context.run(starter, frame, self.loop, caller)
             except Exception:
                 result = handler_failed(frame, log, self.name)
             if result is None or isinstance(result, bytes):
@@ -165,7 +165,7 @@ class ServerCore:
                 return self._checked(frame, result)
             work = result
         else:  # events (in order of arrival: never eager), responses or errors sent to a server
-            work = self._serve(frame, request)
+            work = self._serve(frame, request, caller)
             eager = eager and request
         call = (frame, caller, cid if request else -1, work)
         starting, self._starting = self._starting, True
@@ -220,9 +220,11 @@ class ServerCore:
                     self._end(task, reply)
         return reply
 
-    async def _serve(self, frame: bytes, request: bool) -> bytes | None:
+    async def _serve(self, frame: bytes, request: bool, caller: Caller) -> bytes | None:
         """Serve a frame through the handler itself (no starter, or not a request)."""
         try:
+            if self.starter is not None:  # a service's handle_frame: it tells handlers the caller
+                return await self.handler(frame, caller)  # type: ignore[call-arg]
             return await self.handler(frame)
         except Exception:
             failed = handler_failed(frame, log, self.name)
