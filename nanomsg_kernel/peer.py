@@ -24,7 +24,7 @@ import attrs
 
 from nanomsg_kernel.errors import ConfigError
 
-__all__ = ["UNKNOWN_PEER", "Allow", "Identity", "Peer", "peer_from_certificate"]
+__all__ = ["UNKNOWN_PEER", "Allow", "Identity", "Peer", "check_allow", "peer_from_certificate"]
 
 
 @attrs.frozen(slots=True)
@@ -36,6 +36,7 @@ class Peer:
             ``"local"`` (an in-process binding) or ``"unknown"``.
         address: where it came from (``"127.0.0.1:53012"``, ``"inproc://calc"``), if known.
         cert_subject: the TLS client certificate's subject (``"CN=gateway,O=Example"``).
+        cert_common_name: the common name (``CN``) of that subject, if it has one.
         cert_names: the certificate's subject alternative names (DNS names, URIs, IP
             addresses), in its order.
         curve_key: the CurveZMQ client public key, as 40 Z85 characters.
@@ -45,35 +46,31 @@ class Peer:
     transport: str = "unknown"
     address: str | None = None
     cert_subject: str | None = None
+    cert_common_name: str | None = None
     cert_names: tuple[str, ...] = ()
     curve_key: str | None = None
     service: str | None = None
-
-    @property
-    def cert_common_name(self) -> str | None:
-        """The ``CN`` of :attr:`cert_subject`, if it has one."""
-        if self.cert_subject is None:
-            return None
-        for part in self.cert_subject.split(","):
-            key, _, value = part.partition("=")
-            if key.strip().upper() == "CN":
-                return value.strip()
-        return None
 
 
 UNKNOWN_PEER = Peer()
 """The peer of a call whose path tells nothing about its caller."""
 
 
-def _rdn_text(subject: Iterable[Iterable[tuple[str, str]]]) -> str:
-    names = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU", "countryName": "C",
-             "localityName": "L", "stateOrProvinceName": "ST", "domainComponent": "DC", "emailAddress": "E"}
+_SHORT = {"commonName": "CN", "organizationName": "O", "organizationalUnitName": "OU", "countryName": "C",
+          "localityName": "L", "stateOrProvinceName": "ST", "domainComponent": "DC", "emailAddress": "E"}
+
+
+def _subject(subject: Iterable[Iterable[tuple[str, str]]]) -> tuple[str, str | None]:
+    """The subject as text (``,`` and ``\\`` escaped in values) and its common name."""
     parts = []
+    common = None
     for rdn in subject:
         for key, value in rdn:
             text = str(value).replace("\\", "\\\\").replace(",", "\\,")
-            parts.append(f"{names.get(key, key)}={text}")
-    return ",".join(parts)
+            parts.append(f"{_SHORT.get(key, key)}={text}")
+            if key == "commonName":
+                common = str(value)
+    return ",".join(parts), common
 
 
 def peer_from_certificate(cert: Mapping[str, object] | None, address: str | None) -> Peer:
@@ -86,7 +83,8 @@ def peer_from_certificate(cert: Mapping[str, object] | None, address: str | None
     names: list[str] = []
     if isinstance(sans, (tuple, list)):
         names = [str(value) for kind, value in sans if kind in ("DNS", "URI", "IP Address")]
-    return Peer("tls", address, _rdn_text(subject) if isinstance(subject, (tuple, list)) else None, tuple(names))
+    text, common = _subject(subject) if isinstance(subject, (tuple, list)) else (None, None)
+    return Peer("tls", address, cert_subject=text, cert_common_name=common, cert_names=tuple(names))
 
 
 @attrs.frozen(slots=True)
@@ -111,9 +109,7 @@ class Identity:
     def matches(self, peer: Peer) -> bool:
         """Whether ``peer`` proved this identity."""
         if self.cert_name is not None:
-            return self.cert_name in peer.cert_names or (
-                peer.cert_subject is not None and peer.cert_common_name == self.cert_name
-            )
+            return self.cert_name in peer.cert_names or peer.cert_common_name == self.cert_name
         return peer.curve_key is not None and peer.curve_key == self.curve_key
 
 
@@ -147,3 +143,9 @@ class Allow:
 
     def __repr__(self) -> str:
         return f"Allow({[i.name for i in self.identities]})"
+
+
+def check_allow(allow: object, where: str) -> None:
+    """``ConfigError`` unless ``allow`` is ``None`` or an :class:`Allow`."""
+    if allow is not None and not isinstance(allow, Allow):
+        raise ConfigError(f"{where}: allow must be an Allow of identities, got {type(allow).__name__}")
