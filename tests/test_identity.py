@@ -3,6 +3,7 @@ certificates) and over CurveZMQ (client keys), on real sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
@@ -160,6 +161,35 @@ async def test_curve_allow_serves_the_named_key_and_denies_others() -> None:
     peer = rec.peers[0]
     assert peer.transport == "zmq" and peer.curve_key == good_pub.decode()
     assert peer.address == "127.0.0.1"
+
+
+async def _until(condition: Any, what: str) -> None:
+    """Wait (bounded) until ``condition()`` holds, looking once per loop turn."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + 5.0
+    while not condition():
+        if loop.time() > give_up:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+async def test_curve_allow_drops_events_of_others() -> None:
+    rec = Recorder()
+    server_pub, server_sec = zmq.curve_keypair()
+    good_pub, good_sec = zmq.curve_keypair()
+    _other_pub, other_sec = zmq.curve_keypair()
+    allow = Allow([Identity("gateway", curve_key=good_pub.decode())])
+    async with rec.service.serve("zmq+tcp://127.0.0.1:0", curve_secret_key=server_sec, allow=allow) as listener:
+        server = listener.server  # type: ignore[attr-defined]
+        async with Client(CalcRoute, listener.url, curve_server_key=server_pub, curve_secret_key=other_sec,
+                          timeout=5.0) as other:
+            await other.publish(CalcDone(work=1, result=1))
+            await _until(lambda: server.core.denied == 1, "the other key's event to be refused")
+        async with Client(CalcRoute, listener.url, curve_server_key=server_pub, curve_secret_key=good_sec,
+                          timeout=5.0) as good:
+            await good.publish(CalcDone(work=2, result=2))
+            await _until(lambda: rec.events, "the allowed key's event")
+    assert len(rec.events) == 1 and server.core.denied == 1
 
 
 def test_curve_allow_needs_curve_and_no_workers() -> None:

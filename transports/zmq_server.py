@@ -344,12 +344,14 @@ class FrameServer:
             if len(parts) != 1:
                 self.dropped_messages += 1
                 return
+            if self.identify and not self._permitted(parts):
+                return
             queue.append(parts[0])
             ready.set()
             if len(queue) >= self.max_in_flight:
                 pump.pause()
 
-        pump = SocketPump(sock, on_message)
+        pump = SocketPump(sock, on_message, identify=self.identify)
         self._event_pumps.append(pump)
         task = self._create_task(self._consume(queue, ready, pump))
         self._consumers.add(task)
@@ -366,6 +368,15 @@ class FrameServer:
                 return
             ready.clear()
             await ready.wait()
+
+    def _permitted(self, parts: list[bytes]) -> bool:
+        """Whether the sender of an event is allowed (else it is dropped, counted)."""
+        core = self.core
+        assert core.allow is not None
+        if isinstance(parts, Received) and core.allow.permits(Peer("zmq", parts.address, curve_key=parts.user_id)):
+            return True
+        core.denied += 1
+        return False
 
     def _refuse_multipart(self, parts: list[bytes], start: int, replies: ReplyQueue) -> None:
         """Answer a request sent in several parts with ``BAD_REQUEST`` (never serve it)."""

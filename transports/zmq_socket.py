@@ -110,11 +110,11 @@ def _property(frame: zmq.Frame, name: str) -> str | None:
 
 def _receiver(sock: zmq.Socket[Any], router: bool, identify: bool = False) -> Callable[[], list[bytes]]:
     """A function receiving one whole message without blocking (``zmq.Again`` if none);
-    ``identify``: as :class:`Received` parts (a ``ROUTER``'s)."""
+    ``identify``: as :class:`Received` parts."""
 
-    if router and identify:
+    if identify:
         def receive() -> list[bytes]:
-            parts = Received((_recv(sock, _NB, True),))
+            parts = Received()
             f = _recv(sock, _NB, False)
             while f.more:
                 parts.append(f.bytes)
@@ -164,8 +164,7 @@ class SocketPump:
             ``XPUB_NODROP``): their sends are retried with a short back-off instead.
         router: the socket is a ``ROUTER`` (every message it receives starts with a routing
             id, which is received without asking whether more parts follow).
-        identify: (a ``ROUTER``) hand each message over as :class:`Received` parts, which
-            tell who sent it.
+        identify: hand each message over as :class:`Received` parts, which tell who sent it.
         after_batch: called after each look at the socket while it is read (not while
             paused), once the messages found were handed to ``on_message``.
         on_wake: called after every look at the socket, paused or not (the socket's state
