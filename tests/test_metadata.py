@@ -297,3 +297,17 @@ async def test_two_clients_use_different_ids(inproc_url: str) -> None:
     assert len(set(ids)) == 6
     assert ids[2] == ids[0] + 1 and ids[3] == ids[1] + 1  # each client counts up from its start
     assert 1 not in ids
+
+
+def test_inspect_shows_metadata_escaped() -> None:
+    from nanomsg_kernel.app.inspect_frame import inspect_frames, render_text
+
+    frame = CODEC.encode(WORK, correlation_id=7, metadata={"t\x1b[31m": "acme\x07", "b": b"\x01"})
+    [report] = inspect_frames(frame, CalcRoute)
+    assert report["metadata"] == {"t\x1b[31m": "acme\x07", "b": "AQ=="}
+    assert report["body"]["contract"] == "CalcWork"
+    text = render_text([report])
+    assert "\x1b" not in text and "\x07" not in text
+    assert 'metadata          {"t\\u001b[31m": "acme\\u0007", "b": "AQ=="}' in text
+    [bad] = inspect_frames(_frame_with_block(b"\x93\x01\x02\x03"))
+    assert bad["error"].startswith("bad body: metadata must be a map")
