@@ -26,6 +26,7 @@ from nanomsg_kernel.errors import (
     DecodeError,
     EncodeError,
     FrameTooLarge,
+    MetadataTooLarge,
     NanomsgError,
     RemoteError,
     ServiceError,
@@ -35,14 +36,17 @@ from nanomsg_kernel.errors import (
     Unavailable,
 )
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Header, Kind
+from nanomsg_kernel.metadata import Metadata
 from nanomsg_kernel.metrics import ServiceMetrics
 from nanomsg_kernel.node import Node
+from nanomsg_kernel.peer import Allow, Identity, Peer
 from nanomsg_kernel.routing import RoutingEnum
 from nanomsg_kernel.service import Service
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Allow",
     "Binding",
     "Bindings",
     "CapabilityError",
@@ -62,11 +66,15 @@ __all__ = [
     "FrameTooLarge",
     "HEADER_SIZE",
     "Header",
+    "Identity",
     "Kind",
     "LocalBinding",
     "Message",
+    "Metadata",
+    "MetadataTooLarge",
     "NanomsgError",
     "Node",
+    "Peer",
     "RemoteBinding",
     "RemoteError",
     "Request",

@@ -100,7 +100,7 @@ class Node(AsyncResource):
                     f"binding {name!r} of service {owner!r} targets service {target.name!r}, "
                     f"which is not in node {self.name!r}"
                 )
-            return LocalBinding(name, target)
+            return LocalBinding(name, target, caller=owner)
         if isinstance(target, str):
             if "://" not in target:
                 raise ConfigError(f"binding {name!r} of service {owner!r}: bad URL {target!r}")

@@ -59,6 +59,7 @@ from nanomsg_kernel.failure_log import FailureLog
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Kind, peek_correlation_id, refusal
 from nanomsg_kernel.handler_threads import HandlerThreads
 from nanomsg_kernel.interceptors import ServerInterceptor
+from nanomsg_kernel.metadata import EMPTY_METADATA, Metadata
 from nanomsg_kernel.metrics import ServiceMetrics
 from nanomsg_kernel.ratelimit import rate_limited
 
@@ -235,9 +236,10 @@ class Service:
 
     # -- dispatch --------------------------------------------------------------------------
 
-    def _context(self, h: Handler, correlation_id: int, deadline: float | None) -> Context:
+    def _context(self, h: Handler, correlation_id: int, deadline: float | None, metadata: Metadata = EMPTY_METADATA,
+                 peer: Any = None) -> Context:
         """The context of a subscriber's call (its ``contract`` is the subscriber's metrics name)."""
-        return Context(self.name, h.event_name, correlation_id, deadline, self.bindings, self.logger)
+        return Context(self.name, h.event_name, correlation_id, deadline, self.bindings, self.logger, metadata, peer)
 
     async def _run(self, h: Handler, ctx: Context, msg: Any) -> Any:
         """Run subscriber ``h`` on ``msg`` (in the service's threads if it is sync and not inline)."""
@@ -248,25 +250,29 @@ class Service:
             return h.fn(*args)
         return await self.threads.run(h.fn, *args)
 
-    async def dispatch(self, msg: Any, *, deadline: float | None = None, correlation_id: int = 0) -> Any:
+    async def dispatch(self, msg: Any, *, deadline: float | None = None, correlation_id: int = 0,
+                       metadata: Metadata = EMPTY_METADATA, peer: Any = None) -> Any:
         """Handle a request object and return the reply object (the in-process path).
 
         Args:
             deadline: ``loop.time()`` after which the caller no longer waits; the handler is
                 cancelled then (up to :data:`~nanomsg_kernel.deadlines.GRAIN` later), and
                 work whose deadline already passed is not started.
+            metadata: the request's metadata, as the handler reads it (``ctx.metadata``):
+                a read-only mapping (:meth:`~nanomsg_kernel.codec.Codec.check_metadata`).
+            peer: who calls (``ctx.peer``): a :class:`~nanomsg_kernel.peer.Peer`.
 
         Raises:
             RemoteError: with the status the call ended with (the same as over a network).
         """
         if deadline is None:
-            return await self._call(msg, correlation_id, None, 0.0, None)
+            return await self._call(msg, correlation_id, None, 0.0, None, metadata, peer)
         loop = _get_running_loop()
-        return await self._call(msg, correlation_id, deadline, deadline - loop.time(), loop)
+        return await self._call(msg, correlation_id, deadline, deadline - loop.time(), loop, metadata, peer)
 
     async def _call(
         self, msg: Any, correlation_id: int, deadline: float | None, left: float,
-        loop: asyncio.AbstractEventLoop | None,
+        loop: asyncio.AbstractEventLoop | None, metadata: Metadata = EMPTY_METADATA, peer: Any = None,
     ) -> Any:
         """:meth:`dispatch`, given the time ``left`` until ``deadline`` on ``loop`` (both
         ``None`` without a deadline): what :meth:`handle_frame` and :meth:`start_frame` call.
@@ -277,13 +283,13 @@ class Service:
             try:
                 if h is None:
                     raise self._unsupported(msg)
-                ctx = Context(self.name, h.name, correlation_id, deadline, self.bindings, self.logger) \
-                    if h.takes_ctx else None
+                ctx = Context(self.name, h.name, correlation_id, deadline, self.bindings, self.logger, metadata,
+                              peer) if h.takes_ctx else None
                 return await self._handle(h, msg, ctx, deadline, left, loop)
             except Exception as exc:
                 raise self._failure(msg, exc) from exc
         ctx = Context(self.name, type(msg).__name__ if h is None else h.name, correlation_id, deadline,
-                      self.bindings, self.logger)
+                      self.bindings, self.logger, metadata, peer)
         if chain.nested:
             try:
                 return await chain.run(msg, ctx, functools.partial(self._proceed, ctx, deadline, left, loop),
@@ -393,17 +399,18 @@ class Service:
         name = type(msg).__name__
         return RemoteError(Status.INTERNAL, f"internal error in {self.name} handling {name} (details in the service's log)")
 
-    async def publish_local(self, event: Any) -> None:
+    async def publish_local(self, event: Any, *, metadata: Metadata = EMPTY_METADATA, peer: Any = None) -> None:
         """Deliver an event to this service's subscribers (in-process), each through the
-        interceptors; errors are counted and logged by them, never raised."""
+        interceptors; errors are counted and logged by them, never raised. ``metadata`` and
+        ``peer`` are what the subscribers read as ``ctx.metadata`` and ``ctx.peer``."""
         subs = self._subscribers.get(type(event))
         if not subs:
             return
         for h in subs:
             if h.inline and (self._chain is None or not self._chain.nested):
-                self._notify(h, event)
+                self._notify(h, event, metadata, peer)
                 continue
-            ctx = self._context(h, 0, None)
+            ctx = self._context(h, 0, None, metadata, peer)
             chain = self._chain
             with contextlib.suppress(Exception):
                 if chain is None:
@@ -411,11 +418,11 @@ class Service:
                 else:
                     await chain.run(event, ctx, functools.partial(self._run, h, ctx))
 
-    def _notify(self, h: Handler, event: Any) -> None:
+    def _notify(self, h: Handler, event: Any, metadata: Metadata, peer: Any) -> None:
         """Run an inline subscriber on ``event`` with the interceptors' ``before`` and ``after``
         hooks (errors are theirs to count and log)."""
         chain = self._chain
-        ctx = self._context(h, 0, None)
+        ctx = self._context(h, 0, None, metadata, peer)
         if chain is None:
             with contextlib.suppress(Exception):
                 h.fn(event, ctx) if h.takes_ctx else h.fn(event)
@@ -431,18 +438,19 @@ class Service:
             if chain.afters:
                 chain.finish(event, ctx, _OK, started, None)
 
-    async def handle_frame(self, frame: bytes) -> bytes | None:
+    async def handle_frame(self, frame: bytes, caller: Any = None) -> bytes | None:
         """Serve one frame: the :data:`~nanomsg_kernel.transports.base.FrameHandler` every
         transport calls.
 
         Returns the reply frame (a response or an error frame with the request's correlation
         id), or ``None`` for events, ``CANCEL`` frames (a transport's server core handles
         them) and frames that cannot be answered. A bad header gets the status of
-        :func:`~nanomsg_kernel.frame.refusal`, as from every transport.
+        :func:`~nanomsg_kernel.frame.refusal`, as from every transport. ``caller`` is the
+        transport's caller, asked for ``ctx.peer`` when a handler reads it.
         """
         codec = self.codec
         try:
-            kind, route, _cver, _flags, corr, timeout_ms = codec._check(frame)
+            kind, route, _cver, flags, corr, timeout_ms = codec._check(frame)
         except DecodeError as exc:
             cid = peek_correlation_id(frame)
             why = refusal(frame, codec.max_body_size)
@@ -451,14 +459,28 @@ class Service:
             if cid is None:
                 return None
             return codec.encode_error(status, message, correlation_id=cid)
+        metadata = EMPTY_METADATA
+        body: bytes | memoryview
+        if flags and kind != _CANCEL:
+            try:
+                metadata, body = codec.split(frame, flags)
+            except DecodeError as exc:
+                if kind == _EVENT:
+                    self.metrics.observe("<bad event>", exc.status, 0.0)
+                    rate_limited(self.logger).warning("dropped an event with bad metadata: %s", exc)
+                    return None
+                self.metrics.observe("<bad metadata>", exc.status, 0.0)
+                return codec.encode_error(exc.status, str(exc), correlation_id=corr, route=route)
+        else:
+            body = frame[HEADER_SIZE:] if len(frame) < 4096 else memoryview(frame)[HEADER_SIZE:]
         if kind == _EVENT:
             try:
-                event = codec._body(route, memoryview(frame)[HEADER_SIZE:])
+                event = codec._body(route, body)
             except DecodeError as exc:
-                self.metrics.observe("<bad event>", Status.DECODE_ERROR, 0.0)
+                self.metrics.observe("<bad event>", exc.status, 0.0)
                 rate_limited(self.logger).warning("dropped undecodable event: %s", exc)
                 return None
-            await self.publish_local(event)
+            await self.publish_local(event, metadata=metadata, peer=caller)
             return None
         if kind == _CANCEL:
             return None
@@ -469,18 +491,18 @@ class Service:
             return codec.encode_error(Status.CONTRACT_NOT_SUPPORTED, f"unknown route {route} for {self.routes.__name__}",
                                       correlation_id=corr, route=route)
         try:
-            msg = codec._body(route, frame[HEADER_SIZE:] if len(frame) < 4096 else memoryview(frame)[HEADER_SIZE:])
+            msg = codec._body(route, body)
         except DecodeError as exc:
             self.metrics.observe("<bad body>", exc.status, 0.0)
             return codec.encode_error(exc.status, str(exc), correlation_id=corr, route=route)
         if timeout_ms:
             loop = _get_running_loop()
             left = timeout_ms / 1000
-            return await self._respond(msg, corr, route, loop.time() + left, left, loop)
-        return await self._respond(msg, corr, route, None, 0.0, None)
+            return await self._respond(msg, corr, route, loop.time() + left, left, loop, metadata, caller)
+        return await self._respond(msg, corr, route, None, 0.0, None, metadata, caller)
 
     def start_frame(
-        self, frame: bytes, loop: asyncio.AbstractEventLoop,
+        self, frame: bytes, loop: asyncio.AbstractEventLoop, caller: Any = None,
     ) -> bytes | Coroutine[Any, Any, bytes | None] | None:
         """Serve ``frame`` as far as it goes without a task: :meth:`handle_frame` for a
         server that starts handlers itself (the transports' server core).
@@ -491,19 +513,19 @@ class Service:
         (:func:`~nanomsg_kernel.eager.start_task`: eager on Python 3.12 and later, so that a
         handler that does not wait has answered when the task is made). The request's
         deadline is taken from the moment the frame arrived. Never raises for a bad frame
-        (it is answered, as by :meth:`handle_frame`).
+        (it is answered, as by :meth:`handle_frame`). ``caller``: as for :meth:`handle_frame`.
         """
         codec = self.codec
         try:
             request = codec.decode_request(frame)
         except DecodeError:
             request = None  # handle_frame answers it
-        if request is None:
-            return self.handle_frame(frame)
+        if request is None:  # (also a request with metadata)
+            return self.handle_frame(frame, caller)
         msg, corr, timeout_ms, route = request
         h = self._handlers.get(type(msg))
         if h is None or not (h.is_async or h.inline):  # no handler, or one in a thread
-            return self.handle_frame(frame)
+            return self.handle_frame(frame, caller)
         if timeout_ms:
             left = timeout_ms / 1000
             deadline: float | None = loop.time() + left
@@ -511,8 +533,8 @@ class Service:
             left, deadline = 0.0, None
         chain = self._chain
         if h.is_async or (chain is not None and chain.nested):
-            return self._respond(msg, corr, route, deadline, left, loop)
-        ctx = Context(self.name, h.name, corr, deadline, self.bindings, self.logger) \
+            return self._respond(msg, corr, route, deadline, left, loop, EMPTY_METADATA, caller)
+        ctx = Context(self.name, h.name, corr, deadline, self.bindings, self.logger, EMPTY_METADATA, caller) \
             if h.takes_ctx or chain is not None else None
         args = (msg, ctx) if h.takes_ctx else (msg,)
         error: BaseException | None = None
@@ -550,11 +572,11 @@ class Service:
 
     async def _respond(
         self, msg: Any, corr: int, route: int, deadline: float | None, left: float,
-        loop: asyncio.AbstractEventLoop | None,
+        loop: asyncio.AbstractEventLoop | None, metadata: Metadata, caller: Any,
     ) -> bytes:
         """Call the handler of ``msg`` and return the reply frame (or the error frame)."""
         try:
-            reply = await self._call(msg, corr, deadline, left, loop)
+            reply = await self._call(msg, corr, deadline, left, loop, metadata, caller)
         except RemoteError as exc:
             return self.codec.encode_error(exc.status, exc.message, correlation_id=corr, route=route,
                                            details=exc.details)

@@ -7,6 +7,7 @@ import inspect
 import nanomsg_kernel
 
 PUBLIC = [
+    "Allow",
     "Binding",
     "Bindings",
     "CapabilityError",
@@ -26,11 +27,15 @@ PUBLIC = [
     "FrameTooLarge",
     "HEADER_SIZE",
     "Header",
+    "Identity",
     "Kind",
     "LocalBinding",
     "Message",
+    "Metadata",
+    "MetadataTooLarge",
     "NanomsgError",
     "Node",
+    "Peer",
     "RemoteBinding",
     "RemoteError",
     "Request",

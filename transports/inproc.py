@@ -21,6 +21,7 @@ from typing import Any
 
 from nanomsg_kernel.errors import ConfigError, EncodeError, Unavailable
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, cancel_frame
+from nanomsg_kernel.peer import Peer
 from nanomsg_kernel.transports.base import (
     Connection,
     FrameHandler,
@@ -59,6 +60,10 @@ class _Link(Caller):
         super().__init__()
         self.listener = listener
         self.conn = conn
+
+    def describe(self) -> Peer:
+        """An ``inproc://`` peer: the listener's address (no identity to prove)."""
+        return Peer("inproc", self.listener.url)
 
     def finished(self, request: bytes, reply: bytes | None) -> None:
         """Deliver the reply of a call that continued in a task."""
