@@ -298,16 +298,16 @@ async def test_client_interceptors_see_each_call_and_its_outcome(url: str) -> No
     svc, ran = make_service()
     log: list[str] = []
     counts = ClientMetrics("icalc")
-    async with svc.serve(url) as listener:
-        async with Client(CalcRoute, listener.url, interceptors=[counts, ClientRecord(log), Refuse()],
-                          timeout=2.0, service="icalc") as client:
-            assert (await client.call(WORK)).result == 2
-            with pytest.raises(RemoteError):
-                await client.call(CalcWork(a=1, b=0, op=WorkType.DIV), timeout=1.0)
-            assert (await client.call(Echo(text="local"))).reply == "answered here"
-            with pytest.raises(ServiceError) as caught:
-                await client.call(Echo(text="no"))
-            assert caught.value.status is Status.FORBIDDEN
+    chain = [counts, ClientRecord(log), Refuse()]
+    async with svc.serve(url) as listener, \
+            Client(CalcRoute, listener.url, interceptors=chain, timeout=2.0, service="icalc") as client:
+        assert (await client.call(WORK)).result == 2
+        with pytest.raises(RemoteError):
+            await client.call(CalcWork(a=1, b=0, op=WorkType.DIV), timeout=1.0)
+        assert (await client.call(Echo(text="local"))).reply == "answered here"
+        with pytest.raises(ServiceError) as caught:
+            await client.call(Echo(text="no"))
+        assert caught.value.status is Status.FORBIDDEN
     assert log == [
         "before CalcWork icalc 2.0", "after OK - {'seen': 'yes'}",
         "before CalcWork icalc 1.0", "after BAD_REQUEST RemoteError {'seen': 'yes'}",
@@ -366,3 +366,29 @@ async def test_a_services_client_interceptors_wrap_its_bindings_to_urls() -> Non
     assert (metrics.service, metrics.caller) == ("calc", "igateway")
     assert metrics.snapshot()["CalcWork"]["calls"] == 1
     assert isinstance(calc.metrics, ServiceMetrics) and calc.metrics.snapshot()["CalcWork"]["calls"] == 1
+
+
+@pytest.mark.parametrize("url", URLS)
+async def test_metadata_a_client_interceptor_adds_reaches_the_server_chain(url: str) -> None:
+    svc, ran = make_service()
+
+    class Token(ClientInterceptor):
+        def __init__(self, token: str) -> None:
+            self.token = token
+
+        def before(self, msg: Any, call: ClientCall) -> None:
+            call.metadata["token"] = self.token
+
+    class RequireToken(ServerInterceptor):
+        def before(self, msg: Any, ctx: Context) -> None:
+            if ctx.metadata.get("token") != "s3cret":
+                raise ServiceError(Status.PERMISSION_DENIED, "no valid token")
+
+    svc.add_interceptor(RequireToken())
+    async with svc.serve(url) as listener:
+        async with Client(CalcRoute, listener.url, interceptors=[Token("s3cret")]) as client:
+            assert (await client.call(WORK, timeout=10, metadata={"other": b"\x00"})).result == 2
+        async with Client(CalcRoute, listener.url, interceptors=[Token("guess")]) as client:
+            with pytest.raises(RemoteError) as caught:
+                await client.call(WORK, timeout=10)
+    assert caught.value.status is Status.PERMISSION_DENIED and ran == ["handler"]
