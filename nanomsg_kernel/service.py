@@ -39,6 +39,8 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nanomsg_kernel.binding import Bindings
+from nanomsg_kernel.builtin import BUILTIN_ROUTES, HealthStatus
+from nanomsg_kernel.builtin_answers import answer, answer_frame
 from nanomsg_kernel.chain import Chain, status_of
 from nanomsg_kernel.client_interceptors import ClientInterceptor
 from nanomsg_kernel.codec import Codec
@@ -121,14 +123,17 @@ class Service:
             its ``INTERNAL`` reply. For development only: the text may hold secrets (a
             password in a connection string). Off by default: the caller gets a generic
             message and the server's log has the exception.
+        reflection: answer the built-in ``Describe`` (the kernel's schema and the contracts
+            handled) on every listener; ``serve(url, reflection=...)`` overrides it for one.
+            The built-in ``HealthCheck`` is always answered (:mod:`nanomsg_kernel.builtin`).
         interceptors: added to the service's chain after the built-in ones (its
             :attr:`metrics`, then a :class:`~nanomsg_kernel.failure_log.FailureLog`); see
-            :attr:`interceptors`.
+            :attr:`interceptors`. The built-in contracts are answered before the chain.
     """
 
     def __init__(
         self, name: str, routes: type[RoutingEnum], *, max_body_size: int = DEFAULT_MAX_BODY,
-        max_workers: int | None = None, expose_errors: bool = False,
+        max_workers: int | None = None, expose_errors: bool = False, reflection: bool = True,
         interceptors: Iterable[ServerInterceptor] = (),
     ) -> None:
         if not name or not isinstance(name, str):
@@ -137,7 +142,12 @@ class Service:
             raise ConfigError(f"service {name!r}: max_workers must be a positive int, got {max_workers!r}")
         if not isinstance(expose_errors, bool):
             raise ConfigError(f"expose_errors must be true or false, got {expose_errors!r}")
+        if not isinstance(reflection, bool):
+            raise ConfigError(f"reflection must be true or false, got {reflection!r}")
         self.name = name
+        self.reflection = reflection
+        """Whether listeners answer the built-in ``Describe`` unless told otherwise."""
+        self._health = HealthStatus.SERVING
         self.expose_errors = expose_errors
         """Whether ``INTERNAL`` replies carry the exception's text (development only)."""
         self.routes = routes
@@ -225,6 +235,19 @@ class Service:
         return register
 
     @property
+    def health(self) -> HealthStatus:
+        """What the built-in ``HealthCheck`` answers: ``SERVING`` from the start (a service
+        answers when it is served); a :class:`~nanomsg_kernel.node.Node` makes it
+        ``NOT_SERVING`` until its listeners are up, ``SERVING`` then, ``DRAINING`` while it
+        closes and ``NOT_SERVING`` once closed. :meth:`set_health` changes it at any time."""
+        return self._health
+
+    def set_health(self, status: HealthStatus) -> None:
+        """Report ``status`` from now on (e.g. ``NOT_SERVING`` while a database it needs is
+        down); the next health check answers it."""
+        self._health = HealthStatus(status)
+
+    @property
     def handled(self) -> tuple[type, ...]:
         """Contracts with a handler."""
         return tuple(self._handlers)
@@ -279,6 +302,11 @@ class Service:
         Runs the interceptors around the handler; raises :class:`RemoteError`."""
         chain = self._chain
         h = self._handlers.get(type(msg))
+        if h is None and getattr(type(msg), "route", None) in BUILTIN_ROUTES:  # answered before any interceptor
+            try:
+                return answer(self, msg, reflection=self.reflection)
+            except ServiceError as exc:
+                raise self._failure(msg, exc) from exc
         if chain is None:
             try:
                 if h is None:
@@ -438,9 +466,9 @@ class Service:
             if chain.afters:
                 chain.finish(event, ctx, _OK, started, None)
 
-    async def handle_frame(self, frame: bytes, caller: Any = None) -> bytes | None:
+    async def handle_frame(self, frame: bytes, caller: Any = None, reflection: bool | None = None) -> bytes | None:
         """Serve one frame: the :data:`~nanomsg_kernel.transports.base.FrameHandler` every
-        transport calls.
+        transport calls (``reflection``: answer ``Describe``, default :attr:`reflection`).
 
         Returns the reply frame (a response or an error frame with the request's correlation
         id), or ``None`` for events, ``CANCEL`` frames (a transport's server core handles
@@ -488,6 +516,9 @@ class Service:
             return codec.encode_error(Status.BAD_REQUEST, f"a service takes requests, not {Kind(kind).name}",
                                       correlation_id=corr, route=route)
         if route not in codec._by_route:
+            if route in BUILTIN_ROUTES:
+                return answer_frame(self, frame, corr, route,
+                                    reflection=self.reflection if reflection is None else reflection)
             return codec.encode_error(Status.CONTRACT_NOT_SUPPORTED, f"unknown route {route} for {self.routes.__name__}",
                                       correlation_id=corr, route=route)
         try:
@@ -593,16 +624,24 @@ class Service:
 
     # -- serving ---------------------------------------------------------------------------
 
-    def serve(self, url: str, **options: Any) -> Listener:
+    def serve(self, url: str, *, reflection: bool | None = None, **options: Any) -> Listener:
         """A listener serving this service at ``url`` (use ``async with``).
 
         The scheme picks the transport (``inproc://``, ``tcp://``, ``zmq+tcp://``,
         ``zmq+ipc://``); ``options`` go to it. ``listener.url`` is the address actually
-        bound (with the real port when asked for port 0).
+        bound (with the real port when asked for port 0). ``reflection``: whether this
+        listener answers the built-in ``Describe`` (default: the service's
+        :attr:`reflection`).
         """
         from nanomsg_kernel.transports.base import get_transport
 
-        return get_transport(url).listen(url, self.handle_frame, **options)
+        if reflection is None or reflection == self.reflection:
+            return get_transport(url).listen(url, self.handle_frame, **options)
+        if not isinstance(reflection, bool):
+            raise ConfigError(f"reflection must be true or false, got {reflection!r}")
+        from nanomsg_kernel.listener_view import ListenerView
+
+        return get_transport(url).listen(url, ListenerView(self, reflection=reflection).handle_frame, **options)
 
     async def close(self, grace: float = 5.0) -> None:
         """Release the threads of the sync handlers: calls still queued are cancelled, those

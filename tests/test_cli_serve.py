@@ -175,7 +175,7 @@ async def test_sigint_lets_the_call_in_flight_finish_and_logs_are_json(tmp_path:
             served.proc.send_signal(signal.SIGINT)  # while the handler is still working
             await served.read_until("stopping: SIGINT")
             # draining: not ready for new calls, alive all the same
-            assert "draining" in await http_get(urls["metrics"][0], "/readyz", status=503)
+            assert "slow: DRAINING" in await http_get(urls["metrics"][0], "/readyz", status=503)
             assert await http_get(urls["metrics"][0], "/healthz") == "ok\n"
             async with asyncio.timeout(20):
                 done = await call

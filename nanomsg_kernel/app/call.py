@@ -24,7 +24,7 @@ from nanomsg_kernel.routing import RoutingEnum
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["call_json", "client_security", "find_contract", "load_kernel"]
+__all__ = ["call_json", "client_security", "find_contract", "load_kernel", "publish_json"]
 
 _ZMQ_SCHEMES = ("zmq+tcp", "zmq+ipc")
 
@@ -149,3 +149,37 @@ async def call_json(
             note.cancel()
         await client.close()
     return to_json(reply, bytes_format=bytes_format)
+
+
+async def publish_json(
+    url: str,
+    routes: type[RoutingEnum],
+    contract: str,
+    payload: str,
+    *,
+    timeout: float = 5.0,
+    bytes_format: BytesFormat = "base64",
+    options: dict[str, Any] | None = None,
+) -> None:
+    """Send the event ``payload`` (JSON text) as ``contract`` to ``url``, one-way; connecting
+    and handing the event to the transport are bounded by ``timeout``.
+
+    Raises:
+        ConfigError / EncodeError: bad URL, contract or payload (nothing was sent).
+        DeadlineExceeded: no connection within ``timeout``.
+        Unavailable: the service cannot be reached.
+    """
+    cls = find_contract(routes, contract)
+    msg = loads(cls, payload, bytes_format=bytes_format)
+    routes.codec().encode_body(msg)
+    client = Client(routes, url, timeout=timeout, **(options or {}))
+    try:
+        async with asyncio.timeout(timeout):
+            await client.connect()
+            await client.publish(msg)
+    except TimeoutError as exc:
+        if isinstance(exc, DeadlineExceeded):
+            raise
+        raise DeadlineExceeded(f"{url}: could not publish within {timeout:g}s") from None
+    finally:
+        await client.close()

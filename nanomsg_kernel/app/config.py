@@ -6,6 +6,7 @@
     name = "calc-node"
     app_dir = "."                      # optional: import the objects from here (relative to this file)
     grace = 5.0                        # seconds in-flight calls get on shutdown
+    drain = 0.0                        # seconds it keeps serving first, health checks answered DRAINING
     metrics = { listen = "127.0.0.1:9100" }   # optional: GET /metrics (Prometheus text)
 
     [services.calc]
@@ -15,7 +16,8 @@
 
     [services.gateway]
     object = "nanomsg_kernel.contracts.services:gateway"
-    listen = [{ url = "tcp://127.0.0.1:7002", max_in_flight = 256 }]   # with transport options
+    listen = [{ url = "tcp://127.0.0.1:7002", max_in_flight = 256 },   # with transport options
+              { url = "tcp://127.0.0.1:7003", reflection = false }]   # no Describe on this one
     bindings = { calc = "calc" }       # a service of this node (in-process) or a URL
 
     [identities]                       # optional: callers a listener may allow (config_identities)
@@ -80,7 +82,7 @@ __all__ = [
 ]
 
 _TOP_KEYS = ("node", "services", "identities")
-_NODE_KEYS = ("name", "grace", "metrics", "app_dir")
+_NODE_KEYS = ("name", "grace", "metrics", "app_dir", "drain")
 _METRICS_KEYS = ("listen",)
 _SERVICE_KEYS = ("object", "listen", "bindings", "expose_errors")
 
@@ -130,6 +132,9 @@ class NodeConfig:
     grace: float = 5.0
     metrics_listen: tuple[str, int] | None = None
     warnings: tuple[str, ...] = ()
+    drain: float = 0.0
+    """Seconds the node goes on serving on shutdown, answering health checks ``DRAINING``,
+    before its listeners stop (:meth:`~nanomsg_kernel.node.Node.close`)."""
 
     def build(self) -> Node:
         """A new (not started) node with every service, binding and listener of the config."""
@@ -200,7 +205,7 @@ def _listen_specs(c: _Checker, key: str, value: Any) -> list[ListenSpec]:
         options: dict[str, Any] = {}
         url = item
         if isinstance(item, dict):
-            options = {o: v for o, v in item.items() if o not in ("url", "tls", "curve", "ssl", "allow")}
+            options = {o: v for o, v in item.items() if o not in ("url", "tls", "curve", "ssl", "allow", "reflection")}
             url = item.get("url")
             if url is None:
                 c.bad(k, "a listener table needs a 'url'")
@@ -219,6 +224,11 @@ def _listen_specs(c: _Checker, key: str, value: Any) -> list[ListenSpec]:
         if problem:
             c.bad(k, problem)
             continue
+        if isinstance(item, dict) and "reflection" in item:
+            if not isinstance(item["reflection"], bool):
+                c.bad(f"{k}.reflection", f"expected true or false, got {item['reflection']!r}")
+                continue
+            options["reflection"] = item["reflection"]  # Service.serve's own option, not the transport's
         specs.append(ListenSpec(url, options))
     return specs
 
@@ -297,6 +307,10 @@ def parse_config(
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace <= 3600:
         c.bad("node.grace", f"expected seconds from 0 to 3600, got {grace!r}")
         grace = 5.0
+    drain = node.get("drain", 0.0)
+    if isinstance(drain, bool) or not isinstance(drain, (int, float)) or not 0 <= drain <= 3600:
+        c.bad("node.drain", f"expected seconds from 0 to 3600, got {drain!r}")
+        drain = 0.0
     _app_dir(c, node, app_dir, default_app_dir)
     c.identities = parse_identities(doc.get("identities"), c.base, c.bad)
     metrics_listen: tuple[str, int] | None = None
@@ -396,7 +410,7 @@ def parse_config(
         assert svc is not None
         specs.append(ServiceSpec(sname, obj, svc, targets, tuple(listen), client_options.get(sname, {}),
                                  exposed[sname]))
-    return NodeConfig(path, str(name), tuple(specs), float(grace), metrics_listen, tuple(c.warnings))
+    return NodeConfig(path, str(name), tuple(specs), float(grace), metrics_listen, tuple(c.warnings), float(drain))
 
 
 def load_config(

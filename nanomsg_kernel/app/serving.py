@@ -12,11 +12,14 @@ What it prints on ``out``, one line each, so that scripts can read it::
     metrics summary:
     calc.CalcWork: 3 calls, 1 errors, mean 21 us, p99 <= 50 us
 
-The metrics listener (``node.metrics.listen``) starts first and stops last: its
-``/readyz`` answers ``503`` until every listener has started and again from the stop
-signal on, while calls in flight drain. On the first signal the listeners stop accepting,
-calls in flight get the grace period, the bindings close and the metrics summary is printed; a second signal only says it is already
-stopping (the grace period bounds the wait). Once stopped by a signal, SIGINT and SIGTERM
+The metrics listener (``node.metrics.listen``) starts first and stops last: ``/healthz``
+answers while the process runs, ``/readyz`` only while every service's health is
+``SERVING`` (not while the node starts, nor from the stop signal on). On the first signal
+the listeners stop accepting, calls in flight get the grace period, the bindings close and
+the metrics summary is printed; a second signal only says it is already stopping (the grace
+period bounds the wait). With ``node.drain`` set, the node first goes on serving for that
+many seconds, its health checks answering ``DRAINING`` (a second signal ends the drain at
+once). Once stopped by a signal, SIGINT and SIGTERM
 are ignored from then on, so that a late one cannot interrupt the process on its way out.
 Names and URLs come from the config file, so every line goes through
 :func:`~nanomsg_kernel.app.printable.printable`.
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from nanomsg_kernel.app.metrics_http import MetricsServer
 from nanomsg_kernel.app.printable import printable
+from nanomsg_kernel.builtin import HealthStatus
 
 if TYPE_CHECKING:
     from nanomsg_kernel.app.config import NodeConfig
@@ -67,13 +71,18 @@ async def serve_node(config: NodeConfig, echo: Callable[[str], None], *, grace: 
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    again = asyncio.Event()
     received: list[str] = []
 
     def on_signal(sig: signal.Signals) -> None:
         received.append(sig.name)
         if len(received) == 1:
-            say(f"stopping: {sig.name} received; in-flight calls get up to {grace:g}s")
+            draining = f"draining for {config.drain:g}s, then " if config.drain else ""
+            say(f"stopping: {sig.name} received; {draining}in-flight calls get up to {grace:g}s")
             stop.set()
+        elif not again.is_set() and config.drain:
+            say(f"{sig.name} received: draining ends now (in-flight calls get up to {grace:g}s)")
+            again.set()
         else:
             say(f"{sig.name} received: already stopping (at most {grace:g}s)")
 
@@ -89,9 +98,13 @@ async def serve_node(config: NodeConfig, echo: Callable[[str], None], *, grace: 
     def not_ready() -> list[str]:
         # Until the node has started every listener, and from the stop signal on (while
         # calls in flight drain), the node is not ready for new calls.
-        if stop.is_set():
-            return ["draining: the node is stopping"]
-        return [] if started else ["starting"]
+        if not started:
+            return ["starting"]
+        reasons = [f"{name}: {service.health.name}" for name, service in node.services.items()
+                   if service.health is not HealthStatus.SERVING]
+        if stop.is_set() and not reasons:
+            reasons.append("draining: the node is stopping")
+        return reasons
 
     try:
         try:
@@ -109,6 +122,10 @@ async def serve_node(config: NodeConfig, echo: Callable[[str], None], *, grace: 
                 say(f"ready node={config.name} services={','.join(s.name for s in config.services)}")
                 await stop.wait()
             finally:
+                if received and config.drain:  # health checks answer DRAINING; a second signal ends it
+                    node.begin_drain()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(again.wait(), config.drain)
                 await node.close(grace)  # /readyz answers 503 meanwhile
         finally:
             if metrics is not None:
