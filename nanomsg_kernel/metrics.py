@@ -5,7 +5,7 @@ interceptors on the call path.
 hook counts each call the service serves); :class:`ClientMetrics` counts the calls a client
 makes (a :class:`~nanomsg_kernel.node.Node` gives one to each binding to a URL). Read them in code
 (``service.metrics.snapshot()``), as a one-line-per-contract summary, or over HTTP through
-the Prometheus collector of :mod:`nanomsg_kernel.app.prometheus`.
+the Prometheus collector of ``nanomsg_kernel.app.prometheus`` (the application layer).
 """
 
 from __future__ import annotations

@@ -44,8 +44,9 @@ class CallCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         """The six metric families, built from the counters as they are now."""
-        server = _Families("nanomsg", "handled", ["service", "contract"])
-        client = _Families("nanomsg_client", "made through bindings", ["caller", "service", "contract"])
+        server = _Families("nanomsg", "handled, by service and contract", ["service", "contract"])
+        client = _Families("nanomsg_client", "made through bindings, by calling service, binding and contract",
+                           ["caller", "service", "contract"])
         for metrics in self.source():
             if isinstance(metrics, ClientMetrics):
                 client.add(metrics, [metrics.caller or ""])
@@ -59,10 +60,11 @@ class _Families:
     """The calls, errors and latency families of one side (server or client)."""
 
     def __init__(self, prefix: str, what: str, labels: list[str]) -> None:
-        self.calls = CounterMetricFamily(f"{prefix}_calls", f"Calls {what}, by service and contract.", labels=labels)
-        self.errors = CounterMetricFamily(f"{prefix}_errors", f"Calls {what} that ended with an error status.",
+        self.calls = CounterMetricFamily(f"{prefix}_calls", f"Calls {what}.", labels=labels)
+        self.errors = CounterMetricFamily(f"{prefix}_errors", f"Calls {what}, that ended with an error status.",
                                           labels=[*labels, "status"])
-        self.seconds = HistogramMetricFamily(f"{prefix}_call_seconds", f"Latency of calls {what}.", labels=labels)
+        self.seconds = HistogramMetricFamily(f"{prefix}_call_seconds", f"Latency (seconds) of calls {what}.",
+                                             labels=labels)
 
     def add(self, metrics: CallMetrics, first: list[str]) -> None:
         for contract, m in sorted(metrics.contracts.items()):
