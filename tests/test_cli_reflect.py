@@ -50,7 +50,8 @@ class Restocked(Message):
 
 
 shop = Service("shop", ShopRoute)
-restocked: asyncio.Queue[Restocked] = asyncio.Queue()
+sinks: list[asyncio.Queue[Restocked]] = []
+"""Where the subscriber puts the events it gets: the queue of the test running now."""
 
 
 @shop.handler(Reserve)
@@ -60,7 +61,7 @@ async def reserve(msg: Reserve) -> Reserve:
 
 @shop.subscribe(Restocked)
 async def on_restocked(event: Restocked) -> None:
-    restocked.put_nowait(event)
+    sinks[-1].put_nowait(event)
 
 
 async def run(command: str, *args: str, cwd: Path, timeout: float = 60) -> tuple[int, str, str]:
@@ -164,6 +165,8 @@ async def test_reflection_off_refuses_describe_and_a_call_without_kernel(urls: d
 
 @pytest.mark.parametrize("transport", ["tcp", "zmq+tcp"])
 async def test_call_can_publish_an_event(urls: dict[str, str], transport: str, tmp_path: Path) -> None:
+    restocked: asyncio.Queue[Restocked] = asyncio.Queue()
+    sinks.append(restocked)
     code, out, err = await run("call", urls[transport], "Restocked", "--publish",
                                "--json", '{"sku": "d", "count": 5}', cwd=tmp_path)
     assert (code, out) == (0, ""), err
