@@ -24,6 +24,9 @@ __all__ = ["FailureLog"]
 class FailureLog(ServerInterceptor):
     """Logs each call that ended with an exception other than a ``ServiceError``."""
 
+    def __repr__(self) -> str:
+        return "FailureLog()"
+
     def after(self, msg: Any, ctx: Context, status: Status, seconds: float, error: BaseException | None) -> None:
         """Log ``error`` with its traceback, unless the call ended as intended."""
         if error is None or isinstance(error, ServiceError | asyncio.CancelledError):

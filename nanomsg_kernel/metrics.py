@@ -72,6 +72,9 @@ class CallMetrics:
         self.service = service
         self.contracts: dict[str, ContractMetrics] = {}
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.service!r})"
+
     def observe(self, contract: str, status: Status, seconds: float) -> None:
         """Record one call of ``contract``."""
         m = self.contracts.get(contract)
