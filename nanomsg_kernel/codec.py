@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import msgpack
 
-from nanomsg_kernel.body import Entry, pack_parts, read_body, read_whole_body
+from nanomsg_kernel.body import Entry, pack_parts, read_body, read_whole_body, walk_first
 from nanomsg_kernel.contract import (
     ContractInfo,
     contract_info,
@@ -66,12 +66,13 @@ from nanomsg_kernel.metadata import (
     encode_metadata,
 )
 from nanomsg_kernel.scan import count_objects, msgpack_reason
+from nanomsg_kernel.walk import walker
 
 __all__ = ["Codec", "Frame", "decode_error_body", "encode_error_body", "msgpack_reason"]
 
 _unpack_header = HEADER_STRUCT.unpack_from
 _pack_header = HEADER_STRUCT.pack
-_REQUEST, _ERROR = int(Kind.REQUEST), int(Kind.ERROR)
+_REQUEST, _ERROR, _CANCEL = int(Kind.REQUEST), int(Kind.ERROR), int(Kind.CANCEL)
 _KINDS = frozenset(int(k) for k in Kind)
 
 
@@ -154,10 +155,12 @@ class Codec:
                 _PREFIX.pack(MAGIC, WIRE_VERSION, k, int(member), info.version, 0) for k in range(max(Kind) + 1)
             )
             layout, n = info.layout, len(info.fields)
+            walkers = {f.tag: (f.name, w) for f in info.fields if (w := walker(f.spec)) is not None}
             entry = Entry(
-                int(member), info.version, cls.__name__, info.to_map, layout.from_body, prefixes,
-                0x80 | n if n < 16 else -1, b"" if n < 16 else b"\xde" + n.to_bytes(2, "big"), max_objects,
-                layout.general_from_map, frozenset(f.tag for f in info.fields), layout.isolated,
+                int(member), info.version, cls.__name__, info.to_map, walk_first if walkers else layout.from_body,
+                prefixes, 0x80 | n if n < 16 else -1, b"" if n < 16 else b"\xde" + n.to_bytes(2, "big"),
+                max_objects, layout.general_from_map, frozenset(f.tag for f in info.fields), layout.isolated,
+                walkers, layout.from_body if walkers else None,
             )
             self._by_class[cls] = entry
             self._by_route[int(member)] = entry
@@ -411,7 +414,7 @@ class Codec:
         return self._body(route, body)
 
     def decode(self, frame: bytes | bytearray | memoryview) -> Any:
-        """Decode a whole frame into its contract object.
+        """Decode a whole frame into its contract object (``None`` for a ``CANCEL``).
 
         Raises:
             DecodeError: the bytes are not a valid frame of this kernel.
@@ -456,6 +459,8 @@ class Codec:
         body = self.split(frame, flags)[1] if flags else memoryview(frame)[HEADER_SIZE:]
         if kind == _ERROR:
             raise decode_error_body(body, self.max_objects)
+        if kind == _CANCEL:
+            return None
         return self._body(route, body)
 
     def decode_frame(self, frame: bytes | bytearray | memoryview) -> Frame:

@@ -104,19 +104,6 @@ def encode_metadata(metadata: Mapping[Any, Any], max_size: int = DEFAULT_MAX_MET
     return _LENGTH.pack(len(packed)) + packed
 
 
-def _map_length(block: bytes | memoryview) -> int:
-    """The entry count a MessagePack map declares in its first bytes (``DecodeError`` if the
-    block does not start with a map header)."""
-    first = block[0]
-    if 0x80 <= first <= 0x8F:
-        return first & 0x0F
-    if first == 0xDE and len(block) >= 3:
-        return int.from_bytes(block[1:3], "big")
-    if first == 0xDF and len(block) >= 5:
-        return int.from_bytes(block[1:5], "big")
-    raise DecodeError(f"metadata must be a map, starts with byte 0x{first:02x}")
-
-
 def decode_metadata(payload: bytes | memoryview, max_size: int = DEFAULT_MAX_METADATA_SIZE,
                     max_keys: int = DEFAULT_MAX_METADATA_KEYS) -> tuple[Mapping[str, MetadataValue], int]:
     """Read the metadata block at the start of ``payload`` (what follows a header whose
@@ -138,22 +125,30 @@ def decode_metadata(payload: bytes | memoryview, max_size: int = DEFAULT_MAX_MET
         raise DecodeError(f"metadata declares {size} bytes, {len(payload) - LENGTH_SIZE} follow the length")
     if size == 0:
         raise DecodeError("metadata declares 0 bytes: a map takes one at least")
-    block = payload[LENGTH_SIZE:end]
-    count = _map_length(block)
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=size)
+    unpacker.feed(payload[LENGTH_SIZE:end])
+    result: dict[str, MetadataValue] = {}
+    try:
+        count = unpacker.read_map_header()  # the declared entry count: nothing made yet
+    except Exception:  # another type, or nothing
+        raise DecodeError(f"metadata must be a map, starts with byte 0x{payload[LENGTH_SIZE]:02x}") from None
     if count > max_keys:
         raise MetadataTooLarge(f"metadata holds {count} keys, more than the maximum of {max_keys}")
     try:
-        # Every length inside is bounded by the block's own bytes (at most max_size).
-        pairs = msgpack.unpackb(block, object_pairs_hook=tuple, strict_map_key=False, raw=False)
-    except Exception as exc:  # ExtraData, invalid UTF-8, truncated data, ...
+        for _ in range(count):
+            key = unpacker.unpack()
+            value = unpacker.unpack()
+            if type(key) is not str:
+                raise DecodeError(f"metadata keys must be text, got {type(key).__name__}")
+            if type(value) is not str and type(value) is not bytes:
+                raise DecodeError(f"metadata value of {key!r:.40} must be text or bytes, got {type(value).__name__}")
+            if key in result:
+                raise DecodeError(f"metadata key {key!r:.40} appears twice")
+            result[key] = value
+    except DecodeError:
+        raise
+    except Exception as exc:  # not a map, truncated data, invalid UTF-8, ...
         raise DecodeError(f"metadata is not a valid MessagePack map: {type(exc).__name__}: {exc}"[:300]) from None
-    result: dict[str, MetadataValue] = {}
-    for key, value in pairs:
-        if type(key) is not str:
-            raise DecodeError(f"metadata keys must be text, got {type(key).__name__}")
-        if type(value) is not str and type(value) is not bytes:
-            raise DecodeError(f"metadata value of {key!r:.40} must be text or bytes, got {type(value).__name__}")
-        if key in result:
-            raise DecodeError(f"metadata key {key!r:.40} appears twice")
-        result[key] = value
+    if unpacker.tell() != size:
+        raise DecodeError(f"metadata holds {size - unpacker.tell()} bytes after its map")
     return MappingProxyType(result), end

@@ -22,6 +22,7 @@ from typing import Any
 import msgpack
 
 from nanomsg_kernel.errors import DecodeError, TooManyObjects
+from nanomsg_kernel.types import Mismatch
 
 __all__ = ["Counter", "count_objects", "entries", "msgpack_reason", "skip"]
 
@@ -123,15 +124,20 @@ def skip(buf: Any, pos: int, end: int, counter: Counter) -> int:
     return pos
 
 
-def entries(buf: Any) -> list[tuple[int, int, int]]:
+def entries(
+    buf: Any, walkers: dict[int, tuple[str, Any]] | None = None, walked: dict[int, Any] | None = None
+) -> list[tuple[int, int, int]]:
     """``(tag, start, end)`` of each entry of the map of field tags that is all of ``buf``.
 
-    msgpack's own unpacker reads the keys and skips the values (no value is decoded). Count
-    the objects first (:func:`skip`) when the body may hold more than its budget.
+    msgpack's own unpacker reads the keys and skips the values (no value is decoded), except
+    for the tags in ``walkers`` (tag -> (field name, :data:`~nanomsg_kernel.walk.Walker`)):
+    those values are read by their walker, into ``walked``. Count the objects first
+    (:func:`skip`) when the body may hold more than its budget.
 
     Raises:
         DecodeError: ``buf`` is not one map, a key is not an integer, a key repeats, or the
             bytes are malformed.
+        Mismatch: a walker refused a map inside a value (its path starts with the field).
     """
     if not buf or not (0x80 <= buf[0] <= 0x8F or buf[0] in (0xDE, 0xDF)):
         try:
@@ -156,11 +162,18 @@ def entries(buf: Any) -> list[tuple[int, int, int]]:
                 raise DecodeError(f"map key {tag} repeats")
             seen.add(tag)
             start = unpacker.tell()
-            unpacker.skip()
+            walking = walkers.get(tag) if walkers else None
+            if walking is None:
+                unpacker.skip()
+            else:
+                try:
+                    walked[tag] = walking[1](unpacker, buf)  # type: ignore[index]
+                except Mismatch as m:
+                    raise m.within(f".{walking[0]}") from None
             out.append((tag, start, unpacker.tell()))
     except msgpack.OutOfData:
         raise _truncated() from None
-    except DecodeError:
+    except (DecodeError, Mismatch):
         raise
     except Exception as exc:
         raise DecodeError(f"malformed msgpack body: {msgpack_reason(exc)}") from None

@@ -131,6 +131,8 @@ def test_allow_on_tcp_needs_client_certificates(authority: trustme.CA) -> None:
         svc.serve("tcp://127.0.0.1:0", ssl=no_client_certs, allow=GATEWAY)
     with pytest.raises(ConfigError, match="allow must be an Allow"):
         svc.serve("tcp://127.0.0.1:0", ssl=_server_context(authority), allow=["gateway"])
+    with pytest.raises(ConfigError, match="cannot tell its callers apart"):
+        svc.serve("inproc://guarded", allow=GATEWAY)
 
 
 # -- CurveZMQ ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ FOLDERS = {
     "codegen": f"{PACKAGE}.codegen",
     "contracts": f"{PACKAGE}.contracts",
 }
-KERNEL = {f"{PACKAGE}.{m}" for m in ("errors", "frame", "types", "layout", "contract", "routing", "scan", "body", "error_body", "codec",
+KERNEL = {f"{PACKAGE}.{m}" for m in ("errors", "frame", "types", "layout", "contract", "routing", "scan", "walk", "body", "error_body", "codec",
                                      "metadata", "builtin")}
 
 

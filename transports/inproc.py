@@ -87,7 +87,10 @@ class InprocListener(Listener):
     """
 
     def __init__(self, url: str, handler: FrameHandler, *, queue_size: int = 1024,
-                 max_in_flight: int = 1024, max_body_size: int = DEFAULT_MAX_BODY) -> None:
+                 max_in_flight: int = 1024, max_body_size: int = DEFAULT_MAX_BODY, allow: object = None) -> None:
+        if allow is not None:
+            raise ConfigError(f"{url}: an inproc:// listener cannot tell its callers apart; allow is for tcp:// "
+                              "with TLS client certificates and for ZeroMQ with Curve")
         self.url = url
         self.name = _name(url)
         self.handler = handler

@@ -47,7 +47,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from nanomsg_kernel.eager import start_task
+from nanomsg_kernel.eager import EAGER, start_task
 from nanomsg_kernel.errors import Status
 from nanomsg_kernel.frame import (
     HEADER_SIZE,
@@ -76,6 +76,7 @@ _REQUEST, _CANCEL = int(Kind.REQUEST), int(Kind.CANCEL)
 _KINDS = frozenset(int(k) for k in Kind)
 _Call = tuple[bytes, "Caller", int, Coroutine[Any, Any, "bytes | None"]]
 _CANCEL_KIND = bytes((_CANCEL,))
+_Task: Any = asyncio.Task
 
 
 class ServerCore:
@@ -171,6 +172,8 @@ class ServerCore:
                 self.in_flight -= 1
                 self.in_flight_bytes -= size
                 caller.in_flight -= 1
+                if result is None or len(result) - HEADER_SIZE <= self.max_body_size:
+                    return result
                 return self._checked(frame, result)
             work = result
         else:  # events (in order of arrival: never eager), responses or errors sent to a server
@@ -179,14 +182,23 @@ class ServerCore:
         call = (frame, caller, cid if request else -1, work)
         starting, self._starting = self._starting, True
         try:
-            task = start_task(self.loop, self._run(work, call), eager=eager, context=context)
+            if eager and EAGER:  # (start_task's eager case, without the extra call)
+                task = _Task(self._run(work, call), loop=self.loop, context=context, eager_start=True)
+            else:
+                task = start_task(self.loop, self._run(work, call), eager=eager, context=context)
         finally:
             self._starting = starting
         if task.done():  # an eager task that ended in its first step: its result is the reply
             self.in_flight -= 1
             self.in_flight_bytes -= size
             caller.in_flight -= 1
-            return self._checked(frame, task_reply(task, frame, log, self.name))
+            try:  # _run() caught the handler's exceptions: only a cancellation is left
+                reply: bytes | None = task.result()
+            except BaseException:
+                reply = task_reply(task, frame, log, self.name)
+            if reply is None or len(reply) - HEADER_SIZE <= self.max_body_size:
+                return reply
+            return self._checked(frame, reply)
         self.calls[task] = call
         caller.tasks.add(task)
         if request:

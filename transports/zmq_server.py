@@ -40,7 +40,7 @@ from typing import Any
 
 import zmq
 
-from nanomsg_kernel.frame import HEADER_SIZE
+from nanomsg_kernel.frame import HEADER_SIZE, Kind
 from nanomsg_kernel.peer import Allow, Peer
 from nanomsg_kernel.transports.base import FrameHandler
 from nanomsg_kernel.transports.server_core import Caller, ServerCore
@@ -56,6 +56,7 @@ _NB = int(zmq.NOBLOCK)
 _MORE = int(zmq.NOBLOCK | zmq.SNDMORE)
 _Again = zmq.Again
 _ZMQError = zmq.ZMQError
+_CANCEL_KIND = bytes((int(Kind.CANCEL),))
 
 DRAIN_SECONDS = 0.2
 """How long a closing server keeps its connections after its last replies went out."""
@@ -87,13 +88,17 @@ class ReplyQueue:
     reply for a client that went away (``EHOSTUNREACH``) is dropped and counted at once.
     """
 
-    __slots__ = ("_scheduled", "callers", "held", "pump", "queued", "server")
+    __slots__ = ("_scheduled", "callers", "held", "idle", "pump", "queued", "server")
 
     def __init__(self, server: FrameServer, pump: SocketPump) -> None:
         self.server = server
         self.pump = pump
         self.callers: dict[object, _Envelope] = {}
         """The return addresses with calls running or waiting (for ``CANCEL``)."""
+        self.idle: _Envelope | None = None
+        """The last return address whose calls all ended in the step that read them: the next
+        request from it (most come from the same few clients) takes it again instead of a new
+        one."""
         self.queued: list[list[bytes]] = []
         self.held = HeldReplies(pump, server.counters, per_client=server.max_held_bytes_per_client,
                                 total=server.max_held_bytes, reply_timeout=server.reply_timeout)
@@ -113,7 +118,7 @@ class ReplyQueue:
             queued.append(parts)
             server = self.server
             n = len(queued)
-            if n >= REPLY_BURST or n + server.in_flight >= server.max_in_flight:
+            if n >= REPLY_BURST or n + server.core.in_flight >= server.max_in_flight:
                 self.flush()
             return
         if alone and not self.queued:
@@ -392,19 +397,28 @@ class FrameServer:
         callers = replies.callers
         caller = callers.get(key)
         if caller is None:
-            caller = _Envelope(self, replies, key, parts[:-1])
+            caller = replies.idle
+            if caller is None or caller.key != key:
+                caller = _Envelope(self, replies, key, parts[:-1])
         if self.identify:
             caller.identify(parts)
         core = self.core
         waiting = self.waiting
-        reply = core.offer(parts[-1], caller, waiting, core.in_flight < self.max_in_flight)
+        frame = parts[-1]
+        if waiting.frames or core.in_flight >= self.max_in_flight or frame[3:4] == _CANCEL_KIND:
+            reply = core.offer(frame, caller, waiting, core.in_flight < self.max_in_flight)
+            if waiting.full:
+                self._pause()
+        else:  # the common case, without the checks of offer()
+            reply = core.start(frame, caller)
         if reply is not None:
             parts[-1] = reply
             replies.put(parts, False, in_batch=True)
-        if (caller.in_flight or caller.queued) and key not in callers:
-            callers[key] = caller  # a call runs or waits: a CANCEL may come for it
-        if waiting.full:
-            self._pause()
+        if caller.in_flight or caller.queued:
+            if key not in callers:
+                callers[key] = caller  # a call runs or waits: a CANCEL may come for it
+        else:
+            replies.idle = caller
 
     def _start_waiting(self) -> None:
         """Start the requests that waited, while there is room (drop them once the grace
