@@ -26,7 +26,7 @@ from nanomsg_kernel.app.exit_codes import ExitCode, exit_code_for
 from nanomsg_kernel.app.printable import printable
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_DEMO_TRANSPORTS = ("binding", "inproc", "tcp", "zmq+tcp")
+_DEMO_TRANSPORTS = ("binding", "inproc", "tcp", "zmq+tcp", "nats")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -147,10 +147,11 @@ def call(url: str, contract: str | None, kernel: str | None, payload: str, list_
         schema_of,
     )
     from nanomsg_kernel.errors import NanomsgError, RemoteError
+    from nanomsg_kernel.transports.nats_url import redact
 
     def slow() -> None:
         if sys.stderr.isatty():
-            click.echo(printable(f"waiting for {url} (up to {timeout:g}s)..."), err=True)
+            click.echo(printable(f"waiting for {redact(url)} (up to {timeout:g}s)..."), err=True)
 
     if contract is None and not list_contracts:
         _fail("name the CONTRACT to call (or --list the contracts)", ExitCode.USAGE)
@@ -249,7 +250,8 @@ def demo(calls: int, transports: tuple[str, ...]) -> None:
     """Run the example kernel's services in one node and call them every way there is.
 
     calc and gateway (bound to calc) run in one node; calc is called through the binding and
-    over inproc://, tcp:// and zmq+tcp:// on loopback. Prints latency and throughput per
+    over inproc://, tcp:// and zmq+tcp:// on loopback, and over nats:// through a nats-server
+    of the demo's own when nats-server is on PATH (else it says how to get one). Prints latency and throughput per
     transport, sample results and the metrics summary; exit status 1 if any check failed.
     """
     from nanomsg_kernel.app.demo import run

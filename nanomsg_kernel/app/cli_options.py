@@ -20,7 +20,7 @@ __all__ = ["security_options", "timeout_option"]
 
 def security_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--tls``, ``--tls-ca``, ``--tls-cert``, ``--tls-key``, ``--tls-server-name``,
-    ``--curve-server-key`` and ``--curve-key-file``: the keyword arguments of
+    ``--curve-server-key``, ``--curve-key-file`` and the ``--nats-*`` credentials: the keyword arguments of
     :func:`~nanomsg_kernel.app.call.client_security`."""
     options = [
         click.option("--tls", "tls", is_flag=True,
@@ -38,6 +38,14 @@ def security_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--curve-key-file", type=click.Path(dir_okay=False), metavar="FILE",
                      help="This client's CurveZMQ secret key file, for a service that allows only listed keys "
                           "(default: a fresh key pair for this call)."),
+        click.option("--nats-creds", type=click.Path(dir_okay=False), metavar="FILE",
+                     help="A NATS .creds file (nats://); --tls* options secure the link to the NATS server."),
+        click.option("--nats-nkey", type=click.Path(dir_okay=False), metavar="FILE", help="A NATS NKey seed file."),
+        click.option("--nats-user", metavar="USER", help="A NATS user (with --nats-password-file)."),
+        click.option("--nats-password-file", type=click.Path(dir_okay=False), metavar="FILE",
+                     help="A file holding the NATS user's password."),
+        click.option("--nats-token-file", type=click.Path(dir_okay=False), metavar="FILE",
+                     help="A file holding a NATS token."),
     ]
     for option in reversed(options):
         f = option(f)

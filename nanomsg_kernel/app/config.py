@@ -29,7 +29,8 @@ no service named 'calc' in this node``): syntax, unknown keys, objects that cann
 imported or are not services, bad URLs, schemes without a transport, bindings to nothing,
 listeners declared twice, binding cycles that cannot start, and the ``tls`` and ``curve``
 tables of listeners and bindings with every file they name
-(:mod:`nanomsg_kernel.app.config_security`). URL checks live in
+(:mod:`nanomsg_kernel.app.config_security`), and the ``nats`` table of ``nats://`` ones
+(:mod:`nanomsg_kernel.app.config_nats`). URL checks live in
 :mod:`~nanomsg_kernel.app.config_urls`, the start order in
 :mod:`~nanomsg_kernel.app.config_graph`.
 
@@ -57,6 +58,7 @@ from typing import Any
 
 from nanomsg_kernel.app.config_graph import cycles, start_order
 from nanomsg_kernel.app.config_identities import listen_allow, parse_identities
+from nanomsg_kernel.app.config_nats import nats_security
 from nanomsg_kernel.app.config_security import connect_security, listen_security
 from nanomsg_kernel.app.config_urls import (
     check_listen_options,
@@ -205,7 +207,7 @@ def _listen_specs(c: _Checker, key: str, value: Any) -> list[ListenSpec]:
         options: dict[str, Any] = {}
         url = item
         if isinstance(item, dict):
-            options = {o: v for o, v in item.items() if o not in ("url", "tls", "curve", "ssl", "allow", "reflection")}
+            options = {o: v for o, v in item.items() if o not in ("url", "tls", "curve", "ssl", "allow", "nats", "reflection")}
             url = item.get("url")
             if url is None:
                 c.bad(k, "a listener table needs a 'url'")
@@ -218,6 +220,7 @@ def _listen_specs(c: _Checker, key: str, value: Any) -> list[ListenSpec]:
             before = len(c.problems)
             options |= listen_security(item, url, k, c.base, c.bad, c.warn)
             options |= listen_allow(item, url, k, c.identities, c.bad)
+            options |= nats_security(item, url, k, c.base, c.bad, c.warn)
             if len(c.problems) > before:
                 continue
         problem = check_listen_options(url, options)
@@ -255,7 +258,7 @@ def _binding_target(c: _Checker, key: str, target: Any) -> tuple[str | None, dic
     """A binding's target (a service name or a checked URL) and its client options, if any."""
     options: dict[str, Any] = {}
     if isinstance(target, dict):
-        table = c.table(target, key, ("url", "tls", "curve"))
+        table = c.table(target, key, ("url", "tls", "curve", "nats"))
         url = table.get("url")
         if not isinstance(url, str) or "://" not in url:
             c.bad(f"{key}.url", f"expected the URL of the service, got {url!r}")
@@ -266,6 +269,7 @@ def _binding_target(c: _Checker, key: str, target: Any) -> tuple[str | None, dic
             return None, {}
         before = len(c.problems)
         options = connect_security(table, url, key, c.base, c.bad, c.warn)
+        options |= nats_security(table, url, key, c.base, c.bad, c.warn)
         return (url if len(c.problems) == before else None), options
     if not isinstance(target, str) or not target:
         c.bad(key, f"expected a service name or a URL, got {target!r}")
