@@ -27,6 +27,7 @@ from nanomsg_kernel.errors import (
     DecodeError,
     EncodeError,
     FrameTooLarge,
+    MetadataTooLarge,
     NanomsgError,
     RemoteError,
     ServiceError,
@@ -37,8 +38,11 @@ from nanomsg_kernel.errors import (
 )
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Header, Kind
 from nanomsg_kernel.harness import Harness
-from nanomsg_kernel.metrics import ServiceMetrics
+from nanomsg_kernel.interceptors import ClientCall, ClientInterceptor, ServerInterceptor
+from nanomsg_kernel.metadata import Metadata
+from nanomsg_kernel.metrics import ClientMetrics, ServiceMetrics
 from nanomsg_kernel.node import Node
+from nanomsg_kernel.peer import Allow, Identity, Peer
 from nanomsg_kernel.routing import RoutingEnum
 from nanomsg_kernel.service import Service
 from nanomsg_kernel.sync_client import SyncClient
@@ -46,11 +50,15 @@ from nanomsg_kernel.sync_client import SyncClient
 __version__ = "0.1.0"
 
 __all__ = [
+    "Allow",
     "Binding",
     "Bindings",
     "BuiltinRoute",
     "CapabilityError",
     "Client",
+    "ClientCall",
+    "ClientInterceptor",
+    "ClientMetrics",
     "Codec",
     "CodecError",
     "ConfigError",
@@ -70,15 +78,20 @@ __all__ = [
     "Header",
     "HealthCheck",
     "HealthStatus",
+    "Identity",
     "Kind",
     "LocalBinding",
     "Message",
+    "Metadata",
+    "MetadataTooLarge",
     "NanomsgError",
     "Node",
+    "Peer",
     "RemoteBinding",
     "RemoteError",
     "Request",
     "RoutingEnum",
+    "ServerInterceptor",
     "Service",
     "ServiceError",
     "ServiceMetrics",

@@ -31,10 +31,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar, overload
 
 from nanomsg_kernel.client import Client, caller_error
+from nanomsg_kernel.client_interceptors import ClientInterceptor
 from nanomsg_kernel.codec import Codec
 from nanomsg_kernel.contract import Request
 from nanomsg_kernel.errors import (
@@ -47,6 +48,8 @@ from nanomsg_kernel.errors import (
     Unavailable,
 )
 from nanomsg_kernel.handler_threads import handler_loop
+from nanomsg_kernel.metadata import EMPTY_METADATA, Metadata
+from nanomsg_kernel.peer import Peer
 
 __all__ = ["Binding", "Bindings", "BindingsView", "LocalBinding", "RemoteBinding"]
 
@@ -71,18 +74,22 @@ class Binding(abc.ABC):
     name: str
 
     @overload
-    async def call(self, msg: Request[R], *, timeout: float | None = None, deadline: float | None = None) -> R: ...
+    async def call(self, msg: Request[R], *, timeout: float | None = None, deadline: float | None = None,
+                   metadata: Metadata | None = None) -> R: ...
     @overload
-    async def call(self, msg: M, *, timeout: float | None = None, deadline: float | None = None) -> M: ...
+    async def call(self, msg: M, *, timeout: float | None = None, deadline: float | None = None,
+                   metadata: Metadata | None = None) -> M: ...
     @abc.abstractmethod
-    async def call(self, msg: Any, *, timeout: float | None = None, deadline: float | None = None) -> Any:
+    async def call(self, msg: Any, *, timeout: float | None = None, deadline: float | None = None,
+                   metadata: Metadata | None = None) -> Any:
         """Send a request and return the reply (``RemoteError`` on an error status).
 
         ``timeout`` is in seconds; ``deadline`` is an absolute ``loop.time()``; the earlier wins.
+        ``metadata`` travels with the request as over a wire (the handler's ``ctx.metadata``).
         """
 
     @abc.abstractmethod
-    async def publish(self, event: Any) -> None:
+    async def publish(self, event: Any, *, metadata: Metadata | None = None) -> None:
         """Send a one-way event to the bound service."""
 
     async def close(self) -> None:  # noqa: B027 - optional
@@ -96,33 +103,41 @@ class LocalTarget(Protocol):
     name: str
     codec: Codec
 
-    async def dispatch(self, msg: Any, *, deadline: float | None = None) -> Any:
+    async def dispatch(self, msg: Any, *, deadline: float | None = None, metadata: Metadata = EMPTY_METADATA,
+                       peer: Any = None) -> Any:
         """Run the handler of ``msg``'s contract and return its reply."""
 
-    async def publish_local(self, event: Any) -> None:
+    async def publish_local(self, event: Any, *, metadata: Metadata = EMPTY_METADATA, peer: Any = None) -> None:
         """Run the subscribers of ``event``."""
 
 
 class LocalBinding(Binding):
     """A binding to a service in the same process: a direct call of its dispatch."""
 
-    __slots__ = ("name", "service")
+    __slots__ = ("name", "peer", "service")
 
-    def __init__(self, name: str, service: LocalTarget) -> None:
+    def __init__(self, name: str, service: LocalTarget, *, caller: str | None = None) -> None:
         self.name = name
         self.service = service
+        self.peer = Peer("local", service=caller)
+        """What the bound service's handlers read as ``ctx.peer``: the calling service."""
 
     @overload
-    async def call(self, msg: Request[R], *, timeout: float | None = None, deadline: float | None = None) -> R: ...
+    async def call(self, msg: Request[R], *, timeout: float | None = None, deadline: float | None = None,
+                   metadata: Metadata | None = None) -> R: ...
     @overload
-    async def call(self, msg: M, *, timeout: float | None = None, deadline: float | None = None) -> M: ...
-    async def call(self, msg: Any, *, timeout: float | None = None, deadline: float | None = None) -> Any:
+    async def call(self, msg: M, *, timeout: float | None = None, deadline: float | None = None,
+                   metadata: Metadata | None = None) -> M: ...
+    async def call(self, msg: Any, *, timeout: float | None = None, deadline: float | None = None,
+                   metadata: Metadata | None = None) -> Any:
         """Call the bound service's handler directly (no bytes in between).
 
         The request and the reply meet the codec's checks as over a wire
         (:meth:`~nanomsg_kernel.codec.Codec.isolate`), and neither side shares a mutable
         value with the other: a request the encoder refuses raises ``EncodeError`` here, a
         reply it refuses is an ``INTERNAL`` error, and each side gets its own lists and dicts.
+        ``metadata`` is checked and copied as the encoder would (``EncodeError`` for what a
+        client would refuse to send); the handler reads it as ``ctx.metadata``.
 
         Errors are those a :class:`~nanomsg_kernel.client.Client` raises for the same
         outcome: ``TIMEOUT`` is :class:`DeadlineExceeded`, ``UNAVAILABLE`` is
@@ -134,10 +149,13 @@ class LocalBinding(Binding):
         except DecodeError as exc:  # what the service's decoder would answer
             raise RemoteError(exc.status, str(exc)) from None
         try:
-            if timeout is None and deadline is None:
-                reply = await self.service.dispatch(msg)
+            if metadata:
+                reply = await self.service.dispatch(msg, deadline=_deadline_for(timeout, deadline),
+                                                    metadata=codec.check_metadata(metadata), peer=self.peer)
+            elif timeout is None and deadline is None:
+                reply = await self.service.dispatch(msg, peer=self.peer)
             else:
-                reply = await self.service.dispatch(msg, deadline=_deadline_for(timeout, deadline))
+                reply = await self.service.dispatch(msg, deadline=_deadline_for(timeout, deadline), peer=self.peer)
         except RemoteError as exc:
             mapped = caller_error(exc)
             if mapped is exc:
@@ -148,45 +166,58 @@ class LocalBinding(Binding):
         except CodecError as exc:  # what the service answers for a reply it cannot encode
             raise RemoteError(Status.INTERNAL, f"reply could not be encoded: {exc}") from None
 
-    async def publish(self, event: Any) -> None:
+    async def publish(self, event: Any, *, metadata: Metadata | None = None) -> None:
         """Run the bound service's subscribers for ``event``."""
-        await self.service.publish_local(self.service.codec.isolate(event))
+        codec = self.service.codec
+        checked = codec.check_metadata(metadata) if metadata else EMPTY_METADATA
+        await self.service.publish_local(codec.isolate(event), metadata=checked, peer=self.peer)
 
     def __repr__(self) -> str:
         return f"<LocalBinding {self.name!r} -> {self.service.name!r}>"
 
 
 class RemoteBinding(Binding):
-    """A binding to a service at a URL; connects on first use."""
+    """A binding to a service at a URL; connects on first use.
 
-    def __init__(self, name: str, url: str, **options: Any) -> None:
+    Its calls pass through ``interceptors`` (a node gives a
+    :class:`~nanomsg_kernel.metrics.ClientMetrics`, then those of the service that owns the
+    binding: :attr:`Service.client_interceptors
+    <nanomsg_kernel.service.Service.client_interceptors>`).
+    """
+
+    def __init__(self, name: str, url: str, *, interceptors: Iterable[ClientInterceptor] = (), **options: Any) -> None:
         self.name = name
         self.url = url
         self.options = options
+        self.interceptors = tuple(interceptors)
+        """The chain around each call through this binding, outermost first."""
         self._client: Client | None = None
 
     def _get_client(self) -> Client:
         if self._client is None:
-            self._client = Client(None, self.url, **self.options)
+            self._client = Client(None, self.url, interceptors=self.interceptors, service=self.name, **self.options)
         return self._client
 
     @overload
-    async def call(self, msg: Request[R], *, timeout: float | None = None, deadline: float | None = None) -> R: ...
+    async def call(self, msg: Request[R], *, timeout: float | None = None, deadline: float | None = None,
+                   metadata: Metadata | None = None) -> R: ...
     @overload
-    async def call(self, msg: M, *, timeout: float | None = None, deadline: float | None = None) -> M: ...
-    async def call(self, msg: Any, *, timeout: float | None = None, deadline: float | None = None) -> Any:
+    async def call(self, msg: M, *, timeout: float | None = None, deadline: float | None = None,
+                   metadata: Metadata | None = None) -> M: ...
+    async def call(self, msg: Any, *, timeout: float | None = None, deadline: float | None = None,
+                   metadata: Metadata | None = None) -> Any:
         """Encode, send, wait for the reply (within the deadline) and decode it."""
         d = _deadline_for(timeout, deadline)
         if d is None:
-            return await self._get_client().call(msg)
+            return await self._get_client().call(msg, metadata=metadata)
         left = d - asyncio.get_running_loop().time()
         if left <= 0:
             raise DeadlineExceeded("deadline passed before the call was sent")
-        return await self._get_client().call(msg, timeout=left)
+        return await self._get_client().call(msg, timeout=left, metadata=metadata)
 
-    async def publish(self, event: Any) -> None:
+    async def publish(self, event: Any, *, metadata: Metadata | None = None) -> None:
         """Send ``event`` one-way to the URL."""
-        await self._get_client().publish(event)
+        await self._get_client().publish(event, metadata=metadata)
 
     async def close(self) -> None:
         """Close the connection, if one was made."""
@@ -275,22 +306,22 @@ class _DeadlineBound:
         self._deadline = deadline
 
     @overload
-    async def call(self, msg: Request[R], *, timeout: float | None = None) -> R: ...
+    async def call(self, msg: Request[R], *, timeout: float | None = None, metadata: Metadata | None = None) -> R: ...
     @overload
-    async def call(self, msg: M, *, timeout: float | None = None) -> M: ...
-    async def call(self, msg: Any, *, timeout: float | None = None) -> Any:
+    async def call(self, msg: M, *, timeout: float | None = None, metadata: Metadata | None = None) -> M: ...
+    async def call(self, msg: Any, *, timeout: float | None = None, metadata: Metadata | None = None) -> Any:
         """Call the bound service; the deadline is the earlier of ``timeout`` and the inherited one."""
-        return await self._binding.call(msg, timeout=timeout, deadline=self._deadline)
+        return await self._binding.call(msg, timeout=timeout, deadline=self._deadline, metadata=metadata)
 
-    async def publish(self, event: Any) -> None:
+    async def publish(self, event: Any, *, metadata: Metadata | None = None) -> None:
         """Send a one-way event to the bound service."""
-        await self._binding.publish(event)
+        await self._binding.publish(event, metadata=metadata)
 
     @overload
-    def call_sync(self, msg: Request[R], *, timeout: float | None = None) -> R: ...
+    def call_sync(self, msg: Request[R], *, timeout: float | None = None, metadata: Metadata | None = None) -> R: ...
     @overload
-    def call_sync(self, msg: M, *, timeout: float | None = None) -> M: ...
-    def call_sync(self, msg: Any, *, timeout: float | None = None) -> Any:
+    def call_sync(self, msg: M, *, timeout: float | None = None, metadata: Metadata | None = None) -> M: ...
+    def call_sync(self, msg: Any, *, timeout: float | None = None, metadata: Metadata | None = None) -> Any:
         """:meth:`call`, from a sync handler's thread: the call runs on the event loop the
         request came from, and this thread waits for its reply (or error).
 
@@ -298,11 +329,11 @@ class _DeadlineBound:
             RuntimeError: not in a sync handler's thread (on the loop, ``await call()``).
             Unavailable: the loop stopped or closed before the call ended.
         """
-        return _on_handler_loop(self.call(msg, timeout=timeout), "call_sync")
+        return _on_handler_loop(self.call(msg, timeout=timeout, metadata=metadata), "call_sync")
 
-    def publish_sync(self, event: Any) -> None:
+    def publish_sync(self, event: Any, *, metadata: Metadata | None = None) -> None:
         """:meth:`publish`, from a sync handler's thread (as :meth:`call_sync` does)."""
-        _on_handler_loop(self.publish(event), "publish_sync")
+        _on_handler_loop(self.publish(event, metadata=metadata), "publish_sync")
 
 
 def _on_handler_loop(work: Coroutine[Any, Any, T], what: str) -> T:

@@ -27,8 +27,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import secrets
+import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from nanomsg_kernel.chain import Chain, status_of
+from nanomsg_kernel.client_interceptors import ClientCall, ClientInterceptor
 from nanomsg_kernel.errors import (
     DeadlineExceeded,
     EncodeError,
@@ -43,16 +48,25 @@ from nanomsg_kernel.lifecycle import AsyncResource
 if TYPE_CHECKING:
     from nanomsg_kernel.codec import Codec
     from nanomsg_kernel.contract import Request
+    from nanomsg_kernel.metadata import Metadata
     from nanomsg_kernel.routing import RoutingEnum
     from nanomsg_kernel.transports.base import Connection
 
-__all__ = ["Client", "caller_error"]
+__all__ = ["Client", "caller_error", "first_correlation_id"]
 
 M = TypeVar("M")
 R = TypeVar("R")
 
 _REQUEST, _EVENT = Kind.REQUEST, Kind.EVENT
-_TIMEOUT, _UNAVAILABLE = Status.TIMEOUT, Status.UNAVAILABLE
+_TIMEOUT, _UNAVAILABLE, _OK = Status.TIMEOUT, Status.UNAVAILABLE, Status.OK
+_clock = time.perf_counter
+
+
+def first_correlation_id() -> int:
+    """Where a client's correlation ids start: a random number from 1 to 2**63, so that ids
+    from different clients and processes do not meet (logs join across hops), and the
+    ids that follow it, one per call, stay within the header's 64 bits."""
+    return secrets.randbits(63) + 1
 
 
 def caller_error(exc: RemoteError) -> ServiceError:
@@ -79,6 +93,10 @@ class Client(AsyncResource):
         url: where the service listens; the scheme picks the transport.
         timeout: default per-call timeout in seconds (``None``: wait as long as it takes).
         max_body_size: largest body sent or accepted.
+        interceptors: the chain around each :meth:`call`, outermost first (see
+            :mod:`nanomsg_kernel.interceptors`); none by default, at no cost per call.
+        service: the name the interceptors see as :attr:`ClientCall.service
+            <nanomsg_kernel.interceptors.ClientCall.service>` (a binding sets its own name).
         **options: passed to the transport's ``connect``.
     """
 
@@ -91,6 +109,8 @@ class Client(AsyncResource):
         *,
         timeout: float | None = None,
         max_body_size: int = DEFAULT_MAX_BODY,
+        interceptors: Iterable[ClientInterceptor] = (),
+        service: str | None = None,
         **options: Any,
     ) -> None:
         from nanomsg_kernel.transports.base import get_transport
@@ -101,10 +121,18 @@ class Client(AsyncResource):
         self.max_body_size = max_body_size
         self._codec: Codec | None = routes.codec(max_body_size=max_body_size) if routes is not None else None
         self._conn: Connection = get_transport(url).connect(url, max_body_size=max_body_size, **options)
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(first_correlation_id())
         self._connected = False
         self._last_timeout_ms: tuple[float, int] = (0.0, 0)
         """The last timeout in seconds and its header value in ms (callers reuse one)."""
+        self.service = service
+        chain: Chain[ClientCall] = Chain(interceptors, ClientInterceptor)
+        self._chain = chain if chain.interceptors else None
+
+    @property
+    def interceptors(self) -> tuple[ClientInterceptor, ...]:
+        """The chain around each call, outermost first."""
+        return () if self._chain is None else self._chain.interceptors
 
     def __repr__(self) -> str:
         return f"<Client {self.url!r}>"
@@ -155,23 +183,61 @@ class Client(AsyncResource):
         return codec
 
     @overload
-    async def call(self, msg: Request[R], *, timeout: float | None = None) -> R: ...
+    async def call(self, msg: Request[R], *, timeout: float | None = None, metadata: Metadata | None = None) -> R: ...
     @overload
-    async def call(self, msg: M, *, timeout: float | None = None) -> M: ...
-    async def call(self, msg: Any, *, timeout: float | None = None) -> Any:
+    async def call(self, msg: M, *, timeout: float | None = None, metadata: Metadata | None = None) -> M: ...
+    async def call(self, msg: Any, *, timeout: float | None = None, metadata: Metadata | None = None) -> Any:
         """Send ``msg`` as a request and return the decoded reply.
 
         To a type checker the reply of a contract derived from
         :class:`~nanomsg_kernel.contract.Request` ``[R]`` is an ``R``, and that of any
         other contract is of the request's own type (the reply is an evolved copy of it).
 
+        ``metadata``: ``str`` keys to ``str`` or ``bytes`` values, sent with the request
+        (the handler reads them as ``ctx.metadata``); see :mod:`nanomsg_kernel.metadata`.
+
         Raises:
             RemoteError: the service answered with an error status (but see below).
             DeadlineExceeded: no reply within ``timeout`` (or the client's default), or the
                 service answered ``TIMEOUT``.
             Unavailable: the service cannot be reached, or it answered ``UNAVAILABLE``.
-            EncodeError: ``msg`` is not a valid contract of the kernel.
+            EncodeError: ``msg`` is not a valid contract of the kernel, or ``metadata`` is
+                not a map of text to text or bytes within the codec's limits.
         """
+        chain = self._chain
+        if chain is None:
+            return await self._send(msg, timeout, metadata)
+        return await self._intercepted(chain, msg, timeout, metadata)
+
+    async def _intercepted(
+        self, chain: Chain[ClientCall], msg: Any, timeout: float | None, metadata: Metadata | None,
+    ) -> Any:
+        """:meth:`call` through the interceptors (they may add to the metadata)."""
+        call = ClientCall(self.url, self.service, type(msg).__name__, self.timeout if timeout is None else timeout,
+                          dict(metadata) if metadata else {})
+        if chain.nested:
+            return await chain.run(msg, call, lambda m: self._send(m, call.timeout, call.metadata))
+        started = _clock() if chain.afters else 0.0
+        if chain.befores:
+            error = chain.enter(msg, call, started)
+            if error is not None:
+                raise error
+        try:
+            reply = await self._send(msg, call.timeout, call.metadata)
+        except (Exception, asyncio.CancelledError) as exc:
+            error = chain.finish(msg, call, status_of(exc), started, exc)
+            if error is exc or isinstance(exc, asyncio.CancelledError):
+                raise
+            assert error is not None
+            raise error from exc
+        if chain.afters:
+            error = chain.finish(msg, call, _OK, started, None)
+            if error is not None:
+                raise error
+        return reply
+
+    async def _send(self, msg: Any, timeout: float | None, metadata: Metadata | None) -> Any:
+        """Encode ``msg``, send it, wait for the reply and decode it (the call itself)."""
         if timeout is None:
             timeout = self.timeout
         if not self._connected:
@@ -183,7 +249,7 @@ class Client(AsyncResource):
         codec = self._codec if self._codec is not None else self._codec_for(msg)
         cid = next(self._ids)
         if timeout is None:
-            frame = codec.encode(msg, kind=_REQUEST, correlation_id=cid)
+            frame = codec.encode(msg, kind=_REQUEST, correlation_id=cid, metadata=metadata)
         else:
             if timeout <= 0:
                 raise DeadlineExceeded("timeout must be positive (the deadline has passed)")
@@ -191,7 +257,7 @@ class Client(AsyncResource):
             if timeout != last_timeout:
                 ms = min(MAX_U32, max(1, math.ceil(timeout * 1000)))
                 self._last_timeout_ms = (timeout, ms)
-            frame = codec.encode(msg, kind=_REQUEST, correlation_id=cid, timeout_ms=ms)
+            frame = codec.encode(msg, kind=_REQUEST, correlation_id=cid, timeout_ms=ms, metadata=metadata)
         try:
             reply = await self._conn.request(frame, timeout)
         except (asyncio.CancelledError, DeadlineExceeded):
@@ -206,8 +272,9 @@ class Client(AsyncResource):
                 raise
             raise mapped from exc
 
-    async def publish(self, event: Any) -> None:
-        """Send ``event`` one-way (kind ``EVENT``); the service's subscribers receive it."""
+    async def publish(self, event: Any, *, metadata: Metadata | None = None) -> None:
+        """Send ``event`` one-way (kind ``EVENT``); the service's subscribers receive it
+        (with ``metadata``, as ``ctx.metadata``)."""
         if not self._connected:
             await self.connect()
-        await self._conn.send(self._codec_for(event).encode(event, kind=_EVENT))
+        await self._conn.send(self._codec_for(event).encode(event, kind=_EVENT, metadata=metadata))

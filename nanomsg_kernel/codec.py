@@ -46,13 +46,25 @@ from nanomsg_kernel.frame import (
     DEFAULT_MAX_BODY,
     HEADER_SIZE,
     HEADER_STRUCT,
+    KNOWN_FLAGS,
     MAGIC,
     MAX_U32,
     MAX_U64,
+    METADATA_FLAG,
     WIRE_VERSION,
     Header,
     Kind,
     parse_header,
+    unknown_flags,
+)
+from nanomsg_kernel.metadata import (
+    DEFAULT_MAX_METADATA_KEYS,
+    DEFAULT_MAX_METADATA_SIZE,
+    EMPTY_METADATA,
+    Metadata,
+    check_metadata,
+    decode_metadata,
+    encode_metadata,
 )
 from nanomsg_kernel.scan import count_objects, msgpack_reason
 from nanomsg_kernel.walk import walker
@@ -72,16 +84,16 @@ _KINDS = frozenset(int(k) for k in Kind)
 _PREFIX = struct.Struct(">2sBBHHH")
 _pack_tail = struct.Struct(f">{_PREFIX.size}sQII").pack
 # Decoding: the first 6 bytes (magic, wire version, kind, route) are looked up whole among
-# those of the kernel's messages, which checks all four at once, and the body length is read;
-# the other fields are not needed to decode a message. The body's first byte is read with
-# them: the common path takes a body that is a map of exactly the contract's fields.
-# Anything else takes the full check.
-_KEY = struct.Struct(">6s16xIB")
+# those of the kernel's messages, which checks all four at once, and the flags and the body
+# length are read; the other fields are not needed to decode a message. The body's first
+# byte is read with them: the common path takes a body that is a map of exactly the
+# contract's fields, in a frame without flags. Anything else takes the full check.
+_KEY = struct.Struct(">6s2xH12xIB")
 _unpack_key = _KEY.unpack_from
 _key_of = struct.Struct(">2sBBH").pack
-# A request is served with its correlation id and timeout too (the contract version and the
-# flags are not needed to serve it).
-_unpack_request = struct.Struct(">6s4xQIIB").unpack_from
+# A request is served with its correlation id and timeout too (the contract version is not
+# needed to serve it).
+_unpack_request = struct.Struct(">6s2xHQIIB").unpack_from
 if not _PREFIX.size + 16 == _KEY.size - 1 == HEADER_SIZE:  # pragma: no cover - a layout edit
     raise ImportError("codec header structs disagree with frame.HEADER_STRUCT")
 
@@ -109,6 +121,9 @@ class Codec:
             Python object per msgpack object, so this bounds a frame's decoded size; a body
             past it is refused with :class:`~nanomsg_kernel.errors.TooManyObjects` before
             its objects are made.
+        max_metadata_size: the largest metadata map accepted or sent, in bytes
+            (:mod:`nanomsg_kernel.metadata`; default 8 KiB).
+        max_metadata_keys: the most keys a metadata map may hold (default 64).
         compiled: use the compiled codec (``None``: when it is available and
             ``NANOMSG_KERNEL_PURE`` is not set; ``True`` raises ``ValueError`` where it is
             not). Both give the same frames, objects and errors; :attr:`compiled` says
@@ -116,11 +131,8 @@ class Codec:
     """
 
     def __init__(
-        self,
-        routes: type[enum.IntEnum],
-        *,
-        max_body_size: int = DEFAULT_MAX_BODY,
-        max_objects: int | None = None,
+        self, routes: type[enum.IntEnum], *, max_body_size: int = DEFAULT_MAX_BODY, max_objects: int | None = None,
+        max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE, max_metadata_keys: int = DEFAULT_MAX_METADATA_KEYS,
         compiled: bool | None = None,
     ) -> None:
         validate_kernel(routes)
@@ -130,9 +142,14 @@ class Codec:
             max_objects = max(max_body_size // 64, 1024)
         if type(max_objects) is not int or max_objects < 1:
             raise ValueError(f"max_objects must be a positive int, got {max_objects!r}")
+        for name, limit in (("max_metadata_size", max_metadata_size), ("max_metadata_keys", max_metadata_keys)):
+            if type(limit) is not int or limit < 1:
+                raise ValueError(f"{name} must be a positive int, got {limit!r}")
         self.routes = routes
         self.max_body_size = max_body_size
         self.max_objects = max_objects
+        self.max_metadata_size = max_metadata_size
+        self.max_metadata_keys = max_metadata_keys
         self._check_above = min(max_body_size, max_objects)
         self._by_class: dict[type, Entry] = {}
         self._by_route: dict[int, Entry] = {}
@@ -249,6 +266,7 @@ class Codec:
         kind: Kind = Kind.REQUEST,
         correlation_id: int = 0,
         timeout_ms: int = 0,
+        metadata: Metadata | None = None,
     ) -> bytes:
         """Encode ``msg`` (a contract of this kernel) as one frame.
 
@@ -256,10 +274,15 @@ class Codec:
             kind: ``REQUEST``, ``RESPONSE`` or ``EVENT``.
             correlation_id: 0 to 2**64-1; pairs a reply with its request.
             timeout_ms: milliseconds the caller will still wait (0 = no deadline).
+            metadata: a map of ``str`` keys to ``str`` or ``bytes`` values, sent in a
+                metadata block (``docs/wire.md``); empty or ``None``: no block, and the
+                frame is exactly what it would be without the argument.
 
         Raises:
             EncodeError: ``msg`` is not a contract of this kernel, a field value does not
-                fit its type, or the body exceeds ``max_body_size``.
+                fit its type, the body exceeds ``max_body_size``, or the metadata is not a
+                map of text to text or bytes within ``max_metadata_size`` and
+                ``max_metadata_keys``.
         """
         entry = self._by_class.get(type(msg))
         if entry is None:
@@ -281,6 +304,8 @@ class Codec:
         size = len(body)
         if size > self._check_above:
             self._check_size(entry, body)
+        if metadata:
+            return self._with_metadata(entry, kind, correlation_id, timeout_ms, body, metadata)
         try:
             if type(kind) is Kind:
                 return _pack_tail(entry.prefixes[kind], correlation_id, timeout_ms, size) + body
@@ -292,6 +317,33 @@ class Codec:
                 f"header out of range: kind={kind!r} correlation_id={correlation_id!r} "
                 f"timeout_ms={timeout_ms!r} (ids are 0..{MAX_U64}, timeouts 0..{MAX_U32} ms)"
             ) from None
+
+    def _with_metadata(self, entry: Entry, kind: int, correlation_id: int, timeout_ms: int, body: bytes,
+                       metadata: Metadata) -> bytes:
+        """The frame of :meth:`encode` with a metadata block between header and body."""
+        block = encode_metadata(metadata, self.max_metadata_size, self.max_metadata_keys)
+        size = len(block) + len(body)
+        if size > self.max_body_size:
+            raise EncodeError(f"{entry.name}: metadata and body of {size} bytes exceed the maximum of "
+                              f"{self.max_body_size}")
+        try:
+            return _pack_header(
+                MAGIC, WIRE_VERSION, kind, entry.route, entry.version, METADATA_FLAG, correlation_id, timeout_ms, size
+            ) + block + body
+        except struct.error:
+            raise EncodeError(
+                f"header out of range: kind={kind!r} correlation_id={correlation_id!r} "
+                f"timeout_ms={timeout_ms!r} (ids are 0..{MAX_U64}, timeouts 0..{MAX_U32} ms)"
+            ) from None
+
+    def check_metadata(self, metadata: Metadata) -> Metadata:
+        """``metadata`` as the other side of a wire would receive it (a read-only copy),
+        checked against this codec's limits: what an in-process binding hands over.
+
+        Raises:
+            EncodeError: :meth:`encode` would refuse it.
+        """
+        return check_metadata(metadata, self.max_metadata_size, self.max_metadata_keys)
 
     def isolate(self, msg: Any) -> Any:
         """``msg`` as the other side of a wire would receive it, without the wire: checked as
@@ -344,7 +396,32 @@ class Codec:
         present = len(frame) - HEADER_SIZE
         if length != present:
             raise DecodeError(f"header declares a body of {length} bytes, frame holds {present}")
+        if flags & ~KNOWN_FLAGS:
+            raise DecodeError(unknown_flags(flags))
         return kind, route, cver, flags, corr, timeout
+
+    def split(self, frame: bytes | bytearray | memoryview, flags: int) -> tuple[Metadata, memoryview]:
+        """The metadata and the body of a frame whose header was checked and has ``flags``.
+
+        Raises:
+            MetadataTooLarge: the metadata is over this codec's limits.
+            DecodeError: the metadata block is not valid.
+        """
+        payload = memoryview(frame)[HEADER_SIZE:]
+        if not flags & METADATA_FLAG:
+            return EMPTY_METADATA, payload
+        metadata, offset = decode_metadata(payload, self.max_metadata_size, self.max_metadata_keys)
+        return metadata, payload[offset:]
+
+    def frame_metadata(self, frame: bytes | bytearray | memoryview) -> Metadata:
+        """The metadata a frame carries (read-only; empty when it has none).
+
+        Raises:
+            DecodeError: the header or the metadata block is not valid
+                (:class:`~nanomsg_kernel.errors.MetadataTooLarge` over the limits).
+        """
+        _kind, _route, _cver, flags, _corr, _timeout = self._check(frame)
+        return self.split(frame, flags)[0]
 
     def _body(self, route: int, body: Any) -> Any:
         entry = self._by_route.get(route)
@@ -366,11 +443,12 @@ class Codec:
             RemoteError: the frame is an error frame (its status and message).
         """
         try:
-            key, length, head = _unpack_key(frame)
+            key, flags, length, head = _unpack_key(frame)
         except (struct.error, TypeError):
             return self._decode_other(frame)
         entry = self._by_key.get(key)
-        if entry is None or length != len(frame) - HEADER_SIZE or length > self._check_above or head != entry.head:
+        if (entry is None or flags or length != len(frame) - HEADER_SIZE or length > self._check_above
+                or head != entry.head):
             return self._decode_other(frame)  # also what is not the common path's (a long body, ...)
         return read_whole_body(entry, frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096
                                else memoryview(frame)[HEADER_SIZE:])
@@ -378,17 +456,18 @@ class Codec:
     def decode_request(self, frame: bytes | bytearray | memoryview) -> tuple[Any, int, int, int] | None:
         """A request's ``(message, correlation_id, timeout_ms, route)``, the way a service
         reads it: ``None`` for any frame that is not a well-formed request of a route of
-        this kernel (:meth:`decode_frame` says what is wrong with it).
+        this kernel without flags (:meth:`decode_frame` says what is wrong with it; one
+        with metadata is read with :meth:`split`).
 
         Raises:
             DecodeError: the header is a good request's, the body is not.
         """
         try:
-            key, correlation_id, timeout_ms, length, head = _unpack_request(frame)
+            key, flags, correlation_id, timeout_ms, length, head = _unpack_request(frame)
         except (struct.error, TypeError):
             return None
         entry = self._requests.get(key)
-        if entry is None or length != len(frame) - HEADER_SIZE or length > self.max_body_size:
+        if entry is None or flags or length != len(frame) - HEADER_SIZE or length > self.max_body_size:
             return None
         body = frame[HEADER_SIZE:] if type(frame) is bytes and length < 4096 else memoryview(frame)[HEADER_SIZE:]
         if head != entry.head or length > entry.max_objects:
@@ -398,19 +477,20 @@ class Codec:
     def _decode_other(self, frame: bytes | bytearray | memoryview) -> Any:
         """:meth:`decode` of what its fast check does not take: error frames, unknown routes,
         and bad headers (raises the precise error)."""
-        kind, route, _cver, _flags, _corr, _timeout = self._check(frame)
+        kind, route, _cver, flags, _corr, _timeout = self._check(frame)
+        body = self.split(frame, flags)[1] if flags else memoryview(frame)[HEADER_SIZE:]
         if kind == _ERROR:
-            raise decode_error_body(memoryview(frame)[HEADER_SIZE:], self.max_objects)
+            raise decode_error_body(body, self.max_objects)
         if kind == _CANCEL:
             return None
-        return self._body(route, memoryview(frame)[HEADER_SIZE:])
+        return self._body(route, body)
 
     def decode_frame(self, frame: bytes | bytearray | memoryview) -> Frame:
         """Decode a frame into its :class:`Header` and message; an error frame's message is a
         :class:`RemoteError` (returned, not raised)."""
         kind, route, cver, flags, corr, timeout = self._check(frame)
         header = Header(WIRE_VERSION, Kind(kind), route, cver, flags, corr, timeout, len(frame) - HEADER_SIZE)
-        body = memoryview(frame)[HEADER_SIZE:]
+        body = self.split(frame, flags)[1]
         if header.kind == Kind.ERROR:
             return Frame(header, decode_error_body(body, self.max_objects))
         if header.kind == Kind.CANCEL:

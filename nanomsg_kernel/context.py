@@ -8,6 +8,8 @@ from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from nanomsg_kernel.handler_threads import handler_loop
+from nanomsg_kernel.metadata import EMPTY_METADATA, Metadata
+from nanomsg_kernel.peer import UNKNOWN_PEER, Peer
 
 if TYPE_CHECKING:
     from nanomsg_kernel.binding import Bindings, BindingsView
@@ -34,9 +36,11 @@ class Context:
         correlation_id: the request's correlation id (0 for in-process calls).
         deadline: the ``loop.time()`` by which the caller stops waiting, or ``None``.
         logger: a logger that adds service, contract and correlation id to each record.
+        metadata: the request's metadata, read-only (empty when it carried none).
     """
 
-    __slots__ = ("_adapter", "_base_logger", "_bindings", "contract", "correlation_id", "deadline", "service")
+    __slots__ = ("_adapter", "_base_logger", "_bindings", "_peer", "contract", "correlation_id", "deadline",
+                 "metadata", "service")
 
     def __init__(
         self,
@@ -46,6 +50,8 @@ class Context:
         deadline: float | None,
         bindings: Bindings,
         logger: logging.Logger,
+        metadata: Metadata = EMPTY_METADATA,
+        peer: Any = None,
     ) -> None:
         self.service = service
         self.contract = contract
@@ -54,6 +60,19 @@ class Context:
         self._bindings = bindings
         self._base_logger = logger
         self._adapter: CallLogger | None = None
+        self.metadata = metadata
+        self._peer = peer
+
+    @property
+    def peer(self) -> Peer:
+        """Who is calling (:class:`~nanomsg_kernel.peer.Peer`): its address, TLS certificate
+        names, CurveZMQ key or calling service, as far as the call's path tells."""
+        peer = self._peer
+        if peer is None:
+            return UNKNOWN_PEER
+        if type(peer) is not Peer:  # the transport's caller: asked once, when first wanted
+            peer = self._peer = peer.peer()
+        return peer  # type: ignore[no-any-return]
 
     @property
     def logger(self) -> CallLogger:

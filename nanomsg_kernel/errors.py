@@ -8,7 +8,8 @@ Every exception the library raises derives from :class:`NanomsgError`::
     │   ├── EncodeError        a message cannot be encoded (bad value, too large)
     │   └── DecodeError        bytes are not a valid frame or body
     │       ├── FrameTooLarge  a header declares a body above the maximum
-    │       └── TooManyObjects a body holds more objects than the codec's budget
+    │       ├── TooManyObjects a body holds more objects than the codec's budget
+    │       └── MetadataTooLarge  a frame's metadata is over the size or key limit
     ├── CapabilityError        a service used a binding it was not given
     ├── ConfigError            a node configuration or URL is wrong
     ├── TransportError         a transport failed below the message layer
@@ -36,6 +37,7 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "FrameTooLarge",
+    "MetadataTooLarge",
     "NanomsgError",
     "RemoteError",
     "ServiceError",
@@ -53,6 +55,9 @@ class Status(enum.IntEnum):
     BAD_REQUEST = 1
     UNAUTHORIZED = 2
     FORBIDDEN = 3
+    PERMISSION_DENIED = 3
+    """The same status as ``FORBIDDEN`` (one wire value, 3): the caller's identity may not
+    call this listener (its ``allow`` list), or a handler refuses the caller."""
     NOT_FOUND = 4
     CONFLICT = 5
     CONTRACT_NOT_SUPPORTED = 6
@@ -120,6 +125,13 @@ class TooManyObjects(DecodeError):
     def __init__(self, limit: int) -> None:
         super().__init__(f"body holds more than {limit} objects (the codec's max_objects)")
         self.limit = limit
+
+
+class MetadataTooLarge(DecodeError):
+    """A frame's metadata is longer than the receiver's limit or holds more keys (checked
+    before it is decoded)."""
+
+    status = Status.RESOURCE_EXHAUSTED
 
 
 class CapabilityError(NanomsgError, LookupError):

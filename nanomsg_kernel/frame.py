@@ -13,10 +13,10 @@ All integers are big-endian::
     3      1    kind             1 request, 2 response, 3 error, 4 event, 5 cancel
     4      2    route            routing enum value
     6      2    contract version of the body's contract (0 in error frames)
-    8      2    flags            reserved, 0
+    8      2    flags            bit 0: a metadata block follows the header; others 0
     10     8    correlation id   pairs a reply with its request
     18     4    timeout ms       time the caller will still wait; 0 = no deadline
-    22     4    body length      bytes of msgpack body that follow
+    22     4    body length      bytes that follow (metadata block, if any, and body)
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from nanomsg_kernel.errors import DecodeError, FrameTooLarge, Status
 
 __all__ = [
     "DEFAULT_MAX_BODY",
+    "KNOWN_FLAGS",
+    "METADATA_FLAG",
     "HEADER_SIZE",
     "HEADER_SPEC",
     "HEADER_STRUCT",
@@ -51,6 +53,12 @@ DEFAULT_MAX_BODY = 16 * 1024 * 1024
 MAX_U16 = 0xFFFF
 MAX_U32 = 0xFFFF_FFFF
 MAX_U64 = 0xFFFF_FFFF_FFFF_FFFF
+
+METADATA_FLAG = 0x0001
+"""Header flag: a metadata block (:mod:`nanomsg_kernel.metadata`) sits between header and body."""
+
+KNOWN_FLAGS = METADATA_FLAG
+"""Every flag bit this version understands; a frame with any other bit set is refused."""
 
 
 class Kind(enum.IntEnum):
@@ -138,7 +146,14 @@ def parse_header(data: bytes | bytearray | memoryview, max_body: int = DEFAULT_M
         raise DecodeError(f"unknown frame kind {kind}")
     if length > max_body:
         raise FrameTooLarge(length, max_body)
+    if flags & ~KNOWN_FLAGS:
+        raise DecodeError(unknown_flags(flags))
     return Header(wire, Kind(kind), route, cver, flags, corr, timeout, length)
+
+
+def unknown_flags(flags: int) -> str:
+    """The message refusing a header with flag bits this version does not know."""
+    return f"unknown header flags 0x{flags:04x} (this receiver knows 0x{KNOWN_FLAGS:04x})"
 
 
 def peek_correlation_id(data: bytes | bytearray | memoryview) -> int | None:
@@ -164,8 +179,8 @@ class Refusal(NamedTuple):
     message: str
     closes: bool
     """Whether a stream transport closes the connection: it cannot know where the next frame
-    starts (bad magic, unknown wire version, body over the limit). An unknown kind does not
-    close it: the body is read and the connection goes on."""
+    starts (bad magic, unknown wire version, body over the limit). An unknown kind or flag
+    does not close it: the body is read and the connection goes on."""
 
 
 def refusal(data: bytes | bytearray | memoryview, max_body: int = DEFAULT_MAX_BODY, *,
@@ -174,7 +189,7 @@ def refusal(data: bytes | bytearray | memoryview, max_body: int = DEFAULT_MAX_BO
     ``None`` if its header is good: the one check every server makes, in this order."""
     if len(data) < HEADER_SIZE:
         return Refusal(Status.BAD_REQUEST, f"truncated header: {len(data)} of {HEADER_SIZE} bytes", True)
-    magic, wire, kind, _route, _cver, _flags, _corr, _timeout, length = HEADER_STRUCT.unpack_from(data)
+    magic, wire, kind, _route, _cver, flags, _corr, _timeout, length = HEADER_STRUCT.unpack_from(data)
     if magic != MAGIC:
         return Refusal(Status.BAD_REQUEST, f"bad magic {bytes(magic)!r}, expected {MAGIC!r}", True)
     if wire != WIRE_VERSION:
@@ -186,4 +201,6 @@ def refusal(data: bytes | bytearray | memoryview, max_body: int = DEFAULT_MAX_BO
                        f"header declares a body of {length} bytes, frame holds {len(data) - HEADER_SIZE}", True)
     if kind not in _KINDS:
         return Refusal(Status.BAD_REQUEST, f"unknown frame kind {kind}", False)
+    if flags & ~KNOWN_FLAGS:
+        return Refusal(Status.BAD_REQUEST, unknown_flags(flags), False)
     return None

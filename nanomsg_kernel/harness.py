@@ -36,6 +36,7 @@ from nanomsg_kernel.client import caller_error
 from nanomsg_kernel.errors import CapabilityError, ConfigError, RemoteError, ServiceError
 from nanomsg_kernel.frame import MAX_U32, Kind
 from nanomsg_kernel.lifecycle import AsyncResource
+from nanomsg_kernel.metadata import Metadata
 from nanomsg_kernel.node import BindingTarget, Node
 from nanomsg_kernel.service import Service
 
@@ -69,7 +70,8 @@ class _FunctionBinding(Binding):
         self.name = name
         self.fn = fn
 
-    async def call(self, msg: Any, *, timeout: float | None = None, deadline: float | None = None) -> Any:
+    async def call(self, msg: Any, *, timeout: float | None = None, deadline: float | None = None,
+                   metadata: Metadata | None = None) -> Any:
         try:
             reply = self.fn(msg)
             if inspect.isawaitable(reply):
@@ -80,7 +82,7 @@ class _FunctionBinding(Binding):
             raise caller_error(RemoteError(exc.status, exc.message, exc.details)) from None
         return reply
 
-    async def publish(self, event: Any) -> None:
+    async def publish(self, event: Any, *, metadata: Metadata | None = None) -> None:
         """Events to a function fake are only recorded."""
 
 
@@ -103,13 +105,14 @@ class _Recorded(Binding):
             )
         return self.inner
 
-    async def call(self, msg: Any, *, timeout: float | None = None, deadline: float | None = None) -> Any:
+    async def call(self, msg: Any, *, timeout: float | None = None, deadline: float | None = None,
+                   metadata: Metadata | None = None) -> Any:
         self.harness.calls.append(BindingCall(self.owner, self.name, msg))
-        return await self._target().call(msg, timeout=timeout, deadline=deadline)
+        return await self._target().call(msg, timeout=timeout, deadline=deadline, metadata=metadata)
 
-    async def publish(self, event: Any) -> None:
+    async def publish(self, event: Any, *, metadata: Metadata | None = None) -> None:
         self.harness.published.append(BindingCall(self.owner, self.name, event))
-        await self._target().publish(event)
+        await self._target().publish(event, metadata=metadata)
 
     async def close(self) -> None:
         """Nothing to release: the harness holds no connection."""

@@ -32,10 +32,10 @@ class Viewed(Protocol):
     @property
     def subscribed(self) -> tuple[type, ...]: ...
 
-    async def handle_frame(self, frame: bytes, reflection: bool | None = None) -> bytes | None: ...
+    async def handle_frame(self, frame: bytes, caller: Any = None, reflection: bool | None = None) -> bytes | None: ...
 
     def start_frame(
-        self, frame: bytes, loop: asyncio.AbstractEventLoop,
+        self, frame: bytes, loop: asyncio.AbstractEventLoop, caller: Any = None,
     ) -> bytes | Coroutine[Any, Any, bytes | None] | None: ...
 
 
@@ -58,19 +58,19 @@ class ListenerView:
         """The contracts the service subscribes to (a ZeroMQ listener subscribes to them)."""
         return self.service.subscribed
 
-    async def handle_frame(self, frame: bytes) -> bytes | None:
+    async def handle_frame(self, frame: bytes, caller: Any = None) -> bytes | None:
         """The service's :meth:`~nanomsg_kernel.service.Service.handle_frame`, with this
         listener's reflection switch."""
-        return await self.service.handle_frame(frame, self.reflection)
+        return await self.service.handle_frame(frame, caller, self.reflection)
 
     def start_frame(
-        self, frame: bytes, loop: asyncio.AbstractEventLoop,
+        self, frame: bytes, loop: asyncio.AbstractEventLoop, caller: Any = None,
     ) -> bytes | Coroutine[Any, Any, bytes | None] | None:
         """The service's :meth:`~nanomsg_kernel.service.Service.start_frame`; a built-in
         request goes to :meth:`handle_frame`."""
         if int.from_bytes(frame[4:6], "big") in BUILTIN_ROUTES:
-            return self.handle_frame(frame)
-        return self.service.start_frame(frame, loop)
+            return self.handle_frame(frame, caller)
+        return self.service.start_frame(frame, loop, caller)
 
     def locate(self) -> str:
         """Refused: a worker process imports the service itself, whose reflection setting

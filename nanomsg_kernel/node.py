@@ -32,6 +32,7 @@ from nanomsg_kernel.binding import Binding, Bindings, LocalBinding, RemoteBindin
 from nanomsg_kernel.builtin import HealthStatus
 from nanomsg_kernel.errors import ConfigError
 from nanomsg_kernel.lifecycle import AsyncResource
+from nanomsg_kernel.metrics import ClientMetrics
 from nanomsg_kernel.service import Service
 
 if TYPE_CHECKING:
@@ -52,6 +53,8 @@ class Node(AsyncResource):
         self.name = name
         self.services: dict[str, Service] = {}
         self.listeners: list[Listener] = []
+        self.client_metrics: list[ClientMetrics] = []
+        """The calls of each binding to a URL (made when the node wires them), by contract."""
         self._bindings: dict[str, Mapping[str, BindingTarget]] = {}
         self._listen: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self._started = False
@@ -99,11 +102,13 @@ class Node(AsyncResource):
                     f"binding {name!r} of service {owner!r} targets service {target.name!r}, "
                     f"which is not in node {self.name!r}"
                 )
-            return LocalBinding(name, target)
+            return LocalBinding(name, target, caller=owner)
         if isinstance(target, str):
             if "://" not in target:
                 raise ConfigError(f"binding {name!r} of service {owner!r}: bad URL {target!r}")
-            return RemoteBinding(name, target)
+            metrics = ClientMetrics(name, owner)
+            self.client_metrics.append(metrics)
+            return RemoteBinding(name, target, interceptors=(metrics, *self.services[owner].client_interceptors))
         raise ConfigError(f"binding {name!r} of service {owner!r}: cannot bind to {target!r}")
 
     def _check_free(self, service: Service) -> None:
@@ -121,6 +126,7 @@ class Node(AsyncResource):
         among them a service running in another node)."""
         for service in self.services.values():
             self._check_free(service)
+        self.client_metrics = []
         for owner, targets in self._bindings.items():
             made = {name: self._make_binding(owner, name, t) for name, t in targets.items()}
             self.services[owner].bindings = Bindings(made)

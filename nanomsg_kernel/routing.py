@@ -17,10 +17,11 @@ from typing import Any
 from nanomsg_kernel.codec import Codec
 from nanomsg_kernel.contract import contract_of, kernel_contracts, validate_kernel
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY
+from nanomsg_kernel.metadata import DEFAULT_MAX_METADATA_KEYS, DEFAULT_MAX_METADATA_SIZE
 
 __all__ = ["RoutingEnum"]
 
-_CODECS: dict[tuple[type[RoutingEnum], int], Codec] = {}
+_CODECS: dict[tuple[type[RoutingEnum], int, int, int], Codec] = {}
 
 
 class RoutingEnum(enum.IntEnum):
@@ -44,10 +45,13 @@ class RoutingEnum(enum.IntEnum):
         validate_kernel(cls)
 
     @classmethod
-    def codec(cls, *, max_body_size: int = DEFAULT_MAX_BODY) -> Codec:
-        """The kernel's :class:`~nanomsg_kernel.codec.Codec` (validated, built once, cached)."""
-        key = (cls, max_body_size)
+    def codec(cls, *, max_body_size: int = DEFAULT_MAX_BODY, max_metadata_size: int = DEFAULT_MAX_METADATA_SIZE,
+              max_metadata_keys: int = DEFAULT_MAX_METADATA_KEYS) -> Codec:
+        """The kernel's :class:`~nanomsg_kernel.codec.Codec` (validated, built once per set of
+        limits, cached)."""
+        key = (cls, max_body_size, max_metadata_size, max_metadata_keys)
         codec = _CODECS.get(key)
         if codec is None:
-            codec = _CODECS[key] = Codec(cls, max_body_size=max_body_size)
+            codec = _CODECS[key] = Codec(cls, max_body_size=max_body_size, max_metadata_size=max_metadata_size,
+                                         max_metadata_keys=max_metadata_keys)
         return codec

@@ -66,7 +66,7 @@ def test_unknown_keys_at_every_level(tmp_path: Path) -> None:
         {CALC}listne = ["tcp://127.0.0.1:0"]
     """)
     problems = refused(path)
-    assert f"{path}: colour: unknown key (expected one of: node, services)" in problems
+    assert f"{path}: colour: unknown key (expected one of: node, services, identities)" in problems
     assert f"{path}: node.nmae: unknown key (expected one of: name, grace, metrics, app_dir, drain)" in problems
     assert f"{path}: services.calc.listne: unknown key (expected one of: object, listen, bindings, expose_errors)" in problems
 

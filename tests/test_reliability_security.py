@@ -63,7 +63,9 @@ async def test_capability_rule_holds_over_the_network() -> None:
     assert "Echo" not in secret.metrics.contracts, "an unbound service reached secret"
     assert calc.metrics.contracts["Echo"].calls == 1
     public = {name for name in dir(contexts[0]) if not name.startswith("_")}
-    assert public == {"bindings", "contract", "correlation_id", "deadline", "logger", "service", "time_left"}
+    # metadata (what the caller sent) and peer (who it is) are values: no way to reach a service
+    assert public == {"bindings", "contract", "correlation_id", "deadline", "logger", "metadata", "peer", "service",
+                      "time_left"}
     with pytest.raises(CapabilityError, match=r"given: none"):
         _ = lonely.bindings.calc
 

@@ -88,7 +88,7 @@ async def test_the_context_works_in_a_sync_handler(inproc_url: str, caplog: pyte
         ctx.logger.info("echoing %s", msg.text)
         summed = ctx.bindings.calc.call_sync(CalcWork(a=2, b=3, op=WorkType.SUM))
         ctx.bindings.calc.publish_sync(CalcWork(a=0, b=0, op=WorkType.SUM))
-        seen.update(left=left, thread=threading.current_thread().name, loop=handler_loop())
+        seen.update(left=left, thread=threading.current_thread().name, loop=handler_loop(), cid=ctx.correlation_id)
         return evolve(msg, reply=f"{summed.result}")
 
     node = Node()
@@ -103,7 +103,8 @@ async def test_the_context_works_in_a_sync_handler(inproc_url: str, caplog: pyte
     assert str(seen["thread"]).startswith("nanomsg_kernel front")
     assert seen["loop"] is not None
     [record] = [r for r in caplog.records if r.getMessage() == "echoing hi"]
-    assert [getattr(record, f) for f in ("service", "contract", "correlation_id")] == ["front", "Echo", 1]
+    assert [getattr(record, f) for f in ("service", "contract", "correlation_id")] == ["front", "Echo", seen["cid"]]
+    assert isinstance(seen["cid"], int) and seen["cid"] > 0  # the client's id (random start)
 
 
 async def test_a_sync_handler_without_a_deadline_has_no_time_left() -> None:

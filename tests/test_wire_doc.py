@@ -26,6 +26,10 @@ EXAMPLES = {
     "calc_error": lambda: codec.encode_error(Status.BAD_REQUEST, "division by zero", correlation_id=8, route=1),
     "echo_request": lambda: codec.encode(Echo(text="héllo"), correlation_id=2**40 + 5),
     "cancel": lambda: cancel_frame(7),
+    "calc_request_metadata": lambda: codec.encode(
+        CalcWork(a=1, b=2, op=WorkType.SUM), correlation_id=7, timeout_ms=1500,
+        metadata={"tenant": "acme", "token": b"\x01\x02"},
+    ),
     "health_request": lambda: builtin.encode(HealthCheck(), correlation_id=1),
     "health_response": lambda: builtin.encode(
         HealthCheck(service="calc", status=HealthStatus.SERVING), kind=Kind.RESPONSE, correlation_id=1
@@ -55,6 +59,15 @@ def test_doc_example_decodes(name: str) -> None:
     frame = doc_examples()[name]
     decoded = CODECS.get(name, codec).decode_frame(frame)
     assert decoded.header.body_length == len(frame) - HEADER_SIZE
+
+
+def test_doc_metadata_example_carries_its_metadata() -> None:
+    frame = doc_examples()["calc_request_metadata"]
+    assert dict(codec.frame_metadata(frame)) == {"tenant": "acme", "token": b"\x01\x02"}
+    assert codec.decode(frame) == CalcWork(a=1, b=2, op=WorkType.SUM)
+    # without its block and flag, the frame is the plain request byte for byte
+    plain = doc_examples()["calc_request"]
+    assert frame[HEADER_SIZE + 4 + 23:] == plain[HEADER_SIZE:]
 
 
 @given(

@@ -60,12 +60,14 @@ FrameHandler = Callable[[bytes], Awaitable[bytes | None]]
 """Server callback: receives one frame, returns the reply frame, or ``None`` (no reply)."""
 
 FrameStarter = Callable[
-    [bytes, asyncio.AbstractEventLoop], "bytes | Coroutine[Any, Any, bytes | None] | None"
+    [bytes, asyncio.AbstractEventLoop, Any], "bytes | Coroutine[Any, Any, bytes | None] | None"
 ]
 """The synchronous start of a :data:`FrameHandler` (a service's
-:meth:`~nanomsg_kernel.service.Service.start_frame`): called with a frame on the loop's
-thread, it returns the reply (or ``None``) if the call ended at once, else the coroutine
-that finishes it (its result is the reply), for the caller to run in a task."""
+:meth:`~nanomsg_kernel.service.Service.start_frame`): called with a frame, the loop and
+the frame's :class:`~nanomsg_kernel.transports.caller.Caller` (whose ``peer()`` names who
+calls) on the loop's thread, it returns the reply (or ``None``) if the call ended at once,
+else the coroutine that finishes it (its result is the reply), for the caller to run in a
+task. A service's ``handle_frame`` takes the caller as its second argument too."""
 
 
 def frame_starter(handler: FrameHandler) -> FrameStarter | None:

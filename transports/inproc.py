@@ -21,6 +21,7 @@ from typing import Any
 
 from nanomsg_kernel.errors import ConfigError, EncodeError, Unavailable
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, cancel_frame
+from nanomsg_kernel.peer import Peer
 from nanomsg_kernel.transports.base import (
     Connection,
     FrameHandler,
@@ -60,6 +61,10 @@ class _Link(Caller):
         self.listener = listener
         self.conn = conn
 
+    def describe(self) -> Peer:
+        """An ``inproc://`` peer: the listener's address (no identity to prove)."""
+        return Peer("inproc", self.listener.url)
+
     def finished(self, request: bytes, reply: bytes | None) -> None:
         """Deliver the reply of a call that continued in a task."""
         conn = self.conn
@@ -82,7 +87,10 @@ class InprocListener(Listener):
     """
 
     def __init__(self, url: str, handler: FrameHandler, *, queue_size: int = 1024,
-                 max_in_flight: int = 1024, max_body_size: int = DEFAULT_MAX_BODY) -> None:
+                 max_in_flight: int = 1024, max_body_size: int = DEFAULT_MAX_BODY, allow: object = None) -> None:
+        if allow is not None:
+            raise ConfigError(f"{url}: an inproc:// listener cannot tell its callers apart; allow is for tcp:// "
+                              "with TLS client certificates and for ZeroMQ with Curve")
         self.url = url
         self.name = _name(url)
         self.handler = handler

@@ -58,6 +58,7 @@ from nanomsg_kernel.frame import (
     Refusal,
     refusal,
 )
+from nanomsg_kernel.peer import Allow
 from nanomsg_kernel.ratelimit import rate_limited
 from nanomsg_kernel.transports.base import FrameHandler, correlation_id_of, frame_starter
 from nanomsg_kernel.transports.caller import Caller
@@ -86,10 +87,16 @@ class ServerCore:
         name: what the log lines name (the listener's URL).
         max_body_size: the largest body accepted in a frame and sent in a reply; a larger
             reply is replaced by a ``RESOURCE_EXHAUSTED`` error frame.
+        allow: the identities that may call (checked against each caller's ``peer()``):
+            anyone else is answered ``PERMISSION_DENIED`` (an event is dropped) before any
+            handler code runs. ``None``: everyone may.
     """
 
-    def __init__(self, handler: FrameHandler, *, name: str, max_body_size: int) -> None:
+    def __init__(self, handler: FrameHandler, *, name: str, max_body_size: int, allow: Allow | None = None) -> None:
         self.handler = handler
+        self.allow = allow
+        self.denied = 0
+        """Frames refused because their caller is not in :attr:`allow`."""
         self.starter = frame_starter(handler)
         """The handler's synchronous start, if it has one (a service's ``start_frame``)."""
         self.name = name
@@ -143,6 +150,8 @@ class ServerCore:
         if kind == _CANCEL:
             self.cancel(caller, cid)
             return None
+        if self.allow is not None and not self.allow.permits(caller.peer()):
+            return self.deny(frame, caller, kind == _REQUEST)
         size = len(frame)
         self.in_flight += 1
         self.in_flight_bytes += size
@@ -156,7 +165,7 @@ class ServerCore:
         context = self._context.copy()
         if starter is not None and request and eager:
             try:
-                result = context.run(starter, frame, self.loop)
+                result = context.run(starter, frame, self.loop, caller)
             except Exception:
                 result = handler_failed(frame, log, self.name)
             if result is None or isinstance(result, bytes):
@@ -168,7 +177,7 @@ class ServerCore:
                 return self._checked(frame, result)
             work = result
         else:  # events (in order of arrival: never eager), responses or errors sent to a server
-            work = self._serve(frame, request)
+            work = self._serve(frame, request, caller)
             eager = eager and request
         call = (frame, caller, cid if request else -1, work)
         starting, self._starting = self._starting, True
@@ -232,9 +241,11 @@ class ServerCore:
                     self._end(task, reply)
         return reply
 
-    async def _serve(self, frame: bytes, request: bool) -> bytes | None:
+    async def _serve(self, frame: bytes, request: bool, caller: Caller) -> bytes | None:
         """Serve a frame through the handler itself (no starter, or not a request)."""
         try:
+            if self.starter is not None:  # a service's handle_frame: it tells handlers the caller
+                return await self.handler(frame, caller)  # type: ignore[call-arg]
             return await self.handler(frame)
         except Exception:
             failed = handler_failed(frame, log, self.name)
@@ -297,6 +308,15 @@ class ServerCore:
         if logged:
             peer_log.warning("%s: refused a frame: %s", self.name, why.message)
         return error_reply(frame, why.status, why.message)
+
+    def deny(self, frame: bytes, caller: Caller, request: bool) -> bytes | None:
+        """The answer to a frame whose caller is not allowed: a ``PERMISSION_DENIED`` error
+        frame for a request, nothing for anything else (counted, logged rate-limited)."""
+        self.denied += 1
+        peer_log.warning("%s: refused a frame from %s: not an allowed identity", self.name, caller.peer())
+        if not request:
+            return None
+        return error_reply(frame, Status.PERMISSION_DENIED, "the caller is not allowed to call this listener")
 
     # -- cancelling and closing --------------------------------------------------------
 

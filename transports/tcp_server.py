@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import ssl as _ssl
+from typing import Any
 
 from nanomsg_kernel.errors import ConfigError
 from nanomsg_kernel.fdbudget import DescriptorBudget
@@ -47,6 +48,7 @@ from nanomsg_kernel.frame import (
     Refusal,
     refusal,
 )
+from nanomsg_kernel.peer import Allow, Peer, check_allow, peer_from_certificate
 from nanomsg_kernel.ratelimit import rate_limited
 from nanomsg_kernel.transports.admission import ConnectionGate
 from nanomsg_kernel.transports.base import FrameHandler, Listener
@@ -75,6 +77,14 @@ def _positive(name: str, value: float | None, *, optional: bool = True) -> None:
         return
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
         raise ConfigError(f"{name} must be a positive number{' or None' if optional else ''}, got {value!r}")
+
+
+def _address(peername: Any) -> str | None:
+    """``host:port`` (``[host]:port`` for IPv6) of a socket's peer name."""
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host, port = peername[0], peername[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return None if peername is None else str(peername)
 
 
 class _Peer(Caller):
@@ -160,6 +170,15 @@ class _Peer(Caller):
                           self.in_flight < max_in_flight)
             if reply is not None:
                 out.write(reply)  # held until this step ends, with the replies read after it
+
+    def describe(self) -> Peer:
+        """The connection's address and, over TLS, its client certificate's names."""
+        writer = self.writer
+        address = _address(writer.get_extra_info("peername"))
+        ssl_object = writer.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return Peer("tcp", address)
+        return peer_from_certificate(ssl_object.getpeercert(), address)
 
     def finished(self, request: bytes, reply: bytes | None) -> None:
         """A call that continued in a task ended: write its reply, make room for the reader."""
@@ -273,6 +292,9 @@ class TcpListener(Listener):
             largest frame if that is more; at least the largest frame.
         descriptor_budget: the descriptors connections take one each of (default: the
             process's, shared with every other listener; :mod:`nanomsg_kernel.fdbudget`).
+        allow: the identities that may call (:class:`~nanomsg_kernel.peer.Allow`: TLS
+            client certificate names); anyone else is answered ``PERMISSION_DENIED`` and no
+            handler runs. Needs ``ssl`` with a context that asks for client certificates.
     """
 
     def __init__(
@@ -291,8 +313,13 @@ class TcpListener(Listener):
         write_high_water: int = 256 * 1024,
         max_unsent: int | None = None,
         descriptor_budget: DescriptorBudget | None = None,
+        allow: Allow | None = None,
     ) -> None:
         scheme, self.host, self.port = parse_address(url)
+        check_allow(allow, url)
+        if allow is not None and (ssl is None or ssl.verify_mode == _ssl.CERT_NONE):
+            raise ConfigError(f"{url}: allow needs TLS with client certificates (an ssl context whose "
+                              "verify_mode asks for them): without one no caller can prove an identity")
         if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
             raise ConfigError(f"ssl must be an ssl.SSLContext, got {type(ssl).__name__}")
         for name, count in (("max_in_flight", max_in_flight), ("backlog", backlog),
@@ -312,6 +339,7 @@ class TcpListener(Listener):
         self.url = url
         """The address served: ``tcp://host:port``, with the real port once started."""
         self.handler = handler
+        self.allow = allow
         self.core: ServerCore | None = None
         """What serves the frames of every connection (made when the listener starts)."""
         self.ssl = ssl
@@ -366,7 +394,7 @@ class TcpListener(Listener):
             raise ConfigError(f"cannot listen on {self.url}: {exc}") from exc
         sockname = self._server.sockets[0].getsockname()
         self.url = format_address(self.scheme, self.host, int(sockname[1]))
-        self.core = ServerCore(self.handler, name=self.url, max_body_size=self.max_body_size)
+        self.core = ServerCore(self.handler, name=self.url, max_body_size=self.max_body_size, allow=self.allow)
         self.closing = False
         if self.ssl is not None:
             self._handshakes = Handshakes(self.ssl, self.read_timeout, self.url)

@@ -181,7 +181,7 @@ class ZmqListener(Listener):
         server = self._server = FrameServer(
             self.handler, max_in_flight=opts.max_in_flight, max_frame=opts.max_frame,
             reply_timeout=opts.reply_timeout, max_held_bytes=opts.max_held_bytes,
-            max_held_bytes_per_client=opts.max_held_bytes_per_client,
+            max_held_bytes_per_client=opts.max_held_bytes_per_client, allow=opts.allow,  # type: ignore[arg-type]
         )
         router = self._bind(zmq.ROUTER, self._endpoint.requests)
         router.router_mandatory = 1

@@ -18,6 +18,7 @@ import zmq
 from nanomsg_kernel.errors import ConfigError
 from nanomsg_kernel.fdbudget import DescriptorBudget
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32
+from nanomsg_kernel.peer import check_allow
 from nanomsg_kernel.transports.zmq_security import ClientCurve, ServerCurve
 
 __all__ = ["ConnectOptions", "ListenOptions", "configure"]
@@ -101,6 +102,9 @@ class ListenOptions(_Common):
     """Start a worker again when it dies."""
     start_timeout: float = 60.0
     """Seconds worker processes have to start."""
+    allow: object = None
+    """The identities that may call (an :class:`~nanomsg_kernel.peer.Allow` of Curve keys):
+    anyone else is answered ``PERMISSION_DENIED``. Needs ``curve_secret_key``, no workers."""
 
     def check(self) -> None:
         super().check()
@@ -123,6 +127,11 @@ class ListenOptions(_Common):
             self.events = routes
         if self.curve_allow is not None and self.curve_secret_key is None:
             raise ConfigError("curve_allow needs curve_secret_key (the server's key)")
+        check_allow(self.allow, "ZeroMQ option")
+        if self.allow is not None and self.curve_secret_key is None:
+            raise ConfigError("allow needs curve_secret_key: without Curve no caller can prove an identity")
+        if self.allow is not None and self.workers:
+            raise ConfigError("allow needs workers=0: worker processes do not see their callers' keys")
 
     def budget(self) -> DescriptorBudget | None:
         """The descriptor budget given, if any (else the process's is used)."""
@@ -134,7 +143,8 @@ class ListenOptions(_Common):
             if self.curve_public_key is not None:
                 raise ConfigError("curve_public_key needs curve_secret_key")
             return None
-        return ServerCurve(self.curve_secret_key, self.curve_public_key, self.curve_allow)
+        return ServerCurve(self.curve_secret_key, self.curve_public_key, self.curve_allow,
+                           identify=self.allow is not None)
 
 
 @dataclass

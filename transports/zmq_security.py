@@ -4,7 +4,9 @@ Keys are Z85 text (40 characters, as :func:`zmq.curve_keypair` makes them) or ra
 keys. A listener given ``curve_secret_key`` encrypts every connection (its public key is
 derived from the secret one); with ``curve_allow=[client public keys]`` it also refuses
 every client whose key is not listed, through a ZAP handler (:mod:`zmq.auth`) running in a
-thread of the listener's own ZeroMQ context. A client gives the service's public key as
+thread of the listener's own ZeroMQ context. The same handler runs, accepting every key,
+when the listener needs to know its callers' keys (an ``allow`` list of identities): ZAP
+then gives each message the client's public key as its ``User-Id``. A client gives the service's public key as
 ``curve_server_key`` and, when the service checks keys, its own ``curve_secret_key``
 (without one it uses a fresh key pair: encrypted, but anonymous).
 """
@@ -48,19 +50,20 @@ def z85_key(value: object, name: str) -> bytes:
 
 
 class _AllowList:
-    """The ZAP callback: is this client key allowed?"""
+    """The ZAP callback: is this client key allowed? (``None``: every key is.)"""
 
-    def __init__(self, keys: frozenset[bytes]) -> None:
+    def __init__(self, keys: frozenset[bytes] | None) -> None:
         self.keys = keys
 
     def callback(self, domain: str, key: bytes) -> bool:
-        return key in self.keys
+        return self.keys is None or key in self.keys
 
 
 class ServerCurve:
     """Curve settings of a listener, and the authenticator that enforces its allow-list."""
 
-    def __init__(self, secret_key: object, public_key: object | None, allow: Iterable[object] | None) -> None:
+    def __init__(self, secret_key: object, public_key: object | None, allow: Iterable[object] | None,
+                 identify: bool = False) -> None:
         self.secret = z85_key(secret_key, "curve_secret_key")
         derived = zmq.curve_public(self.secret)
         self.public = derived if public_key is None else z85_key(public_key, "curve_public_key")
@@ -69,12 +72,16 @@ class ServerCurve:
         if allow is not None and isinstance(allow, (str, bytes)):
             raise ConfigError("curve_allow must be a list of client public keys, not one key")
         self.allow = None if allow is None else frozenset(z85_key(k, "curve_allow entry") for k in allow)
+        self.identify = identify
+        """Run the ZAP handler even without an allow-list, so that each message carries its
+        client's public key (``User-Id``)."""
         self.domain = f"nanomsg-kernel-{next(_domains)}"
         self._auth: zmq.auth.thread.ThreadAuthenticator | None = None
 
     def start(self, ctx: zmq.Context[Any]) -> None:
-        """Start the ZAP handler in ``ctx`` (only when an allow-list was given)."""
-        if self.allow is None or self._auth is not None:
+        """Start the ZAP handler in ``ctx`` (when an allow-list was given, or callers' keys
+        are wanted)."""
+        if (self.allow is None and not self.identify) or self._auth is not None:
             return
         auth = zmq.auth.thread.ThreadAuthenticator(ctx)
         auth.start()

@@ -41,12 +41,13 @@ from typing import Any
 import zmq
 
 from nanomsg_kernel.frame import HEADER_SIZE, Kind
+from nanomsg_kernel.peer import Allow, Peer
 from nanomsg_kernel.transports.base import FrameHandler
 from nanomsg_kernel.transports.server_core import Caller, ServerCore
 from nanomsg_kernel.transports.waiting import Waiting
 from nanomsg_kernel.transports.zmq_envelope import multipart_refusal, request_start
 from nanomsg_kernel.transports.zmq_held import TRACK_FROM, Counters, HeldReplies
-from nanomsg_kernel.transports.zmq_socket import SocketPump, raw_send
+from nanomsg_kernel.transports.zmq_socket import Received, SocketPump, raw_send
 
 __all__ = ["DRAIN_SECONDS", "REPLY_BURST", "REQUEST_BATCH", "FrameServer", "ReplyQueue"]
 
@@ -193,6 +194,16 @@ class _Envelope(Caller):
         self.key = key
         self.envelope = envelope
 
+    def identify(self, parts: list[bytes]) -> None:
+        """Take who sent ``parts`` (:class:`Received`: its Curve key and address) as this
+        return address's peer, for the message's call."""
+        if isinstance(parts, Received):
+            self._peer = Peer("zmq", parts.address, curve_key=parts.user_id)
+
+    def describe(self) -> Peer:
+        """A ZeroMQ peer whose key is not known (the listener has no ``allow``)."""
+        return Peer("zmq")
+
     def finished(self, request: bytes, reply: bytes | None) -> None:
         """Queue the reply of a call that continued in a task; it is no longer in flight."""
         server = self.server
@@ -220,13 +231,17 @@ class FrameServer:
         max_held_bytes: bytes of replies on their way to all clients together (held for
             room, or large ones not yet written by libzmq; see :mod:`nanomsg_kernel.transports.zmq_held`).
         max_held_bytes_per_client: the same, for one client.
+        allow: the identities that may call (Curve keys, which ZAP gives each message);
+            anyone else is answered ``PERMISSION_DENIED``.
     """
 
     def __init__(self, handler: FrameHandler, *, max_in_flight: int, max_frame: int, reply_timeout: float,
                  max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
-                 max_held_bytes_per_client: int = DEFAULT_MAX_HELD_BYTES_PER_CLIENT) -> None:
+                 max_held_bytes_per_client: int = DEFAULT_MAX_HELD_BYTES_PER_CLIENT, allow: Allow | None = None) -> None:
         self.handler = handler
-        self.core = ServerCore(handler, name="zmq", max_body_size=max_frame - HEADER_SIZE)
+        self.core = ServerCore(handler, name="zmq", max_body_size=max_frame - HEADER_SIZE, allow=allow)
+        self.identify = allow is not None
+        """Whether each request's sender is read (its Curve key), for ``allow``."""
         """What serves the frames (as on every transport)."""
         self.max_in_flight = max_in_flight
         self.max_frame = max_frame
@@ -317,7 +332,7 @@ class FrameServer:
 
         # ROUTER_MANDATORY makes a full queue an error, yet POLLOUT stays set: held replies
         # are sent again when the socket's descriptor signals a change (see zmq_held).
-        pump = SocketPump(sock, on_message, pollout_means_room=False, router=True,
+        pump = SocketPump(sock, on_message, pollout_means_room=False, router=True, identify=self.identify,
                           batch=REQUEST_BATCH, after_batch=after_batch, on_wake=on_wake)
         replies = ReplyQueue(self, pump)
         self.pumps.append(pump)
@@ -334,12 +349,14 @@ class FrameServer:
             if len(parts) != 1:
                 self.dropped_messages += 1
                 return
+            if self.identify and not self._permitted(parts):
+                return
             queue.append(parts[0])
             ready.set()
             if len(queue) >= self.max_in_flight:
                 pump.pause()
 
-        pump = SocketPump(sock, on_message)
+        pump = SocketPump(sock, on_message, identify=self.identify)
         self._event_pumps.append(pump)
         task = self._create_task(self._consume(queue, ready, pump))
         self._consumers.add(task)
@@ -356,6 +373,15 @@ class FrameServer:
                 return
             ready.clear()
             await ready.wait()
+
+    def _permitted(self, parts: list[bytes]) -> bool:
+        """Whether the sender of an event is allowed (else it is dropped, counted)."""
+        core = self.core
+        assert core.allow is not None
+        if isinstance(parts, Received) and core.allow.permits(Peer("zmq", parts.address, curve_key=parts.user_id)):
+            return True
+        core.denied += 1
+        return False
 
     def _refuse_multipart(self, parts: list[bytes], start: int, replies: ReplyQueue) -> None:
         """Answer a request sent in several parts with ``BAD_REQUEST`` (never serve it)."""
@@ -374,6 +400,8 @@ class FrameServer:
             caller = replies.idle
             if caller is None or caller.key != key:
                 caller = _Envelope(self, replies, key, parts[:-1])
+        if self.identify:
+            caller.identify(parts)
         core = self.core
         waiting = self.waiting
         frame = parts[-1]

@@ -90,10 +90,40 @@ PartCallback = Callable[[bytes], Any]
 """Called with every part received, as ``bytes``, from a peer that sends one-part messages."""
 
 
-def _receiver(sock: zmq.Socket[Any], router: bool) -> Callable[[], list[bytes]]:
-    """A function receiving one whole message without blocking (``zmq.Again`` if none)."""
+class Received(list[bytes]):
+    """A message's parts, with what ZeroMQ tells of the connection it came on: its ZAP
+    ``User-Id`` (with CurveZMQ, the client's public key) and the peer's address."""
 
-    if router:
+    __slots__ = ("address", "user_id")
+
+    user_id: str | None
+    address: str | None
+
+
+def _property(frame: zmq.Frame, name: str) -> str | None:
+    try:
+        value = frame.get(name)
+    except zmq.ZMQError:  # the message has no such property
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _receiver(sock: zmq.Socket[Any], router: bool, identify: bool = False) -> Callable[[], list[bytes]]:
+    """A function receiving one whole message without blocking (``zmq.Again`` if none);
+    ``identify``: as :class:`Received` parts."""
+
+    if identify:
+        def receive() -> list[bytes]:
+            parts = Received()
+            f = _recv(sock, _NB, False)
+            while f.more:
+                parts.append(f.bytes)
+                f = _recv(sock, _NB, False)
+            parts.append(f.bytes)
+            parts.user_id = _property(f, "User-Id")
+            parts.address = _property(f, "Peer-Address")
+            return parts
+    elif router:
         def receive() -> list[bytes]:
             # A ROUTER puts the sender's routing id in front of every message, so more parts
             # always follow the first: it is taken as bytes, the cheapest receive.
@@ -134,6 +164,7 @@ class SocketPump:
             ``XPUB_NODROP``): their sends are retried with a short back-off instead.
         router: the socket is a ``ROUTER`` (every message it receives starts with a routing
             id, which is received without asking whether more parts follow).
+        identify: hand each message over as :class:`Received` parts, which tell who sent it.
         after_batch: called after each look at the socket while it is read (not while
             paused), once the messages found were handed to ``on_message``.
         on_wake: called after every look at the socket, paused or not (the socket's state
@@ -154,6 +185,7 @@ class SocketPump:
         batch: int = 256,
         pollout_means_room: bool = True,
         router: bool = False,
+        identify: bool = False,
         after_batch: Callable[[], None] | None = None,
         on_wake: Callable[[], None] | None = None,
     ) -> None:
@@ -164,7 +196,7 @@ class SocketPump:
             self._receive = functools.partial(_recv, sock, _NB, True)
             self._on_message = on_part
         elif on_message is not None:
-            self._receive = _receiver(sock, router)
+            self._receive = _receiver(sock, router, identify)
             self._on_message = on_message
         else:
             raise TypeError("SocketPump needs on_message or on_part")

@@ -20,6 +20,9 @@
               { url = "tcp://127.0.0.1:7003", reflection = false }]   # no Describe on this one
     bindings = { calc = "calc" }       # a service of this node (in-process) or a URL
 
+    [identities]                       # optional: callers a listener may allow (config_identities)
+    gateway = { cert_name = "gateway.internal" }
+
 :func:`load_config` checks everything it can before anything starts and reports every
 problem at once, each naming the file and the key (``node.toml: services.gateway.bindings.calc:
 no service named 'calc' in this node``): syntax, unknown keys, objects that cannot be
@@ -54,6 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nanomsg_kernel.app.config_graph import cycles, start_order
+from nanomsg_kernel.app.config_identities import listen_allow, parse_identities
 from nanomsg_kernel.app.config_nats import nats_security
 from nanomsg_kernel.app.config_security import connect_security, listen_security
 from nanomsg_kernel.app.config_urls import (
@@ -67,6 +71,7 @@ from nanomsg_kernel.app.imports import import_ref, use_app_dir
 from nanomsg_kernel.binding import RemoteBinding
 from nanomsg_kernel.errors import ConfigError
 from nanomsg_kernel.node import Node
+from nanomsg_kernel.peer import Identity
 from nanomsg_kernel.service import Service
 
 __all__ = [
@@ -78,7 +83,7 @@ __all__ = [
     "parse_config",
 ]
 
-_TOP_KEYS = ("node", "services")
+_TOP_KEYS = ("node", "services", "identities")
 _NODE_KEYS = ("name", "grace", "metrics", "app_dir", "drain")
 _METRICS_KEYS = ("listen",)
 _SERVICE_KEYS = ("object", "listen", "bindings", "expose_errors")
@@ -162,6 +167,8 @@ class _Checker:
         """Relative paths in the config are relative to this directory (the config's)."""
         self.problems: list[str] = []
         self.warnings: list[str] = []
+        self.identities: dict[str, Identity] = {}
+        """The caller identities of ``[identities]``, by name (listeners' ``allow`` names them)."""
 
     def bad(self, key: str, message: str) -> None:
         self.problems.append(f"{self.path}: {key}: {message}" if key else f"{self.path}: {message}")
@@ -200,7 +207,7 @@ def _listen_specs(c: _Checker, key: str, value: Any) -> list[ListenSpec]:
         options: dict[str, Any] = {}
         url = item
         if isinstance(item, dict):
-            options = {o: v for o, v in item.items() if o not in ("url", "tls", "curve", "ssl", "nats", "reflection")}
+            options = {o: v for o, v in item.items() if o not in ("url", "tls", "curve", "ssl", "allow", "nats", "reflection")}
             url = item.get("url")
             if url is None:
                 c.bad(k, "a listener table needs a 'url'")
@@ -212,6 +219,7 @@ def _listen_specs(c: _Checker, key: str, value: Any) -> list[ListenSpec]:
         if isinstance(item, dict):
             before = len(c.problems)
             options |= listen_security(item, url, k, c.base, c.bad, c.warn)
+            options |= listen_allow(item, url, k, c.identities, c.bad)
             options |= nats_security(item, url, k, c.base, c.bad, c.warn)
             if len(c.problems) > before:
                 continue
@@ -308,6 +316,7 @@ def parse_config(
         c.bad("node.drain", f"expected seconds from 0 to 3600, got {drain!r}")
         drain = 0.0
     _app_dir(c, node, app_dir, default_app_dir)
+    c.identities = parse_identities(doc.get("identities"), c.base, c.bad)
     metrics_listen: tuple[str, int] | None = None
     if "metrics" in node:
         metrics = c.table(node["metrics"], "node.metrics", _METRICS_KEYS)

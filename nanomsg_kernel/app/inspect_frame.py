@@ -25,7 +25,8 @@ from nanomsg_kernel.app.jsonio import BytesFormat, plain_json, to_json
 from nanomsg_kernel.app.printable import printable
 from nanomsg_kernel.codec import decode_error_body, msgpack_reason
 from nanomsg_kernel.errors import DecodeError
-from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Header, Kind, parse_header
+from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, METADATA_FLAG, Header, Kind, parse_header
+from nanomsg_kernel.metadata import decode_metadata
 
 if TYPE_CHECKING:
     from nanomsg_kernel.routing import RoutingEnum
@@ -36,7 +37,8 @@ _HEX_DIGITS = frozenset(string.hexdigits.encode())
 _SPACE = re.compile(rb"\s+")
 
 FrameReport = dict[str, Any]
-"""One inspected frame: ``offset``, ``header`` (field -> value), ``body`` or ``error``."""
+"""One inspected frame: ``offset``, ``header`` (field -> value), ``metadata`` (when the
+frame carries some), ``body`` or ``error``."""
 
 
 def decode_input(data: bytes, *, hex_input: bool | None = None) -> bytes:
@@ -135,8 +137,13 @@ def inspect_frames(
         if end > len(data):
             report["error"] = f"truncated body: header declares {header.body_length} bytes, {len(data) - start} present"
             break
+        body = data[start:end]
         try:
-            report["body"] = _body(header, data[start:end], routes, max_body, bytes_format)
+            if header.flags & METADATA_FLAG:
+                metadata, skip = decode_metadata(body)
+                report["metadata"] = plain_json(dict(metadata), bytes_format=bytes_format)
+                body = body[skip:]
+            report["body"] = _body(header, body, routes, max_body, bytes_format)
         except DecodeError as exc:
             report["error"] = f"bad body: {exc}"
         offset = end
@@ -155,6 +162,8 @@ def render_text(reports: list[FrameReport]) -> str:
         if len(reports) > 1:
             out.append(f"frame {i + 1} at byte {report['offset']}")
         fields: dict[str, Any] = dict(report.get("header", {}))
+        if "metadata" in report:
+            fields["metadata"] = report["metadata"]
         body = report.get("body")
         if body is not None:
             if "contract" in body:
