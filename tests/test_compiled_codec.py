@@ -317,3 +317,12 @@ def test_every_field_at_every_depth_with_every_near_value() -> None:
                 same_decode(pack_header(Kind.REQUEST, route, 1, 7, 0, len(body)) + body)
                 checked += 1
     assert checked > 2000
+
+
+def test_frames_with_metadata_are_the_same() -> None:
+    msg = Every(i=3, names={"a": 1.5})
+    for metadata in (None, {}, {"k": "v"}, {"b": b"x", "c": "d"}):
+        a = outcome(functools.partial(fast.encode, msg, correlation_id=4, metadata=metadata))
+        b = outcome(functools.partial(pure.encode, msg, correlation_id=4, metadata=metadata))
+        assert a == b
+        same_decode(pure.encode(msg, correlation_id=4, metadata=metadata))
