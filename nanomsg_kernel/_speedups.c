@@ -878,6 +878,9 @@ static PyObject *Core_encode(Core *c, PyObject *const *args, Py_ssize_t nargs, P
             if (!strcmp(name, "kind")) kind = v;
             else if (!strcmp(name, "correlation_id")) corr = v;
             else if (!strcmp(name, "timeout_ms")) timeout = v;
+            else if (!strcmp(name, "metadata")) {  /* none: no block; a block is the pure path's */
+                if (v != Py_None && !(PyDict_CheckExact(v) && PyDict_GET_SIZE(v) == 0)) goto pure;
+            }
             else goto pure;
         }
     }
@@ -974,7 +977,7 @@ static PyObject *Core_read_body(Core *c, PyObject *const *args, Py_ssize_t nargs
 
 static PyMethodDef Core_methods[] = {
     {"encode", (PyCFunction)(void (*)(void))Core_encode, METH_FASTCALL | METH_KEYWORDS,
-     "encode(msg, *, kind=Kind.REQUEST, correlation_id=0, timeout_ms=0): the frame of msg."},
+     "encode(msg, *, kind=Kind.REQUEST, correlation_id=0, timeout_ms=0, metadata=None): the frame of msg."},
     {"decode", (PyCFunction)Core_decode, METH_O, "decode(frame): the message of a frame."},
     {"decode_request", (PyCFunction)Core_decode_request, METH_O,
      "decode_request(frame): (message, correlation_id, timeout_ms, route), or None."},
