@@ -1,10 +1,11 @@
 """Run every benchmark and print one table: ``python -m benchmarks``.
 
 Options: ``--quick`` (short runs for a smoke test), ``--seconds S`` (the load window of the
-tcp, grpc and sizes benchmarks), ``--only codec,inproc,tcp,zmq,grpc,sizes`` (a subset), and
+tcp, grpc, sizes and nats benchmarks), ``--only codec,inproc,tcp,zmq,grpc,sizes,nats`` (a subset), and
 ``--out PATH`` (writes ``PATH.md`` and ``PATH.json``; default ``benchmarks/results/latest``).
 The gRPC rows need ``pip install grpcio grpcio-tools``; without them they are skipped with a
-message and everything else runs.
+message and everything else runs; so do the nats rows without ``nats-server`` on PATH, and
+the FastStream row without ``faststream[nats]``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ processes:
 * ``tcp`` — :mod:`benchmarks.tcp`: the TCP transport against a bare asyncio echo;
 * ``zmq`` — :mod:`benchmarks.zmq`: the ZeroMQ transport against raw pyzmq;
 * ``grpc`` — :mod:`benchmarks.versus_grpc`: our network transports against gRPC Python;
-* ``sizes`` — :mod:`benchmarks.sizes`: 100 B, 10 KiB and 1 MiB bodies on every transport.
+* ``sizes`` — :mod:`benchmarks.sizes`: 100 B, 10 KiB and 1 MiB bodies on every transport;
+* ``nats`` — :mod:`benchmarks.nats`: nats:// against raw nats-py request/reply (and
+  FastStream, when installed) through a nats-server of its own, asyncio loop; skipped with a
+  message when ``nats-server`` is not on PATH.
 
 :func:`rows` turns the results into one table: for each measure, our figure, the baseline
 measured in the same run, their ratio and the aim.
@@ -32,7 +35,7 @@ from benchmarks._util import ROOT
 
 __all__ = ["DEFAULT_OUT", "SECTIONS", "machine", "markdown", "rows", "run", "size_rows", "write"]
 
-SECTIONS = ("codec", "inproc", "tcp", "zmq", "grpc", "sizes")
+SECTIONS = ("codec", "inproc", "tcp", "zmq", "grpc", "sizes", "nats")
 DEFAULT_OUT = ROOT / "benchmarks" / "results" / "latest"
 """Where the results go by default: ``latest.md`` and ``latest.json``."""
 
@@ -51,7 +54,7 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     versions: dict[str, str | None] = {}
-    for dist in ("msgpack", "msgspec", "pyzmq", "uvloop", "grpcio", "protobuf"):
+    for dist in ("msgpack", "msgspec", "pyzmq", "uvloop", "grpcio", "protobuf", "nats-py", "faststream"):
         try:
             versions[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
@@ -90,8 +93,10 @@ def run(quick: bool = False, seconds: float | None = None, only: Sequence[str] =
         start = time.perf_counter()
         results[section] = _RUNNERS[section](quick, seconds)
         results["elapsed_s"][section] = round(time.perf_counter() - start, 2)
-        if section in ("grpc", "sizes"):
-            skipped = results[section].get("skipped") or results[section].get("grpc_skipped")
+        if section in ("grpc", "sizes", "nats"):
+            skipped = results[section].get("skipped") or results[section].get("grpc_skipped") or next(
+                (r["faststream_skipped"] for r in results[section].values()
+                 if isinstance(r, dict) and "faststream_skipped" in r), None)
             if skipped:
                 progress(skipped)
     results["load_average"]["end"] = _load()
@@ -142,8 +147,14 @@ def _sizes(quick: bool, seconds: float | None) -> dict[str, Any]:
     return sizes.run(quick, seconds=seconds)
 
 
+def _nats(quick: bool, seconds: float | None) -> dict[str, Any]:
+    from benchmarks import nats
+
+    return nats.run(quick, loops=("asyncio",), seconds=seconds)
+
+
 _RUNNERS: dict[str, Callable[[bool, float | None], dict[str, Any]]] = {
-    "codec": _codec, "inproc": _inproc, "tcp": _tcp, "zmq": _zmq, "grpc": _grpc, "sizes": _sizes,
+    "codec": _codec, "inproc": _inproc, "tcp": _tcp, "zmq": _zmq, "grpc": _grpc, "sizes": _sizes, "nats": _nats,
 }
 
 
@@ -228,6 +239,34 @@ def rows(results: dict[str, Any]) -> list[Row]:
                             "gRPC Python (grpc.aio)", base["p50_us"]))
             out.append(_row("vs gRPC", f"{label} service+client: pipelined(64) p50", loop, "µs",
                             ours["pipelined_p50_us"], "gRPC Python (grpc.aio)", base["pipelined_p50_us"]))
+    out += _nats_rows(results.get("nats", {}))
+    return out
+
+
+def _nats_rows(n: dict[str, Any]) -> list[Row]:
+    """The nats:// rows: ours, 2 and 4 instances and FastStream against raw nats-py."""
+    out: list[Row] = []
+    for loop, v in n.items():
+        if not isinstance(v, dict) or "skipped" in v:
+            continue
+        raw, ratios = v["raw"], v["ratios"]
+        base = "raw nats-py request/reply"
+        for target, label in (("service", "service+client"), ("frames", "nats transport"),
+                              ("service_x2", "service+client, 2 instances"),
+                              ("service_x4", "service+client, 4 instances"), ("faststream", "FastStream broker.request")):
+            if target not in v:
+                continue
+            r = ratios[target]
+            aim_p, met_p = ("≥ 80%", r["pipelined_throughput"] >= 0.8) if target == "service" else ("", None)
+            aim_c, met_c = ("≤ 1.3x", r["closed_p50"] <= 1.3) if target == "service" else ("", None)
+            out.append(_row("nats://", f"{label}: pipelined(64) calls/s", loop, "calls/s",
+                            v[target]["pipelined_calls_per_s"], base, raw["pipelined_calls_per_s"], aim_p, met_p))
+            out.append(_row("nats://", f"{label}: closed-loop p50", loop, "µs", v[target]["p50_us"], base,
+                            raw["p50_us"], aim_c, met_c))
+        if "faststream" in v:
+            ours, theirs = v["service"]["pipelined_calls_per_s"], v["faststream"]["pipelined_calls_per_s"]
+            out.append(_row("nats://", "service+client: pipelined(64) calls/s", loop, "calls/s", ours,
+                            "FastStream broker.request", theirs, "≥ 3x", ours >= 3 * theirs))
     return out
 
 
@@ -269,7 +308,8 @@ def markdown(results: dict[str, Any], command: str = "python -m benchmarks") -> 
         "",
         f"Machine: {m['cores']} cores ({m['cpu']}), {m['implementation']} {m['python']}, {m['platform']}; "
         f"msgpack {v['msgpack']}, msgspec {v['msgspec']}, pyzmq {v['pyzmq']} (libzmq {v['libzmq']}), "
-        f"uvloop {v['uvloop']}, grpcio {v['grpcio']}, protobuf {v['protobuf']}.",
+        f"uvloop {v['uvloop']}, grpcio {v['grpcio']}, protobuf {v['protobuf']}, nats-py {v.get('nats-py')}, "
+        f"faststream {v.get('faststream')}.",
         "",
         f"Load average (1, 5, 15 min) at start {results.get('load_average', {}).get('start')}, "
         f"at end {results.get('load_average', {}).get('end')}.",
@@ -314,6 +354,12 @@ def markdown(results: dict[str, Any], command: str = "python -m benchmarks") -> 
                          f"{_fmt(r['pipelined_mib_per_s'])} |")
         if "grpc_skipped" in results["sizes"]:
             lines += ["", f"*{results['sizes']['grpc_skipped']}*"]
+    n = results.get("nats")
+    if n is not None and "skipped" in n:
+        lines += ["", f"*nats:// rows skipped: {n['skipped']}*"]
+    for loop, v in (n or {}).items():
+        if isinstance(v, dict) and "faststream_skipped" in v:
+            lines += ["", f"*FastStream row left out ({loop}): {v['faststream_skipped']}*"]
     took = results.get("elapsed_s", {})
     if took:
         lines += ["", "Seconds per section: " + ", ".join(f"{k} {s:.1f}" for k, s in took.items())

@@ -9,6 +9,7 @@ from typing import Any
 from nanomsg_kernel.codegen.errors import Problem
 from nanomsg_kernel.codegen.model import clean_doc
 from nanomsg_kernel.codegen.tomllines import KeyLines, key_lines
+from nanomsg_kernel.contract import FIRST_BUILTIN_ROUTE
 
 __all__ = [
     "FORMAT",
@@ -27,7 +28,9 @@ __all__ = [
 FORMAT = 1
 """The schema file format version this module reads (``format = 1``)."""
 MAX_TAG = 2**31 - 1
-MAX_ROUTE = 0xFFFF
+MAX_ROUTE = FIRST_BUILTIN_ROUTE - 1
+"""The largest route id a schema may use: those above are the built-in contracts'
+(:data:`nanomsg_kernel.contract.FIRST_BUILTIN_ROUTE`)."""
 MAX_VERSION = 0xFFFF
 
 RESERVED_TYPE_NAMES = frozenset(

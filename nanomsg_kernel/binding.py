@@ -31,10 +31,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Iterable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar, overload
 
 from nanomsg_kernel.client import Client, caller_error
+from nanomsg_kernel.client_interceptors import ClientInterceptor
 from nanomsg_kernel.codec import Codec
 from nanomsg_kernel.contract import Request
 from nanomsg_kernel.errors import (
@@ -176,17 +177,25 @@ class LocalBinding(Binding):
 
 
 class RemoteBinding(Binding):
-    """A binding to a service at a URL; connects on first use."""
+    """A binding to a service at a URL; connects on first use.
 
-    def __init__(self, name: str, url: str, **options: Any) -> None:
+    Its calls pass through ``interceptors`` (a node gives a
+    :class:`~nanomsg_kernel.metrics.ClientMetrics`, then those of the service that owns the
+    binding: :attr:`Service.client_interceptors
+    <nanomsg_kernel.service.Service.client_interceptors>`).
+    """
+
+    def __init__(self, name: str, url: str, *, interceptors: Iterable[ClientInterceptor] = (), **options: Any) -> None:
         self.name = name
         self.url = url
         self.options = options
+        self.interceptors = tuple(interceptors)
+        """The chain around each call through this binding, outermost first."""
         self._client: Client | None = None
 
     def _get_client(self) -> Client:
         if self._client is None:
-            self._client = Client(None, self.url, **self.options)
+            self._client = Client(None, self.url, interceptors=self.interceptors, service=self.name, **self.options)
         return self._client
 
     @overload

@@ -28,8 +28,12 @@ import asyncio
 import itertools
 import math
 import secrets
+import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from nanomsg_kernel.chain import Chain, status_of
+from nanomsg_kernel.client_interceptors import ClientCall, ClientInterceptor
 from nanomsg_kernel.errors import (
     DeadlineExceeded,
     EncodeError,
@@ -54,7 +58,8 @@ M = TypeVar("M")
 R = TypeVar("R")
 
 _REQUEST, _EVENT = Kind.REQUEST, Kind.EVENT
-_TIMEOUT, _UNAVAILABLE = Status.TIMEOUT, Status.UNAVAILABLE
+_TIMEOUT, _UNAVAILABLE, _OK = Status.TIMEOUT, Status.UNAVAILABLE, Status.OK
+_clock = time.perf_counter
 
 
 def first_correlation_id() -> int:
@@ -88,6 +93,10 @@ class Client(AsyncResource):
         url: where the service listens; the scheme picks the transport.
         timeout: default per-call timeout in seconds (``None``: wait as long as it takes).
         max_body_size: largest body sent or accepted.
+        interceptors: the chain around each :meth:`call`, outermost first (see
+            :mod:`nanomsg_kernel.interceptors`); none by default, at no cost per call.
+        service: the name the interceptors see as :attr:`ClientCall.service
+            <nanomsg_kernel.interceptors.ClientCall.service>` (a binding sets its own name).
         **options: passed to the transport's ``connect``.
     """
 
@@ -100,6 +109,8 @@ class Client(AsyncResource):
         *,
         timeout: float | None = None,
         max_body_size: int = DEFAULT_MAX_BODY,
+        interceptors: Iterable[ClientInterceptor] = (),
+        service: str | None = None,
         **options: Any,
     ) -> None:
         from nanomsg_kernel.transports.base import get_transport
@@ -114,6 +125,14 @@ class Client(AsyncResource):
         self._connected = False
         self._last_timeout_ms: tuple[float, int] = (0.0, 0)
         """The last timeout in seconds and its header value in ms (callers reuse one)."""
+        self.service = service
+        chain: Chain[ClientCall] = Chain(interceptors, ClientInterceptor)
+        self._chain = chain if chain.interceptors else None
+
+    @property
+    def interceptors(self) -> tuple[ClientInterceptor, ...]:
+        """The chain around each call, outermost first."""
+        return () if self._chain is None else self._chain.interceptors
 
     def __repr__(self) -> str:
         return f"<Client {self.url!r}>"
@@ -185,6 +204,40 @@ class Client(AsyncResource):
             EncodeError: ``msg`` is not a valid contract of the kernel, or ``metadata`` is
                 not a map of text to text or bytes within the codec's limits.
         """
+        chain = self._chain
+        if chain is None:
+            return await self._send(msg, timeout, metadata)
+        return await self._intercepted(chain, msg, timeout, metadata)
+
+    async def _intercepted(
+        self, chain: Chain[ClientCall], msg: Any, timeout: float | None, metadata: Metadata | None,
+    ) -> Any:
+        """:meth:`call` through the interceptors (they may add to the metadata)."""
+        call = ClientCall(self.url, self.service, type(msg).__name__, self.timeout if timeout is None else timeout,
+                          dict(metadata) if metadata else {})
+        if chain.nested:
+            return await chain.run(msg, call, lambda m: self._send(m, call.timeout, call.metadata))
+        started = _clock() if chain.afters else 0.0
+        if chain.befores:
+            error = chain.enter(msg, call, started)
+            if error is not None:
+                raise error
+        try:
+            reply = await self._send(msg, call.timeout, call.metadata)
+        except (Exception, asyncio.CancelledError) as exc:
+            error = chain.finish(msg, call, status_of(exc), started, exc)
+            if error is exc or isinstance(exc, asyncio.CancelledError):
+                raise
+            assert error is not None
+            raise error from exc
+        if chain.afters:
+            error = chain.finish(msg, call, _OK, started, None)
+            if error is not None:
+                raise error
+        return reply
+
+    async def _send(self, msg: Any, timeout: float | None, metadata: Metadata | None) -> Any:
+        """Encode ``msg``, send it, wait for the reply and decode it (the call itself)."""
         if timeout is None:
             timeout = self.timeout
         if not self._connected:

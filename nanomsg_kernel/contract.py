@@ -382,11 +382,25 @@ def is_route(value: object) -> bool:
     return isinstance(value, enum.IntEnum) and getattr(type(value), "__routing_enum__", False) is True
 
 
+FIRST_BUILTIN_ROUTE = 0xFF00
+"""Route ids from here to 65535 are reserved for the built-in contracts every service answers
+(:mod:`nanomsg_kernel.builtin`): a user's kernel may not use them."""
+
+
+def _check_route_id(kernel: type[enum.IntEnum], member: enum.IntEnum) -> None:
+    if not 0 <= member.value <= MAX_ROUTE:
+        raise ContractError(f"{kernel.__name__}.{member.name} = {member.value}: route ids are 0 to {MAX_ROUTE}")
+    if member.value >= FIRST_BUILTIN_ROUTE and getattr(kernel, "__builtin_kernel__", False) is not True:
+        raise ContractError(
+            f"{kernel.__name__}.{member.name} = {member.value}: route ids {FIRST_BUILTIN_ROUTE} to {MAX_ROUTE} "
+            f"are reserved for the built-in contracts (health, describe); use 0 to {FIRST_BUILTIN_ROUTE - 1}"
+        )
+
+
 def register_contract(route: enum.IntEnum, cls: type) -> None:
     """Bind ``cls`` to ``route``; a second contract for the same member is an error."""
     kernel = type(route)
-    if not 0 <= route.value <= MAX_ROUTE:
-        raise ContractError(f"{kernel.__name__}.{route.name} = {route.value}: route ids are 0 to {MAX_ROUTE}")
+    _check_route_id(kernel, route)
     table = _ROUTED.setdefault(kernel, {})
     if route in table:
         raise ContractError(
@@ -419,8 +433,7 @@ def validate_kernel(kernel: type[enum.IntEnum]) -> None:
     if missing:
         raise ContractError(f"{kernel.__name__}: no contract for {', '.join(missing)}")
     for m in kernel:
-        if not 0 <= m.value <= MAX_ROUTE:
-            raise ContractError(f"{kernel.__name__}.{m.name} = {m.value}: route ids are 0 to {MAX_ROUTE}")
+        _check_route_id(kernel, m)
 
 
 def _caller_locals(depth: int) -> dict[str, Any]:

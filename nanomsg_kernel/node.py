@@ -22,14 +22,17 @@ node closed, its services may run in another.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nanomsg_kernel.binding import Binding, Bindings, LocalBinding, RemoteBinding
+from nanomsg_kernel.builtin import HealthStatus
 from nanomsg_kernel.errors import ConfigError
 from nanomsg_kernel.lifecycle import AsyncResource
+from nanomsg_kernel.metrics import ClientMetrics
 from nanomsg_kernel.service import Service
 
 if TYPE_CHECKING:
@@ -50,6 +53,8 @@ class Node(AsyncResource):
         self.name = name
         self.services: dict[str, Service] = {}
         self.listeners: list[Listener] = []
+        self.client_metrics: list[ClientMetrics] = []
+        """The calls of each binding to a URL (made when the node wires them), by contract."""
         self._bindings: dict[str, Mapping[str, BindingTarget]] = {}
         self._listen: dict[str, list[tuple[str, dict[str, Any]]]] = {}
         self._started = False
@@ -101,7 +106,9 @@ class Node(AsyncResource):
         if isinstance(target, str):
             if "://" not in target:
                 raise ConfigError(f"binding {name!r} of service {owner!r}: bad URL {target!r}")
-            return RemoteBinding(name, target)
+            metrics = ClientMetrics(name, owner)
+            self.client_metrics.append(metrics)
+            return RemoteBinding(name, target, interceptors=(metrics, *self.services[owner].client_interceptors))
         raise ConfigError(f"binding {name!r} of service {owner!r}: cannot bind to {target!r}")
 
     def _check_free(self, service: Service) -> None:
@@ -119,16 +126,20 @@ class Node(AsyncResource):
         among them a service running in another node)."""
         for service in self.services.values():
             self._check_free(service)
+        self.client_metrics = []
         for owner, targets in self._bindings.items():
             made = {name: self._make_binding(owner, name, t) for name, t in targets.items()}
             self.services[owner].bindings = Bindings(made)
 
     async def start(self) -> None:
-        """Wire the bindings and start every listener."""
+        """Wire the bindings and start every listener; each service's
+        :attr:`~nanomsg_kernel.service.Service.health` is ``NOT_SERVING`` meanwhile and
+        ``SERVING`` once all are up."""
         self.wire()
         self._started = True
         for service in self.services.values():
             _RUNNING[service] = self
+            service.set_health(HealthStatus.NOT_SERVING)
         try:
             for name, urls in self._listen.items():
                 for url, options in urls:
@@ -138,11 +149,29 @@ class Node(AsyncResource):
         except BaseException:
             await self.close()
             raise
+        for service in self.services.values():
+            service.set_health(HealthStatus.SERVING)
 
-    async def close(self, grace: float = 5.0) -> None:
+    def begin_drain(self) -> None:
+        """Make every service's health ``DRAINING`` (it goes on serving): what
+        :meth:`close` does first."""
+        for service in self.services.values():
+            service.set_health(HealthStatus.DRAINING)
+
+    async def close(self, grace: float = 5.0, *, drain: float = 0.0) -> None:
         """Close listeners (in-flight requests finish within ``grace``), bindings, and the
         services' sync-handler threads (those still running get what is left of ``grace``,
-        then are left to finish on their own: see :meth:`Service.close`)."""
+        then are left to finish on their own: see :meth:`Service.close`).
+
+        Each service's health is ``DRAINING`` from the start of the close and
+        ``NOT_SERVING`` at its end. ``drain``: seconds the node goes on serving first,
+        answering health checks ``DRAINING``, so that whoever routes calls here sees it and
+        sends them elsewhere before the listeners stop (a cancelled drain leaves the node
+        serving, ``DRAINING``; close it again).
+        """
+        self.begin_drain()
+        if drain > 0 and self.listeners:
+            await asyncio.sleep(drain)
         until = time.monotonic() + grace
         listeners, self.listeners = self.listeners, []
         for listener in reversed(listeners):
@@ -151,6 +180,7 @@ class Node(AsyncResource):
             await service.bindings.close()
         for service in self.services.values():
             await service.close(max(0.0, until - time.monotonic()))
+            service.set_health(HealthStatus.NOT_SERVING)
             if _RUNNING.get(service) is self:
                 del _RUNNING[service]
         self._started = False

@@ -28,19 +28,25 @@ for development, sends the exception's text too), and a contract without handler
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import functools
 import inspect
 import logging
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from nanomsg_kernel.binding import Bindings
+from nanomsg_kernel.builtin import BUILTIN_ROUTES, HealthStatus
+from nanomsg_kernel.builtin_answers import answer, answer_frame
+from nanomsg_kernel.chain import Chain, status_of
+from nanomsg_kernel.client_interceptors import ClientInterceptor
 from nanomsg_kernel.codec import Codec
 from nanomsg_kernel.context import Context
 from nanomsg_kernel.contract import contract_info
-from nanomsg_kernel.deadlines import GRAIN, task_deadlines
+from nanomsg_kernel.deadlines import task_deadlines
 from nanomsg_kernel.eager import continuation
 from nanomsg_kernel.errors import (
     ConfigError,
@@ -51,8 +57,10 @@ from nanomsg_kernel.errors import (
     ServiceError,
     Status,
 )
+from nanomsg_kernel.failure_log import FailureLog
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, Kind, peek_correlation_id, refusal
 from nanomsg_kernel.handler_threads import HandlerThreads
+from nanomsg_kernel.interceptors import ServerInterceptor
 from nanomsg_kernel.metadata import EMPTY_METADATA, Metadata
 from nanomsg_kernel.metrics import ServiceMetrics
 from nanomsg_kernel.ratelimit import rate_limited
@@ -66,6 +74,7 @@ __all__ = ["Handler", "Service"]
 F = TypeVar("F", bound=Callable[..., Any])
 _RESPONSE, _EVENT, _REQUEST, _CANCEL = int(Kind.RESPONSE), int(Kind.EVENT), int(Kind.REQUEST), int(Kind.CANCEL)
 _KIND_RESPONSE = Kind.RESPONSE
+_OK = Status.OK
 _clock = time.perf_counter
 _current_task = asyncio.current_task
 _get_running_loop = asyncio.get_running_loop
@@ -114,11 +123,18 @@ class Service:
             its ``INTERNAL`` reply. For development only: the text may hold secrets (a
             password in a connection string). Off by default: the caller gets a generic
             message and the server's log has the exception.
+        reflection: answer the built-in ``Describe`` (the kernel's schema and the contracts
+            handled) on every listener; ``serve(url, reflection=...)`` overrides it for one.
+            The built-in ``HealthCheck`` is always answered (:mod:`nanomsg_kernel.builtin`).
+        interceptors: added to the service's chain after the built-in ones (its
+            :attr:`metrics`, then a :class:`~nanomsg_kernel.failure_log.FailureLog`); see
+            :attr:`interceptors`. The built-in contracts are answered before the chain.
     """
 
     def __init__(
         self, name: str, routes: type[RoutingEnum], *, max_body_size: int = DEFAULT_MAX_BODY,
-        max_workers: int | None = None, expose_errors: bool = False,
+        max_workers: int | None = None, expose_errors: bool = False, reflection: bool = True,
+        interceptors: Iterable[ServerInterceptor] = (),
     ) -> None:
         if not name or not isinstance(name, str):
             raise ConfigError(f"a service needs a name, got {name!r}")
@@ -126,7 +142,12 @@ class Service:
             raise ConfigError(f"service {name!r}: max_workers must be a positive int, got {max_workers!r}")
         if not isinstance(expose_errors, bool):
             raise ConfigError(f"expose_errors must be true or false, got {expose_errors!r}")
+        if not isinstance(reflection, bool):
+            raise ConfigError(f"reflection must be true or false, got {reflection!r}")
         self.name = name
+        self.reflection = reflection
+        """Whether listeners answer the built-in ``Describe`` unless told otherwise."""
+        self._health = HealthStatus.SERVING
         self.expose_errors = expose_errors
         """Whether ``INTERNAL`` replies carry the exception's text (development only)."""
         self.routes = routes
@@ -141,6 +162,28 @@ class Service:
         self._reply_types = self.codec._by_class
         self.threads = HandlerThreads(name, max_workers)
         """The pool that runs this service's sync handlers."""
+        self._chain: Chain[Context] | None = None
+        self.interceptors = (self.metrics, FailureLog(), *interceptors)
+        self.client_interceptors: list[ClientInterceptor] = []
+        """Interceptors around the calls this service makes through the bindings a node
+        gives it (read when the node wires them)."""
+
+    @property
+    def interceptors(self) -> tuple[ServerInterceptor, ...]:
+        """The chain around every call this service serves, outermost first. By default its
+        :attr:`metrics` and a :class:`~nanomsg_kernel.failure_log.FailureLog`; assign a new
+        sequence to reorder or remove them (an empty chain costs nothing per call)."""
+        return () if self._chain is None else self._chain.interceptors
+
+    @interceptors.setter
+    def interceptors(self, chain: Iterable[ServerInterceptor]) -> None:
+        compiled: Chain[Context] = Chain(chain, ServerInterceptor)
+        self._chain = compiled if compiled.interceptors else None
+
+    def add_interceptor(self, interceptor: ServerInterceptor, *, first: bool = False) -> None:
+        """Add ``interceptor`` to the end of the chain (innermost), or with ``first=True``
+        to its start (outermost)."""
+        self.interceptors = (interceptor, *self.interceptors) if first else (*self.interceptors, interceptor)
 
     def __repr__(self) -> str:
         return f"<Service {self.name!r} of {self.routes.__name__}: {len(self._handlers)} handlers>"
@@ -192,6 +235,19 @@ class Service:
         return register
 
     @property
+    def health(self) -> HealthStatus:
+        """What the built-in ``HealthCheck`` answers: ``SERVING`` from the start (a service
+        answers when it is served); a :class:`~nanomsg_kernel.node.Node` makes it
+        ``NOT_SERVING`` until its listeners are up, ``SERVING`` then, ``DRAINING`` while it
+        closes and ``NOT_SERVING`` once closed. :meth:`set_health` changes it at any time."""
+        return self._health
+
+    def set_health(self, status: HealthStatus) -> None:
+        """Report ``status`` from now on (e.g. ``NOT_SERVING`` while a database it needs is
+        down); the next health check answers it."""
+        self._health = HealthStatus(status)
+
+    @property
     def handled(self) -> tuple[type, ...]:
         """Contracts with a handler."""
         return tuple(self._handlers)
@@ -205,11 +261,12 @@ class Service:
 
     def _context(self, h: Handler, correlation_id: int, deadline: float | None, metadata: Metadata = EMPTY_METADATA,
                  peer: Any = None) -> Context:
-        return Context(self.name, h.name, correlation_id, deadline, self.bindings, self.logger, metadata, peer)
+        """The context of a subscriber's call (its ``contract`` is the subscriber's metrics name)."""
+        return Context(self.name, h.event_name, correlation_id, deadline, self.bindings, self.logger, metadata, peer)
 
-    async def _run(self, h: Handler, msg: Any, correlation_id: int, deadline: float | None,
-                   metadata: Metadata = EMPTY_METADATA, peer: Any = None) -> Any:
-        args = (msg, self._context(h, correlation_id, deadline, metadata, peer)) if h.takes_ctx else (msg,)
+    async def _run(self, h: Handler, ctx: Context, msg: Any) -> Any:
+        """Run subscriber ``h`` on ``msg`` (in the service's threads if it is sync and not inline)."""
+        args = (msg, ctx) if h.takes_ctx else (msg,)
         if h.is_async:
             return await h.fn(*args)
         if h.inline:
@@ -241,138 +298,177 @@ class Service:
         loop: asyncio.AbstractEventLoop | None, metadata: Metadata = EMPTY_METADATA, peer: Any = None,
     ) -> Any:
         """:meth:`dispatch`, given the time ``left`` until ``deadline`` on ``loop`` (both
-        ``None`` without a deadline): what :meth:`handle_frame` and :meth:`start_frame` call."""
-        started = _clock()
+        ``None`` without a deadline): what :meth:`handle_frame` and :meth:`start_frame` call.
+        Runs the interceptors around the handler; raises :class:`RemoteError`."""
+        chain = self._chain
         h = self._handlers.get(type(msg))
-        work: Any = None
+        if h is None and getattr(type(msg), "route", None) in BUILTIN_ROUTES:  # answered before any interceptor
+            try:
+                return answer(self, msg, reflection=self.reflection)
+            except ServiceError as exc:
+                raise self._failure(msg, exc) from exc
+        if chain is None:
+            try:
+                if h is None:
+                    raise self._unsupported(msg)
+                ctx = Context(self.name, h.name, correlation_id, deadline, self.bindings, self.logger, metadata,
+                              peer) if h.takes_ctx else None
+                return await self._handle(h, msg, ctx, deadline, left, loop)
+            except Exception as exc:
+                raise self._failure(msg, exc) from exc
+        ctx = Context(self.name, type(msg).__name__ if h is None else h.name, correlation_id, deadline,
+                      self.bindings, self.logger, metadata, peer)
+        if chain.nested:
+            try:
+                return await chain.run(msg, ctx, functools.partial(self._proceed, ctx, deadline, left, loop),
+                                       deadline)
+            except Exception as exc:
+                raise self._failure(msg, exc) from exc
+        started = _clock() if chain.afters else 0.0
+        if chain.befores:
+            error = chain.enter(msg, ctx, started, deadline)
+            if error is not None:
+                raise self._failure(msg, error) from error
         try:
             if h is None:
-                raise ServiceError(Status.CONTRACT_NOT_SUPPORTED, f"{self.name} has no handler for {type(msg).__name__}")
-            if h.takes_ctx:
-                args: tuple[Any, ...] = (
-                    msg, Context(self.name, h.name, correlation_id, deadline, self.bindings, self.logger, metadata,
-                                 peer)
-                )
-            else:
-                args = (msg,)
-            if deadline is None:
-                if h.is_async:
-                    reply = await h.fn(*args)
-                elif h.inline:
-                    reply = h.fn(*args)
-                else:
-                    reply = await self.threads.run(h.fn, *args)
-            else:
-                assert loop is not None
-                if left <= 0:
-                    raise ServiceError(Status.TIMEOUT, "deadline passed before the call started")
-                if h.is_async:
-                    # The handler's first step runs now, by hand, in this task: a handler
-                    # that finishes in it (most do) needs no deadline at all.
-                    work = h.fn(*args)
-                    try:
-                        step = work.send(None)
-                    except StopIteration as stop:
-                        reply, work = stop.value, None
-                    else:
-                        work = continuation(work, step)
-                elif h.inline:
-                    reply = h.fn(*args)
-                else:
-                    work = self.threads.run(h.fn, *args)
-                if work is not None:
-                    # One timer shared by the calls whose deadlines fall in the same few ms
-                    # cancels the task of each still running then (an asyncio.timeout() scope
-                    # per call costs far more); as with asyncio.timeout(), the task's
-                    # cancellation count tells the deadline's cancellation from any other.
-                    task = _current_task(loop)
-                    assert task is not None
-                    cancelling = task.cancelling()
-                    bucket = task_deadlines(loop).bucket(deadline, left)
-                    bucket[work] = task
-                    try:
-                        reply = await work
-                    except asyncio.CancelledError:
-                        if bucket.fired and task.uncancel() <= cancelling:
-                            raise ServiceError(Status.TIMEOUT, "deadline exceeded while handling") from None
-                        raise
-                    else:
-                        if bucket.fired:
-                            task.uncancel()  # the handler absorbed the deadline's cancellation
-                    finally:
-                        del bucket[work]
-            if type(reply) not in self._reply_types:
-                raise ServiceError(
-                    Status.INTERNAL, f"handler for {type(msg).__name__} returned {type(reply).__name__}, not a contract"
-                )
-        except Exception as exc:
-            raise self._failure(msg, correlation_id, exc, started) from exc
-        except asyncio.CancelledError:
-            # The caller gave up (its CANCEL frame, or its own task was cancelled), or the
-            # server is closing: counted, and the cancellation goes on. A caller that gave up
-            # at the deadline (its CANCEL came just before the deadline's own timer) timed out.
-            late = deadline is not None and loop is not None and loop.time() >= deadline - GRAIN
-            self.metrics.observe(type(msg).__name__, Status.TIMEOUT if late else Status.CANCELLED,
-                                 _clock() - started)
-            raise
-        self.metrics.observe_ok(type(msg).__name__, _clock() - started)
+                raise self._unsupported(msg)
+            reply = await self._handle(h, msg, ctx if h.takes_ctx else None, deadline, left, loop)
+        except (Exception, asyncio.CancelledError) as exc:
+            error = chain.finish(msg, ctx, status_of(exc, deadline), started, exc, deadline)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            assert error is not None
+            raise self._failure(msg, error) from error
+        if chain.afters:
+            error = chain.finish(msg, ctx, _OK, started, None, deadline)
+            if error is not None:
+                raise self._failure(msg, error) from error
         return reply
 
-    def _failure(self, msg: Any, correlation_id: int, exc: Exception, started: float) -> RemoteError:
-        """The :class:`RemoteError` a handler's exception becomes (counted; logged unless it is
-        a :class:`ServiceError`). Called from the ``except`` block that caught ``exc``."""
-        name = type(msg).__name__
+    async def _proceed(
+        self, ctx: Context, deadline: float | None, left: float, loop: asyncio.AbstractEventLoop | None, msg: Any,
+    ) -> Any:
+        """The innermost step of a chain with ``around`` interceptors: the handler of ``msg``."""
+        h = self._handlers.get(type(msg))
+        if h is None:
+            raise self._unsupported(msg)
+        return await self._handle(h, msg, ctx if h.takes_ctx else None, deadline, left, loop)
+
+    def _unsupported(self, msg: Any) -> ServiceError:
+        return ServiceError(Status.CONTRACT_NOT_SUPPORTED, f"{self.name} has no handler for {type(msg).__name__}")
+
+    async def _handle(
+        self, h: Handler, msg: Any, ctx: Context | None, deadline: float | None, left: float,
+        loop: asyncio.AbstractEventLoop | None,
+    ) -> Any:
+        """Run handler ``h`` on ``msg`` (with ``ctx`` if it takes one) within ``deadline``;
+        returns its reply (checked to be a contract of the kernel) or raises."""
+        args: tuple[Any, ...] = (msg,) if ctx is None else (msg, ctx)
+        if deadline is None:
+            if h.is_async:
+                reply = await h.fn(*args)
+            elif h.inline:
+                reply = h.fn(*args)
+            else:
+                reply = await self.threads.run(h.fn, *args)
+        else:
+            assert loop is not None
+            if left <= 0:
+                raise ServiceError(Status.TIMEOUT, "deadline passed before the call started")
+            work: Any = None
+            if h.is_async:
+                # The handler's first step runs now, by hand, in this task: a handler
+                # that finishes in it (most do) needs no deadline at all.
+                work = h.fn(*args)
+                try:
+                    step = work.send(None)
+                except StopIteration as stop:
+                    reply, work = stop.value, None
+                else:
+                    work = continuation(work, step)
+            elif h.inline:
+                reply = h.fn(*args)
+            else:
+                work = self.threads.run(h.fn, *args)
+            if work is not None:
+                # One timer shared by the calls whose deadlines fall in the same few ms
+                # cancels the task of each still running then (an asyncio.timeout() scope
+                # per call costs far more); as with asyncio.timeout(), the task's
+                # cancellation count tells the deadline's cancellation from any other.
+                task = _current_task(loop)
+                assert task is not None
+                cancelling = task.cancelling()
+                bucket = task_deadlines(loop).bucket(deadline, left)
+                bucket[work] = task
+                try:
+                    reply = await work
+                except asyncio.CancelledError:
+                    if bucket.fired and task.uncancel() <= cancelling:
+                        raise ServiceError(Status.TIMEOUT, "deadline exceeded while handling") from None
+                    raise
+                else:
+                    if bucket.fired:
+                        task.uncancel()  # the handler absorbed the deadline's cancellation
+                finally:
+                    del bucket[work]
+        if type(reply) not in self._reply_types:
+            raise ServiceError(
+                Status.INTERNAL, f"handler for {type(msg).__name__} returned {type(reply).__name__}, not a contract"
+            )
+        return reply
+
+    def _failure(self, msg: Any, exc: BaseException) -> RemoteError:
+        """The :class:`RemoteError` a call that raised ``exc`` answers (interceptors have
+        already seen ``exc``: the failure log among them)."""
         if isinstance(exc, ServiceError):
-            self.metrics.observe(name, exc.status, _clock() - started)
             return RemoteError(exc.status, exc.message, exc.details)
-        self.metrics.observe(name, Status.INTERNAL, _clock() - started)
-        self.logger.exception(
-            "handler failed", extra={"service": self.name, "contract": name, "correlation_id": correlation_id},
-        )
         if self.expose_errors:
             return RemoteError(Status.INTERNAL, f"{type(exc).__name__}: {exc}"[:1000])
+        name = type(msg).__name__
         return RemoteError(Status.INTERNAL, f"internal error in {self.name} handling {name} (details in the service's log)")
 
     async def publish_local(self, event: Any, *, metadata: Metadata = EMPTY_METADATA, peer: Any = None) -> None:
-        """Deliver an event to this service's subscribers (in-process); errors are logged.
-        ``metadata`` and ``peer`` are what the subscribers read as ``ctx.metadata`` and
-        ``ctx.peer``."""
+        """Deliver an event to this service's subscribers (in-process), each through the
+        interceptors; errors are counted and logged by them, never raised. ``metadata`` and
+        ``peer`` are what the subscribers read as ``ctx.metadata`` and ``ctx.peer``."""
         subs = self._subscribers.get(type(event))
         if not subs:
             return
         for h in subs:
-            if h.inline:
+            if h.inline and (self._chain is None or not self._chain.nested):
                 self._notify(h, event, metadata, peer)
                 continue
-            started = _clock()
-            try:
-                await self._run(h, event, 0, None, metadata, peer)
-            except Exception:
-                self._subscriber_failed(h, started)
-            else:
-                self.metrics.observe(h.event_name, Status.OK, _clock() - started)
+            ctx = self._context(h, 0, None, metadata, peer)
+            chain = self._chain
+            with contextlib.suppress(Exception):
+                if chain is None:
+                    await self._run(h, ctx, event)
+                else:
+                    await chain.run(event, ctx, functools.partial(self._run, h, ctx))
 
     def _notify(self, h: Handler, event: Any, metadata: Metadata, peer: Any) -> None:
-        """Run an inline subscriber on ``event`` (errors are logged and counted)."""
-        started = _clock()
+        """Run an inline subscriber on ``event`` with the interceptors' ``before`` and ``after``
+        hooks (errors are theirs to count and log)."""
+        chain = self._chain
+        ctx = self._context(h, 0, None, metadata, peer)
+        if chain is None:
+            with contextlib.suppress(Exception):
+                h.fn(event, ctx) if h.takes_ctx else h.fn(event)
+            return
+        started = _clock() if chain.afters else 0.0
+        if chain.befores and chain.enter(event, ctx, started) is not None:
+            return
         try:
-            if h.takes_ctx:
-                h.fn(event, self._context(h, 0, None, metadata, peer))
-            else:
-                h.fn(event)
-        except Exception:
-            self._subscriber_failed(h, started)
+            h.fn(event, ctx) if h.takes_ctx else h.fn(event)
+        except Exception as exc:
+            chain.finish(event, ctx, status_of(exc), started, exc)
         else:
-            self.metrics.observe(h.event_name, Status.OK, _clock() - started)
+            if chain.afters:
+                chain.finish(event, ctx, _OK, started, None)
 
-    def _subscriber_failed(self, h: Handler, started: float) -> None:
-        """Count and log the exception a subscriber raised (call from its ``except`` block)."""
-        self.metrics.observe(h.event_name, Status.INTERNAL, _clock() - started)
-        self.logger.exception("subscriber failed", extra={"service": self.name, "contract": h.name})
-
-    async def handle_frame(self, frame: bytes, caller: Any = None) -> bytes | None:
+    async def handle_frame(self, frame: bytes, caller: Any = None, reflection: bool | None = None) -> bytes | None:
         """Serve one frame: the :data:`~nanomsg_kernel.transports.base.FrameHandler` every
-        transport calls.
+        transport calls (``reflection``: answer ``Describe``, default :attr:`reflection`).
 
         Returns the reply frame (a response or an error frame with the request's correlation
         id), or ``None`` for events, ``CANCEL`` frames (a transport's server core handles
@@ -420,6 +516,9 @@ class Service:
             return codec.encode_error(Status.BAD_REQUEST, f"a service takes requests, not {Kind(kind).name}",
                                       correlation_id=corr, route=route)
         if route not in codec._by_route:
+            if route in BUILTIN_ROUTES:
+                return answer_frame(self, frame, corr, route,
+                                    reflection=self.reflection if reflection is None else reflection)
             return codec.encode_error(Status.CONTRACT_NOT_SUPPORTED, f"unknown route {route} for {self.routes.__name__}",
                                       correlation_id=corr, route=route)
         try:
@@ -463,27 +562,44 @@ class Service:
             deadline: float | None = loop.time() + left
         else:
             left, deadline = 0.0, None
-        if h.is_async:
+        chain = self._chain
+        if h.is_async or (chain is not None and chain.nested):
             return self._respond(msg, corr, route, deadline, left, loop, EMPTY_METADATA, caller)
-        started = _clock()
-        if h.takes_ctx:
-            args: tuple[Any, ...] = (
-                msg, Context(self.name, h.name, corr, deadline, self.bindings, self.logger, EMPTY_METADATA, caller)
-            )
+        ctx = Context(self.name, h.name, corr, deadline, self.bindings, self.logger, EMPTY_METADATA, caller) \
+            if h.takes_ctx or chain is not None else None
+        args = (msg, ctx) if h.takes_ctx else (msg,)
+        error: BaseException | None = None
+        if chain is None:
+            try:
+                reply = self._inline(h, msg, args)
+            except Exception as exc:
+                error = exc
         else:
-            args = (msg,)
-        try:
-            reply = _copy_context().run(h.fn, *args)
-            if type(reply) not in self._reply_types:
-                raise ServiceError(
-                    Status.INTERNAL, f"handler for {type(msg).__name__} returned {type(reply).__name__}, not a contract"
-                )
-        except Exception as exc:
-            error = self._failure(msg, corr, exc, started)
-            return codec.encode_error(error.status, error.message, correlation_id=corr, route=route,
-                                      details=error.details)
-        self.metrics.observe_ok(h.name, _clock() - started)
+            assert ctx is not None
+            started = _clock() if chain.afters else 0.0
+            error = chain.enter(msg, ctx, started, deadline) if chain.befores else None
+            if error is None:
+                try:
+                    reply = self._inline(h, msg, args)
+                except Exception as exc:
+                    error = chain.finish(msg, ctx, status_of(exc), started, exc)
+                else:
+                    if chain.afters:
+                        error = chain.finish(msg, ctx, _OK, started, None)
+        if error is not None:
+            failure = self._failure(msg, error)
+            return codec.encode_error(failure.status, failure.message, correlation_id=corr, route=route,
+                                      details=failure.details)
         return self._response(reply, corr, route)
+
+    def _inline(self, h: Handler, msg: Any, args: tuple[Any, ...]) -> Any:
+        """Run inline handler ``h`` (in a copy of the current context) and check its reply."""
+        reply = _copy_context().run(h.fn, *args)
+        if type(reply) not in self._reply_types:
+            raise ServiceError(
+                Status.INTERNAL, f"handler for {type(msg).__name__} returned {type(reply).__name__}, not a contract"
+            )
+        return reply
 
     async def _respond(
         self, msg: Any, corr: int, route: int, deadline: float | None, left: float,
@@ -508,16 +624,24 @@ class Service:
 
     # -- serving ---------------------------------------------------------------------------
 
-    def serve(self, url: str, **options: Any) -> Listener:
+    def serve(self, url: str, *, reflection: bool | None = None, **options: Any) -> Listener:
         """A listener serving this service at ``url`` (use ``async with``).
 
         The scheme picks the transport (``inproc://``, ``tcp://``, ``zmq+tcp://``,
         ``zmq+ipc://``); ``options`` go to it. ``listener.url`` is the address actually
-        bound (with the real port when asked for port 0).
+        bound (with the real port when asked for port 0). ``reflection``: whether this
+        listener answers the built-in ``Describe`` (default: the service's
+        :attr:`reflection`).
         """
         from nanomsg_kernel.transports.base import get_transport
 
-        return get_transport(url).listen(url, self.handle_frame, **options)
+        if reflection is None or reflection == self.reflection:
+            return get_transport(url).listen(url, self.handle_frame, **options)
+        if not isinstance(reflection, bool):
+            raise ConfigError(f"reflection must be true or false, got {reflection!r}")
+        from nanomsg_kernel.listener_view import ListenerView
+
+        return get_transport(url).listen(url, ListenerView(self, reflection=reflection).handle_frame, **options)
 
     async def close(self, grace: float = 5.0) -> None:
         """Release the threads of the sync handlers: calls still queued are cancelled, those

@@ -3,7 +3,9 @@
 ``TRANSPORT_URLS`` maps each transport to a function giving a fresh URL to listen on:
 ``inproc://`` names, ``tcp://`` and ``zmq+tcp://`` on port 0 of 127.0.0.1, and
 ``zmq+ipc://`` socket files in one short temporary directory (ipc paths are limited to
-about 100 bytes), made on first use and removed when the session ends.
+about 100 bytes), made on first use and removed when the session ends, and ``nats://``
+subjects on one nats-server process (``natsserver.py``) started on first use and killed
+when the session ends.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 import trustme
+from natsserver import nats_server, session_server, stop_session_server
 
 from nanomsg_kernel.ratelimit import limiters
 
@@ -42,12 +45,17 @@ TRANSPORT_URLS: dict[str, Callable[[], str]] = {
     "tcp": lambda: "tcp://127.0.0.1:0",
     "zmq+tcp": lambda: "zmq+tcp://127.0.0.1:0",
     "zmq+ipc": _ipc_url,
+    "nats": lambda: f"nats://{session_server().address}/test.{next(_names)}",
 }
+
+__all__ = ["TRANSPORT_URLS", "nats_server"]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Remove the ipc directory (with any socket file a failed test left behind)."""
+    """Remove the ipc directory (with any socket file a failed test left behind) and stop
+    the session's nats-server."""
     global _ipc_dir
+    stop_session_server()
     if _ipc_dir is not None:
         shutil.rmtree(_ipc_dir, ignore_errors=True)
         _ipc_dir = None

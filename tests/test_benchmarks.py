@@ -21,8 +21,8 @@ from benchmarks.grpc_stubs import INSTALL_HINT, missing
 from nanomsg_kernel.transports.loop import uvloop_available
 
 ROOT = Path(__file__).resolve().parent.parent
-QUICK_LIMIT = 90.0
-"""Hard ceiling of the quick run (it takes about 25 s on two idle cores)."""
+QUICK_LIMIT = 150.0
+"""Hard ceiling of the quick run (it takes about 40 s on two idle cores)."""
 
 SKIP_MESSAGE = "not installed: gRPC rows skipped"
 
@@ -69,6 +69,8 @@ def _expected_rows(grpc: bool) -> set[tuple[str, str, str]]:
                  ("zmq+tcp://", f"{label}: closed-loop p50", zmq_loop)}
     rows |= {("zmq+tcp://", "events one way (publish -> subscriber)", zmq_loop),
              ("zmq+tcp://", "CPU-bound service, workers=2", zmq_loop)}
+    for label in ("service+client", "nats transport", "service+client, 2 instances", "service+client, 4 instances"):
+        rows |= {("nats://", f"{label}: {m}", "asyncio") for m in ("pipelined(64) calls/s", "closed-loop p50")}
     return rows
 
 

@@ -135,8 +135,10 @@ async def test_bad_kernel_url_and_options_are_usage_errors() -> None:
     assert code == 2 and "no transport for scheme 'carrier-pigeon'" in err
     code, _out, err = await cli("tcp://127.0.0.1:9", "Echo", "-k", KERNEL, "--timeout", "0")
     assert code == 2 and "--timeout" in err
-    code, _out, err = await cli("tcp://127.0.0.1:9", "Echo")
-    assert code == 2 and "Missing option '--kernel'" in err
+    code, _out, err = await cli("tcp://127.0.0.1:9", "Echo")  # no kernel: the service is asked, and is not there
+    assert code == 3 and "127.0.0.1:9" in err
+    code, _out, err = await cli("tcp://127.0.0.1:9")
+    assert code == 2 and "name the CONTRACT to call (or --list the contracts)" in err
 
 
 async def test_unreachable_service_exits_3() -> None:
@@ -162,6 +164,6 @@ async def test_no_reply_in_time_exits_4() -> None:
 async def test_call_help() -> None:
     code, out, _err = await cli("--help")
     assert code == 0
-    assert "Usage: nanomsg-kernel call [OPTIONS] URL CONTRACT" in out
-    for option in ("--kernel", "--json", "--timeout", "--bytes", "--compact"):
+    assert "Usage: nanomsg-kernel call [OPTIONS] URL [CONTRACT]" in out
+    for option in ("--kernel", "--json", "--timeout", "--bytes", "--compact", "--list", "--publish"):
         assert option in out

@@ -254,7 +254,7 @@ def test_binding_tables_are_checked_too(pki: Path) -> None:
         'calc = { tls = { ca = "ca.pem" } }':
             "services.gateway.bindings.calc.url: expected the URL of the service, got None",
         'calc = { url = "tcp://127.0.0.1:7", retries = 3 }':
-            "services.gateway.bindings.calc.retries: unknown key (expected one of: url, tls, curve)",
+            "services.gateway.bindings.calc.retries: unknown key (expected one of: url, tls, curve, nats)",
     }
     for binding, expected in cases.items():
         found = problems(f"{head}[services.gateway.bindings]\n{binding}\n", path)

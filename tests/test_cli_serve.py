@@ -86,19 +86,19 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-async def http_get(url: str) -> str:
+async def http_get(url: str, path: str = "/metrics", status: int = 200) -> str:
     host_port = url.split("//", 1)[1].split("/", 1)[0]
     host, port = host_port.rsplit(":", 1)
     reader, writer = await asyncio.open_connection(host, int(port))
     try:
-        writer.write(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
         async with asyncio.timeout(10):
             raw = await reader.read()
     finally:
         writer.close()
         await writer.wait_closed()
     head, _, body = raw.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200 ")
+    assert head.startswith(f"HTTP/1.1 {status} ".encode()), head
     return body.decode()
 
 
@@ -133,8 +133,12 @@ async def test_serve_calls_metrics_and_sigterm(tmp_path: Path) -> None:
             else:
                 raise AssertionError("division by zero was answered")
         text = await http_get(urls["metrics"][0])
-        assert 'nanomsg_calls_total{service="gateway",contract="CalcWork"} 1' in text
-        assert 'nanomsg_errors_total{service="calc",contract="CalcWork",status="BAD_REQUEST"} 1' in text
+        assert 'nanomsg_calls_total{contract="CalcWork",service="gateway"} 1.0' in text
+        assert 'nanomsg_errors_total{contract="CalcWork",service="calc",status="BAD_REQUEST"} 1.0' in text
+        # the gateway's binding to calc is in-process: no client metrics; process metrics are there
+        assert "nanomsg_client_calls_total{" not in text and "process_cpu_seconds_total" in text
+        assert await http_get(urls["metrics"][0], "/healthz") == "ok\n"
+        assert await http_get(urls["metrics"][0], "/readyz") == "ready\n"
         code, out, err = await served.stop(signal.SIGTERM)
     finally:
         await served.kill()
@@ -151,24 +155,31 @@ async def test_sigint_lets_the_call_in_flight_finish_and_logs_are_json(tmp_path:
     config = write(tmp_path, """
         [node]
         grace = 10
+        metrics = { listen = "127.0.0.1:0" }
         [services.slow]
         object = "test_cli_serve:slow"
         listen = ["tcp://127.0.0.1:0"]
     """)
     served = await Served.start(config, "--log-level", "info", "--log-json")
     try:
-        url = (await served.urls())["slow"][0]
+        urls = await served.urls()
+        url = urls["slow"][0]
+        assert await http_get(urls["metrics"][0], "/readyz") == "ready\n"
         async with Client(CalcRoute, url) as client:
-            call = asyncio.create_task(client.call(CalcWork(a=300, b=1, op=WorkType.SUM), timeout=20))
+            call = asyncio.create_task(client.call(CalcWork(a=3000, b=1, op=WorkType.SUM), timeout=20))
             log_line = await served.read_until('{"time"', stream="stderr")
             record = json.loads(log_line)
             assert record["message"] == "working on it"
             assert record["service"] == "slow" and record["contract"] == "CalcWork"
             assert isinstance(record["correlation_id"], int) and record["correlation_id"] > 0
             served.proc.send_signal(signal.SIGINT)  # while the handler is still working
+            await served.read_until("stopping: SIGINT")
+            # draining: not ready for new calls, alive all the same
+            assert "slow: DRAINING" in await http_get(urls["metrics"][0], "/readyz", status=503)
+            assert await http_get(urls["metrics"][0], "/healthz") == "ok\n"
             async with asyncio.timeout(20):
                 done = await call
-        assert done.result == 301
+        assert done.result == 3001
         code, out, err = await served.stop(signal.SIGINT)  # a second signal: already stopping
     finally:
         await served.kill()

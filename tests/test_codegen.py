@@ -49,7 +49,7 @@ name = "StressRoute"
 
 [routes.members]
 A_VERY_LONG_ROUTE_NAME_THAT_KEEPS_GOING_AND_GOING_UNTIL_THE_DECORATOR_LINE_IS_TOO_LONG = 0
-SHORT = 65535
+SHORT = 65279
 
 [enums.Mode]
 members = { FAST = "fast", SLOW = "slow", QUOTE = "it's \\"quoted\\"" }

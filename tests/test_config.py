@@ -67,7 +67,7 @@ def test_unknown_keys_at_every_level(tmp_path: Path) -> None:
     """)
     problems = refused(path)
     assert f"{path}: colour: unknown key (expected one of: node, services, identities)" in problems
-    assert f"{path}: node.nmae: unknown key (expected one of: name, grace, metrics, app_dir)" in problems
+    assert f"{path}: node.nmae: unknown key (expected one of: name, grace, metrics, app_dir, drain)" in problems
     assert f"{path}: services.calc.listne: unknown key (expected one of: object, listen, bindings, expose_errors)" in problems
 
 
@@ -327,3 +327,33 @@ def test_expose_errors_is_a_development_switch_per_service() -> None:
     assert parse_config(f"{CALC}listen = [\"inproc://cfg-expose\"]\n", "n.toml").services[0].expose_errors is None
     with pytest.raises(NodeConfigError, match="services.calc.expose_errors: expected true or false, got 'yes'"):
         parse_config(f"{CALC}expose_errors = \"yes\"\n", "n.toml")
+
+
+async def test_reflection_per_listener_and_the_drain_period_from_a_config() -> None:
+    from nanomsg_kernel import Client, RemoteError, Status
+    from nanomsg_kernel.builtin import BuiltinRoute, Describe, HealthStatus
+
+    config = parse_config(
+        f'[node]\ndrain = 2.5\n{CALC}listen = [{{ url = "inproc://cfg-refl-off", reflection = false }}, '
+        f'"inproc://cfg-refl-on"]\n', "n.toml")
+    assert config.drain == 2.5
+    assert config.services[0].listen[0].options == {"reflection": False}
+    node = config.build()
+    async with node:
+        async with Client(BuiltinRoute, "inproc://cfg-refl-off", timeout=10.0) as off:
+            with pytest.raises(RemoteError) as err:
+                await off.call(Describe())
+            assert err.value.status is Status.CONTRACT_NOT_SUPPORTED
+        async with Client(BuiltinRoute, "inproc://cfg-refl-on", timeout=10.0) as on:
+            assert (await on.call(Describe())).kernel == "CalcRoute"
+    assert calc.health is HealthStatus.NOT_SERVING
+    calc.set_health(HealthStatus.SERVING)
+
+
+def test_bad_reflection_and_drain_values() -> None:
+    with pytest.raises(NodeConfigError) as err:
+        parse_config(f'[node]\ndrain = -1\n{CALC}listen = [{{ url = "inproc://x", reflection = "no" }}]\n', "n.toml")
+    assert err.value.problems == [
+        "n.toml: node.drain: expected seconds from 0 to 3600, got -1",
+        "n.toml: services.calc.listen[0].reflection: expected true or false, got 'no'",
+    ]

@@ -208,6 +208,16 @@ def test_route_value_must_fit_u16() -> None:
             a: int
 
 
+def test_route_ids_of_the_builtin_contracts_are_reserved() -> None:
+    class High(RoutingEnum):
+        TOP = 0xFF00
+
+    with pytest.raises(ContractError, match="reserved for the built-in contracts"):
+        @contract(High.TOP)
+        class M:
+            a: int
+
+
 def test_contract_needs_a_routing_member() -> None:
     with pytest.raises(ContractError, match="needs a RoutingEnum member"):
         contract(1)  # type: ignore[arg-type]

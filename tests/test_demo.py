@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from nanomsg_kernel.app.demo import CHECKS, DemoResult, Row, render
 
@@ -32,20 +34,32 @@ def test_demo_runs_every_transport_and_passes() -> None:
     out = proc.stdout
     assert "skipped" not in out
     rows = table(out)
-    assert list(rows) == ["binding (in-process)", "inproc://", "tcp://", "zmq+tcp://"]
+    assert list(rows) == ["binding (in-process)", "inproc://", "tcp://", "zmq+tcp://", "nats://"]
     for name, row in rows.items():
         assert row["calls"] == "300" and row["errors"] == "0", name
         assert 0 < int(row["p50"]) <= int(row["p99"]), name
         assert int(row["rate"].replace(",", "")) > 0, name
     assert rows["tcp://"]["url"].startswith("tcp://127.0.0.1:") and not rows["tcp://"]["url"].endswith(":0")
     for name, *_ in CHECKS:
-        assert re.search(rf"^{re.escape(name)}\s+ok\s+ok\s+ok\s+ok$", out, re.M), name
+        assert re.search(rf"^{re.escape(name)}\s+ok\s+ok\s+ok\s+ok\s+ok$", out, re.M), name
     assert "gateway -> calc through the binding (6 MULT 7 -> 42, CalcDone event): ok" in out
     summary = out.split("metrics summary (per service and contract):\n", 1)[1]
     # 300 timed calls and 2 CalcWork checks per transport, plus one from the gateway.
-    assert "calc.CalcWork: 1209 calls, 4 errors" in summary
+    assert "calc.CalcWork: 1511 calls, 5 errors" in summary
     assert "gateway.CalcWork: 1 calls, 0 errors" in summary
     assert out.rstrip().endswith("all checks passed")
+
+
+def test_demo_without_nats_server_says_how_to_get_one(tmp_path: Path) -> None:
+    """With no nats-server on PATH the nats:// row is left out, with the way to get one."""
+    env = {**os.environ, "PATH": str(tmp_path)}  # an empty directory: no nats-server there
+    proc = subprocess.run([sys.executable, "-m", "nanomsg_kernel.app.cli", "demo", "--calls", "20"],
+                          capture_output=True, text=True, timeout=90, check=False, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "nats:// skipped: transport not available (nats-server is not on PATH; get it with " \
+           "'apt-get install nats-server'" in proc.stdout
+    assert list(table(proc.stdout)) == ["binding (in-process)", "inproc://", "tcp://", "zmq+tcp://"]
+    assert proc.stdout.rstrip().endswith("all checks passed (skipped: nats)")
 
 
 def test_demo_subset_of_transports() -> None:

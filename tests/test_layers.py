@@ -20,7 +20,8 @@ FOLDERS = {
     "codegen": f"{PACKAGE}.codegen",
     "contracts": f"{PACKAGE}.contracts",
 }
-KERNEL = {f"{PACKAGE}.{m}" for m in ("errors", "frame", "types", "layout", "contract", "routing", "scan", "walk", "body", "error_body", "codec", "metadata")}
+KERNEL = {f"{PACKAGE}.{m}" for m in ("errors", "frame", "types", "layout", "contract", "routing", "scan", "walk", "body", "error_body", "codec",
+                                     "metadata", "builtin")}
 
 
 def _modules() -> dict[str, Path]:

@@ -119,7 +119,7 @@ BLOCKER = textwrap.dedent(
     """
     import importlib.abc, pkgutil, sys
 
-    BLOCKED = {"hypothesis", "uvloop"}  # the optional dependencies (extras testing, uvloop)
+    BLOCKED = {"hypothesis", "uvloop", "opentelemetry"}  # the optional dependencies (extras testing, uvloop, otel)
 
     class NoExtras(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
@@ -134,7 +134,7 @@ BLOCKER = textwrap.dedent(
     import nanomsg_kernel
     imported = []
     for info in pkgutil.walk_packages(nanomsg_kernel.__path__, "nanomsg_kernel.", onerror=fail):
-        if info.name != "nanomsg_kernel.testing":
+        if info.name not in ("nanomsg_kernel.testing", "nanomsg_kernel.otel"):
             __import__(info.name)
             imported.append(info.name)
     print(len(imported), " ".join(sorted(imported)))
@@ -142,6 +142,10 @@ BLOCKER = textwrap.dedent(
         import nanomsg_kernel.testing
     except ImportError as exc:
         print("testing:", exc)
+    try:
+        import nanomsg_kernel.otel
+    except ImportError as exc:
+        print("otel:", exc)
     assert not any(m.partition(".")[0] in BLOCKED for m in sys.modules)
     from nanomsg_kernel.transports.loop import loop_factory, uvloop_available
     loop = loop_factory(prefer_uvloop=True)()
@@ -152,11 +156,11 @@ BLOCKER = textwrap.dedent(
 
 
 def test_the_package_imports_without_its_extras() -> None:
-    """Every module but ``testing`` imports with hypothesis and uvloop blocked; ``testing`` says
-    which extra it needs."""
+    """Every module but ``testing`` and ``otel`` imports with hypothesis, uvloop and
+    opentelemetry blocked; ``testing`` and ``otel`` say which extra they need."""
     out = subprocess.run([sys.executable, "-c", BLOCKER], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    count_line, testing_line = out.stdout.splitlines()[-2:]
+    count_line, testing_line, otel_line = out.stdout.splitlines()[-3:]
     count, names = count_line.split(" ", 1)
     assert int(count) > 40, count_line
     for module in ("nanomsg_kernel.app.cli", "nanomsg_kernel.transports.zmq", "nanomsg_kernel.codegen",
@@ -164,3 +168,4 @@ def test_the_package_imports_without_its_extras() -> None:
         assert module in names.split(), module
     assert testing_line.startswith("testing: ")
     assert "pip install 'nanomsg-kernel[testing]'" in testing_line
+    assert otel_line.startswith("otel: ") and "pip install 'nanomsg-kernel[otel]'" in otel_line

@@ -231,7 +231,8 @@ def line_of(text: str, needle: str) -> int:
     ("old", "new", "needle", "name", "message"),
     [
         ("PING = 1", "PING = 1\nPONG = 1", "PONG", "R.PONG", "route id 1 is already used by R.PING"),
-        ("PING = 1", "PING = 70000", "PING", "R.PING", "a route id must be an integer from 0 to 65535"),
+        ("PING = 1", "PING = 70000", "PING", "R.PING", "a route id must be an integer from 0 to 65279"),
+        ("PING = 1", "PING = 65280", "PING", "R.PING", "a route id must be an integer from 0 to 65279"),
         ("PING = 1", "PING = 1\nPONG = 2", "PONG", "PONG", "no contract is bound to this route"),
         ("PING = 1", "PING = 1\n_x = 2", "_x", "R._x", "a route name must be an identifier"),
         ("PING = 1", "PING = 1\ncontract = 2", "contract", "R.contract", "nor an attribute of RoutingEnum"),

@@ -10,12 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from nanomsg_kernel import Kind, Status
+from nanomsg_kernel import BuiltinRoute, HealthCheck, HealthStatus, Kind, Status
 from nanomsg_kernel.contracts.calc import CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel.frame import HEADER_SIZE, HEADER_SPEC, HEADER_STRUCT, MAGIC, WIRE_VERSION, cancel_frame
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "wire.md"
 codec = CalcRoute.codec()
+builtin = BuiltinRoute.codec()
 
 EXAMPLES = {
     "calc_request": lambda: codec.encode(CalcWork(a=1, b=2, op=WorkType.SUM), correlation_id=7, timeout_ms=1500),
@@ -29,7 +30,13 @@ EXAMPLES = {
         CalcWork(a=1, b=2, op=WorkType.SUM), correlation_id=7, timeout_ms=1500,
         metadata={"tenant": "acme", "token": b"\x01\x02"},
     ),
+    "health_request": lambda: builtin.encode(HealthCheck(), correlation_id=1),
+    "health_response": lambda: builtin.encode(
+        HealthCheck(service="calc", status=HealthStatus.SERVING), kind=Kind.RESPONSE, correlation_id=1
+    ),
 }
+CODECS = {"health_request": builtin, "health_response": builtin}
+"""The codec of an example that is not of the calculator kernel."""
 
 
 def doc_examples() -> dict[str, bytes]:
@@ -50,7 +57,7 @@ def test_doc_example_matches_codec(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(EXAMPLES))
 def test_doc_example_decodes(name: str) -> None:
     frame = doc_examples()[name]
-    decoded = codec.decode_frame(frame)
+    decoded = CODECS.get(name, codec).decode_frame(frame)
     assert decoded.header.body_length == len(frame) - HEADER_SIZE
 
 

@@ -1,4 +1,4 @@
-"""Pluggable transports that carry encoded frames unchanged: inproc, TCP, ZeroMQ."""
+"""Pluggable transports that carry encoded frames unchanged: inproc, TCP, ZeroMQ, NATS."""
 
 from nanomsg_kernel.transports.base import (
     Connection,

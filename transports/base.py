@@ -1,7 +1,7 @@
 """The transport interface: move frames, never contracts.
 
 A transport is chosen by the URL scheme (``inproc://``, ``tcp://``, ``zmq+tcp://``,
-``zmq+ipc://``, or one a user registers). It has two sides:
+``zmq+ipc://``, ``nats://``, or one a user registers). It has two sides:
 
 * :meth:`Transport.listen` — the server side: every frame received is handed to a
   :data:`FrameHandler`; the frame it returns (if any) is the reply sent back to the peer.
@@ -170,6 +170,7 @@ _BUILTIN = {
     "tcp": ("nanomsg_kernel.transports.tcp", "TcpTransport"),
     "zmq+tcp": ("nanomsg_kernel.transports.zmq", "ZmqTransport"),
     "zmq+ipc": ("nanomsg_kernel.transports.zmq", "ZmqTransport"),
+    "nats": ("nanomsg_kernel.transports.nats", "NatsTransport"),
 }
 
 

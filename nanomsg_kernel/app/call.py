@@ -24,7 +24,7 @@ from nanomsg_kernel.routing import RoutingEnum
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["call_json", "client_security", "find_contract", "load_kernel"]
+__all__ = ["call_json", "client_security", "find_contract", "load_kernel", "publish_json"]
 
 _ZMQ_SCHEMES = ("zmq+tcp", "zmq+ipc")
 
@@ -67,6 +67,11 @@ def client_security(
     tls_server_name: str | None = None,
     curve_server_key: str | None = None,
     curve_key_file: str | None = None,
+    nats_creds: str | None = None,
+    nats_nkey: str | None = None,
+    nats_user: str | None = None,
+    nats_password_file: str | None = None,
+    nats_token_file: str | None = None,
 ) -> dict[str, Any]:
     """The connect options that secure a call to ``url`` as the command line asks.
 
@@ -76,7 +81,10 @@ def client_security(
     certificate for a service that checks clients. CurveZMQ (``zmq+tcp://``, ``zmq+ipc://``)
     is on with ``curve_server_key`` (40 Z85 characters, or ``@FILE``); ``curve_key_file`` is
     this client's secret key file, for a service with an allow-list; without it a fresh key
-    pair is made for the call (encrypted, but anonymous).
+    pair is made for the call (encrypted, but anonymous). For ``nats://``, the TLS options
+    secure the connection to the NATS server, and ``nats_*`` authenticate to it (a creds
+    file, an NKey seed file, a user with a password file, or a token file): secrets come
+    from files, never from the command line, where other users could read them.
 
     Raises:
         ConfigError: an option that does not fit the URL's scheme, or a file that is not a
@@ -85,6 +93,11 @@ def client_security(
     scheme = url.split("://", 1)[0].lower()
     wants_tls = tls or any(v is not None for v in (tls_ca, tls_cert, tls_key, tls_server_name))
     wants_curve = curve_server_key is not None or curve_key_file is not None
+    if scheme == "nats":
+        return _nats_options(wants_tls, tls_ca, tls_cert, tls_key, tls_server_name, nats_creds, nats_nkey,
+                             nats_user, nats_password_file, nats_token_file, wants_curve)
+    if any(v is not None for v in (nats_creds, nats_nkey, nats_user, nats_password_file, nats_token_file)):
+        raise ConfigError(f"the --nats options are for nats:// URLs, not {scheme}://")
     if wants_tls and scheme != "tcp":
         hint = "; ZeroMQ is secured with --curve-server-key" if scheme in _ZMQ_SCHEMES else ""
         raise ConfigError(f"the --tls options are for tcp:// URLs, not {scheme}://{hint}")
@@ -102,6 +115,35 @@ def client_security(
         options["curve_server_key"] = _server_key(curve_server_key)
         if curve_key_file is not None:
             options["curve_secret_key"] = read_curve_key(curve_key_file, secret=True)
+    return options
+
+
+def _nats_options(wants_tls: bool, ca: str | None, cert: str | None, key: str | None, server_name: str | None,
+                  creds: str | None, nkey: str | None, user: str | None, password_file: str | None,
+                  token_file: str | None, wants_curve: bool) -> dict[str, Any]:
+    """The connect options of a ``nats://`` call (see :func:`client_security`)."""
+    if wants_curve:
+        raise ConfigError("the --curve options are for zmq+tcp:// and zmq+ipc:// URLs, not nats://")
+    if (user is None) != (password_file is None):
+        raise ConfigError("--nats-user and --nats-password-file go together")
+    options: dict[str, Any] = {}
+    if wants_tls:
+        options["tls"] = client_tls(ca=ca, cert=cert, key=key)
+        if server_name is not None:
+            options["tls_hostname"] = server_name
+    for name, path in (("password", password_file), ("token", token_file)):
+        if path is not None:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    options[name] = f.readline().strip()
+            except OSError as exc:
+                raise ConfigError(f"--nats-{name}-file: cannot read {path}: {exc.strerror or exc}") from None
+    if user is not None:
+        options["user"] = user
+    if creds is not None:
+        options["creds"] = creds
+    if nkey is not None:
+        options["nkey"] = nkey
     return options
 
 
@@ -149,3 +191,37 @@ async def call_json(
             note.cancel()
         await client.close()
     return to_json(reply, bytes_format=bytes_format)
+
+
+async def publish_json(
+    url: str,
+    routes: type[RoutingEnum],
+    contract: str,
+    payload: str,
+    *,
+    timeout: float = 5.0,
+    bytes_format: BytesFormat = "base64",
+    options: dict[str, Any] | None = None,
+) -> None:
+    """Send the event ``payload`` (JSON text) as ``contract`` to ``url``, one-way; connecting
+    and handing the event to the transport are bounded by ``timeout``.
+
+    Raises:
+        ConfigError / EncodeError: bad URL, contract or payload (nothing was sent).
+        DeadlineExceeded: no connection within ``timeout``.
+        Unavailable: the service cannot be reached.
+    """
+    cls = find_contract(routes, contract)
+    msg = loads(cls, payload, bytes_format=bytes_format)
+    routes.codec().encode_body(msg)
+    client = Client(routes, url, timeout=timeout, **(options or {}))
+    try:
+        async with asyncio.timeout(timeout):
+            await client.connect()
+            await client.publish(msg)
+    except TimeoutError as exc:
+        if isinstance(exc, DeadlineExceeded):
+            raise
+        raise DeadlineExceeded(f"{url}: could not publish within {timeout:g}s") from None
+    finally:
+        await client.close()

@@ -21,11 +21,12 @@ from typing import Any, NoReturn
 import click
 
 from nanomsg_kernel import __version__
+from nanomsg_kernel.app.cli_options import security_options, timeout_option
 from nanomsg_kernel.app.exit_codes import ExitCode, exit_code_for
 from nanomsg_kernel.app.printable import printable
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_DEMO_TRANSPORTS = ("binding", "inproc", "tcp", "zmq+tcp")
+_DEMO_TRANSPORTS = ("binding", "inproc", "tcp", "zmq+tcp", "nats")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -106,58 +107,77 @@ def _read_payload(payload: str) -> str:
 
 @main.command()
 @click.argument("url")
-@click.argument("contract")
-@click.option("--kernel", "-k", required=True, metavar="MODULE:ENUM",
-              help="The kernel's routing enum, e.g. nanomsg_kernel.contracts.calc:CalcRoute.")
+@click.argument("contract", required=False)
+@click.option("--kernel", "-k", metavar="MODULE:ENUM|FILE.toml",
+              help="The kernel: its routing enum (nanomsg_kernel.contracts.calc:CalcRoute, imported) or its "
+                   "schema file (schemas/calc.toml, read as data). Default: ask the service (describe).")
 @click.option("--json", "payload", default="{}", show_default=True, metavar="JSON|@FILE|-",
               help="The request's fields as a JSON object (text, @file, or - for stdin).")
-@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=5.0, show_default=True,
-              help="Seconds to wait for the reply (connecting included).")
+@click.option("--list", "list_contracts", is_flag=True,
+              help="Print the kernel's contracts (and what the service handles) instead of calling.")
+@click.option("--publish", is_flag=True, help="Send CONTRACT as an event (one-way: nothing is printed on stdout).")
+@timeout_option
 @click.option("--bytes", "bytes_format", type=click.Choice(["base64", "hex"]), default="base64", show_default=True,
               help="How bytes fields are written in JSON, both ways.")
 @click.option("--compact", is_flag=True, help="Print the reply on one line.")
 @_app_dir_option(".")
-@click.option("--tls", "tls", is_flag=True, help="Speak TLS (tcp://), trusting the system's certificate authorities.")
-@click.option("--tls-ca", type=click.Path(dir_okay=False), metavar="FILE",
-              help="PEM file of the authority the server's certificate must come from (implies --tls).")
-@click.option("--tls-cert", type=click.Path(dir_okay=False), metavar="FILE",
-              help="This client's certificate (PEM) for a service that checks clients (mutual TLS).")
-@click.option("--tls-key", type=click.Path(dir_okay=False), metavar="FILE",
-              help="The private key of --tls-cert (PEM), unless it is in the same file.")
-@click.option("--tls-server-name", metavar="NAME",
-              help="The name the server's certificate must carry (default: the URL's host).")
-@click.option("--curve-server-key", metavar="KEY|@FILE",
-              help="The service's CurveZMQ public key (zmq+tcp://): 40 Z85 characters, or @FILE (a key file).")
-@click.option("--curve-key-file", type=click.Path(dir_okay=False), metavar="FILE",
-              help="This client's CurveZMQ secret key file, for a service that allows only listed keys "
-                   "(default: a fresh key pair for this call).")
-def call(url: str, contract: str, kernel: str, payload: str, timeout: float, bytes_format: str, compact: bool,
-         app_dir: str, tls: bool, tls_ca: str | None, tls_cert: str | None, tls_key: str | None,
-         tls_server_name: str | None, curve_server_key: str | None, curve_key_file: str | None) -> None:
+@security_options
+def call(url: str, contract: str | None, kernel: str | None, payload: str, list_contracts: bool, publish: bool,
+         timeout: float, bytes_format: str, compact: bool, app_dir: str, **security: Any) -> None:
     """Send one CONTRACT request to the service at URL and print the reply as JSON.
 
     CONTRACT is the contract's class name (CalcWork), its routing member (CALC_WORK) or its
-    route number. An error reply prints its status and message on stderr; the exit status
-    says what happened: 0 reply, 1 error status from the service, 2 bad input, 3 service
-    unreachable, 4 timeout, 5 undecodable reply.
+    route number. Without --kernel the service is asked for its schema first (the built-in
+    describe), so no Python module of the kernel is needed. An error reply prints its
+    status and message on stderr; the exit status says what happened: 0 reply, 1 error
+    status from the service, 2 bad input, 3 service unreachable, 4 timeout, 5 undecodable
+    reply (or description).
     """
     import asyncio
     import json
 
-    from nanomsg_kernel.app.call import call_json, client_security, load_kernel
+    from nanomsg_kernel.app.call import call_json, client_security, publish_json
     from nanomsg_kernel.app.imports import use_app_dir
+    from nanomsg_kernel.app.reflect import (
+        contract_lines,
+        describe,
+        described_kernel,
+        described_schema,
+        kernel_option,
+        schema_of,
+    )
     from nanomsg_kernel.errors import NanomsgError, RemoteError
+    from nanomsg_kernel.transports.nats_url import redact
 
     def slow() -> None:
         if sys.stderr.isatty():
-            click.echo(printable(f"waiting for {url} (up to {timeout:g}s)..."), err=True)
+            click.echo(printable(f"waiting for {redact(url)} (up to {timeout:g}s)..."), err=True)
 
+    if contract is None and not list_contracts:
+        _fail("name the CONTRACT to call (or --list the contracts)", ExitCode.USAGE)
     try:
-        options = client_security(url, tls=tls, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key,
-                                  tls_server_name=tls_server_name, curve_server_key=curve_server_key,
-                                  curve_key_file=curve_key_file)
-        use_app_dir(app_dir)
-        routes = load_kernel(kernel)
+        options = client_security(url, **security)
+        if kernel is not None:
+            use_app_dir(app_dir)
+            routes = kernel_option(kernel)
+            if list_contracts:
+                lines = contract_lines(schema_of(routes))
+        else:
+            about = asyncio.run(describe(url, timeout=timeout, options=options))
+            if list_contracts:
+                lines = [f"# service {about.service}, kernel {about.kernel}",
+                         *contract_lines(described_schema(about), handled=about.handled,
+                                         subscribed=about.subscribed)]
+            routes = described_kernel(about)
+        if list_contracts:
+            click.echo(printable("\n".join(lines), keep_newlines=True))
+            return
+        assert contract is not None
+        if publish:
+            asyncio.run(publish_json(url, routes, contract, _read_payload(payload), timeout=timeout,
+                                     bytes_format=bytes_format, options=options))  # type: ignore[arg-type]
+            click.echo(printable(f"published {contract} to {url}"), err=True)
+            return
         reply = asyncio.run(call_json(url, routes, contract, _read_payload(payload), timeout=timeout,
                                       bytes_format=bytes_format, on_slow=slow, options=options))  # type: ignore[arg-type]
     except RemoteError as exc:
@@ -230,7 +250,8 @@ def demo(calls: int, transports: tuple[str, ...]) -> None:
     """Run the example kernel's services in one node and call them every way there is.
 
     calc and gateway (bound to calc) run in one node; calc is called through the binding and
-    over inproc://, tcp:// and zmq+tcp:// on loopback. Prints latency and throughput per
+    over inproc://, tcp:// and zmq+tcp:// on loopback, and over nats:// through a nats-server
+    of the demo's own when nats-server is on PATH (else it says how to get one). Prints latency and throughput per
     transport, sample results and the metrics summary; exit status 1 if any check failed.
     """
     from nanomsg_kernel.app.demo import run
@@ -265,10 +286,13 @@ def curve_keys(name: str) -> None:
 
 def _attach() -> None:
     """Attach the sub-commands (imported here so that ``--help`` stays fast to start)."""
+    from nanomsg_kernel.app.reflect_cli import describe_command, health_command
     from nanomsg_kernel.app.schema_cli import codegen_command, schema_group
 
     main.add_command(codegen_command)
     main.add_command(schema_group)
+    main.add_command(health_command)
+    main.add_command(describe_command)
 
 
 _attach()

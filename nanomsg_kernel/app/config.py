@@ -6,6 +6,7 @@
     name = "calc-node"
     app_dir = "."                      # optional: import the objects from here (relative to this file)
     grace = 5.0                        # seconds in-flight calls get on shutdown
+    drain = 0.0                        # seconds it keeps serving first, health checks answered DRAINING
     metrics = { listen = "127.0.0.1:9100" }   # optional: GET /metrics (Prometheus text)
 
     [services.calc]
@@ -15,7 +16,8 @@
 
     [services.gateway]
     object = "nanomsg_kernel.contracts.services:gateway"
-    listen = [{ url = "tcp://127.0.0.1:7002", max_in_flight = 256 }]   # with transport options
+    listen = [{ url = "tcp://127.0.0.1:7002", max_in_flight = 256 },   # with transport options
+              { url = "tcp://127.0.0.1:7003", reflection = false }]   # no Describe on this one
     bindings = { calc = "calc" }       # a service of this node (in-process) or a URL
 
     [identities]                       # optional: callers a listener may allow (config_identities)
@@ -27,7 +29,8 @@ no service named 'calc' in this node``): syntax, unknown keys, objects that cann
 imported or are not services, bad URLs, schemes without a transport, bindings to nothing,
 listeners declared twice, binding cycles that cannot start, and the ``tls`` and ``curve``
 tables of listeners and bindings with every file they name
-(:mod:`nanomsg_kernel.app.config_security`). URL checks live in
+(:mod:`nanomsg_kernel.app.config_security`), and the ``nats`` table of ``nats://`` ones
+(:mod:`nanomsg_kernel.app.config_nats`). URL checks live in
 :mod:`~nanomsg_kernel.app.config_urls`, the start order in
 :mod:`~nanomsg_kernel.app.config_graph`.
 
@@ -55,6 +58,7 @@ from typing import Any
 
 from nanomsg_kernel.app.config_graph import cycles, start_order
 from nanomsg_kernel.app.config_identities import listen_allow, parse_identities
+from nanomsg_kernel.app.config_nats import nats_security
 from nanomsg_kernel.app.config_security import connect_security, listen_security
 from nanomsg_kernel.app.config_urls import (
     check_listen_options,
@@ -80,7 +84,7 @@ __all__ = [
 ]
 
 _TOP_KEYS = ("node", "services", "identities")
-_NODE_KEYS = ("name", "grace", "metrics", "app_dir")
+_NODE_KEYS = ("name", "grace", "metrics", "app_dir", "drain")
 _METRICS_KEYS = ("listen",)
 _SERVICE_KEYS = ("object", "listen", "bindings", "expose_errors")
 
@@ -130,6 +134,9 @@ class NodeConfig:
     grace: float = 5.0
     metrics_listen: tuple[str, int] | None = None
     warnings: tuple[str, ...] = ()
+    drain: float = 0.0
+    """Seconds the node goes on serving on shutdown, answering health checks ``DRAINING``,
+    before its listeners stop (:meth:`~nanomsg_kernel.node.Node.close`)."""
 
     def build(self) -> Node:
         """A new (not started) node with every service, binding and listener of the config."""
@@ -200,7 +207,7 @@ def _listen_specs(c: _Checker, key: str, value: Any) -> list[ListenSpec]:
         options: dict[str, Any] = {}
         url = item
         if isinstance(item, dict):
-            options = {o: v for o, v in item.items() if o not in ("url", "tls", "curve", "ssl", "allow")}
+            options = {o: v for o, v in item.items() if o not in ("url", "tls", "curve", "ssl", "allow", "nats", "reflection")}
             url = item.get("url")
             if url is None:
                 c.bad(k, "a listener table needs a 'url'")
@@ -213,12 +220,18 @@ def _listen_specs(c: _Checker, key: str, value: Any) -> list[ListenSpec]:
             before = len(c.problems)
             options |= listen_security(item, url, k, c.base, c.bad, c.warn)
             options |= listen_allow(item, url, k, c.identities, c.bad)
+            options |= nats_security(item, url, k, c.base, c.bad, c.warn)
             if len(c.problems) > before:
                 continue
         problem = check_listen_options(url, options)
         if problem:
             c.bad(k, problem)
             continue
+        if isinstance(item, dict) and "reflection" in item:
+            if not isinstance(item["reflection"], bool):
+                c.bad(f"{k}.reflection", f"expected true or false, got {item['reflection']!r}")
+                continue
+            options["reflection"] = item["reflection"]  # Service.serve's own option, not the transport's
         specs.append(ListenSpec(url, options))
     return specs
 
@@ -245,7 +258,7 @@ def _binding_target(c: _Checker, key: str, target: Any) -> tuple[str | None, dic
     """A binding's target (a service name or a checked URL) and its client options, if any."""
     options: dict[str, Any] = {}
     if isinstance(target, dict):
-        table = c.table(target, key, ("url", "tls", "curve"))
+        table = c.table(target, key, ("url", "tls", "curve", "nats"))
         url = table.get("url")
         if not isinstance(url, str) or "://" not in url:
             c.bad(f"{key}.url", f"expected the URL of the service, got {url!r}")
@@ -256,6 +269,7 @@ def _binding_target(c: _Checker, key: str, target: Any) -> tuple[str | None, dic
             return None, {}
         before = len(c.problems)
         options = connect_security(table, url, key, c.base, c.bad, c.warn)
+        options |= nats_security(table, url, key, c.base, c.bad, c.warn)
         return (url if len(c.problems) == before else None), options
     if not isinstance(target, str) or not target:
         c.bad(key, f"expected a service name or a URL, got {target!r}")
@@ -297,6 +311,10 @@ def parse_config(
     if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace <= 3600:
         c.bad("node.grace", f"expected seconds from 0 to 3600, got {grace!r}")
         grace = 5.0
+    drain = node.get("drain", 0.0)
+    if isinstance(drain, bool) or not isinstance(drain, (int, float)) or not 0 <= drain <= 3600:
+        c.bad("node.drain", f"expected seconds from 0 to 3600, got {drain!r}")
+        drain = 0.0
     _app_dir(c, node, app_dir, default_app_dir)
     c.identities = parse_identities(doc.get("identities"), c.base, c.bad)
     metrics_listen: tuple[str, int] | None = None
@@ -396,7 +414,7 @@ def parse_config(
         assert svc is not None
         specs.append(ServiceSpec(sname, obj, svc, targets, tuple(listen), client_options.get(sname, {}),
                                  exposed[sname]))
-    return NodeConfig(path, str(name), tuple(specs), float(grace), metrics_listen, tuple(c.warnings))
+    return NodeConfig(path, str(name), tuple(specs), float(grace), metrics_listen, tuple(c.warnings), float(drain))
 
 
 def load_config(

@@ -34,7 +34,7 @@ def check_url(url: Any, *, listen: bool) -> str | None:
     Checks the form (``scheme://address``), that a transport exists for the scheme and can
     be loaded, and, for the built-in schemes, the address as the transport itself reads it
     (a host and port for ``tcp``/``zmq+tcp``, not port 0 when connecting; a name for
-    ``inproc``; a path for ``zmq+ipc``).
+    ``inproc``; a path for ``zmq+ipc``; servers and a subject for ``nats``).
     """
     from nanomsg_kernel.transports.base import get_transport, split_url
 
@@ -64,6 +64,10 @@ def check_url(url: Any, *, listen: bool) -> str | None:
                 bind_endpoints(url)
             else:
                 connect_endpoints(url)
+        elif scheme == "nats":
+            from nanomsg_kernel.transports.nats_url import parse_nats_url
+
+            parse_nats_url(url)
     except ConfigError as exc:
         return str(exc)
     return None
@@ -89,7 +93,7 @@ def check_listen_options(url: str, options: dict[str, Any]) -> str | None:
             from nanomsg_kernel.transports.zmq_options import ListenOptions
 
             ListenOptions.parse(options, "listen")
-        elif scheme in ("tcp", "inproc"):
+        elif scheme in ("tcp", "inproc", "nats"):
             from nanomsg_kernel.transports.base import get_transport
 
             get_transport(url).listen(url, _no_handler, **options)

@@ -2,7 +2,8 @@
 
 ``nanomsg-kernel demo`` hosts ``nanomsg_kernel.contracts.services:calc`` and ``:gateway`` (bound to
 ``calc``) in one node, serves ``calc`` on ``inproc://``, ``tcp://`` and ``zmq+tcp://`` on
-loopback, then for each way of calling it (the in-process binding, and a client over each
+loopback (and on ``nats://``, through a nats-server of its own, when ``nats-server`` is on
+PATH: :mod:`~nanomsg_kernel.app.nats_local`; otherwise it says how to get one), then for each way of calling it (the in-process binding, and a client over each
 transport) checks sample results and makes ``calls`` sequential calls, timing each one. It
 prints a table of calls, errors, p50/p99 latency and calls per second per transport, the
 sample results, and the services' metrics on shutdown. The result is non-zero if any check
@@ -11,6 +12,7 @@ or call failed.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -32,6 +34,7 @@ TRANSPORTS: dict[str, str] = {
     "inproc": "inproc://demo-calc",
     "tcp": "tcp://127.0.0.1:0",
     "zmq+tcp": "zmq+tcp://127.0.0.1:0",
+    "nats": "nats://{server}/demo.calc",
 }
 """Ways of calling ``calc`` the demo knows, and the URL ``calc`` listens on for each."""
 DEFAULT_CALLS = 2000
@@ -164,6 +167,14 @@ def available(transports: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     skipped: dict[str, str] = {}
     for name in transports:
         url = TRANSPORTS[name]
+        if name == "nats":
+            from nanomsg_kernel.app.nats_local import nats_server_missing
+
+            missing = nats_server_missing()
+            if missing is not None:
+                skipped[name] = missing
+                continue
+            url = url.format(server="127.0.0.1:4222")
         if url:
             try:
                 get_transport(url)
@@ -192,20 +203,38 @@ async def run_demo(
     usable, skipped = available(transports)
     for name, why in skipped.items():
         echo(f"{name}:// skipped: transport not available ({why})")
-    urls = [TRANSPORTS[n] for n in usable if TRANSPORTS[n]]
+    async with contextlib.AsyncExitStack() as stack:
+        listen = dict(TRANSPORTS)
+        if "nats" in usable:
+            from nanomsg_kernel.app.nats_local import local_nats_server
+
+            listen["nats"] = listen["nats"].format(server=await stack.enter_async_context(local_nats_server()))
+        rows, gateway_check = await _run_node([(n, listen[n]) for n in usable], calls, echo, progress)
+    summary = "\n".join(s.metrics.summary() for s in (calc, gateway) if s.metrics.contracts)
+    result = DemoResult(rows, skipped, gateway_check, summary)
+    for line in render(result):
+        echo(line)
+    return result
+
+
+async def _run_node(usable: list[tuple[str, str]], calls: int, echo: Callable[[str], None],
+                    progress: Callable[[int], Any] | None) -> tuple[list[Row], str | None]:
+    """Serve ``calc`` on each of ``usable``'s URLs in a node, and call it every way; the rows
+    and the gateway check's failure (``None``: passed)."""
+    urls = [url for _name, url in usable if url]
     node = Node("demo")
     node.add(calc, listen=urls)
     node.add(gateway, bindings={"calc": calc})
     rows: list[Row] = []
     async with node:
-        bound = dict(zip([n for n in usable if TRANSPORTS[n]], [lst.url for lst in node.listeners], strict=True))
+        bound = dict(zip([n for n, url in usable if url], [lst.url for lst in node.listeners], strict=True))
         described = ", ".join(bound.values()) or "no listener"
         from nanomsg_kernel.transports.loop import loop_name
 
         echo(f"node 'demo' ({loop_name()} event loop): calc on {described}; gateway bound to calc (in-process)")
         gateway_check = await _gateway_check()
         with _progress(progress, calls * len(usable)) as step:
-            for name in usable:
+            for name, _url in usable:
                 if name == "binding":
                     row = Row("binding (in-process)", "gateway.bindings.calc")
                     await _exercise(row, _via_binding(gateway.bindings["calc"]), calls, step)
@@ -218,11 +247,7 @@ async def run_demo(
                     except (ServiceError, OSError) as exc:  # could not connect, or the connection broke
                         row.checks["connection"] = f"{type(exc).__name__}: {exc}"
                 rows.append(row)
-    summary = "\n".join(s.metrics.summary() for s in (calc, gateway) if s.metrics.contracts)
-    result = DemoResult(rows, skipped, gateway_check, summary)
-    for line in render(result):
-        echo(line)
-    return result
+    return rows, gateway_check
 
 
 def _via_binding(binding: Binding) -> Call:

@@ -23,6 +23,10 @@ class ExitCode(enum.IntEnum):
     """No reply before the timeout."""
     BAD_FRAME = 5
     """A frame (a reply, or the input of ``inspect``) could not be decoded."""
+    NOT_SERVING = 6
+    """``health``: the service answered that it is not serving."""
+    DRAINING = 7
+    """``health``: the service answered that it is shutting down (draining)."""
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:

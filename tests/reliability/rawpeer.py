@@ -99,5 +99,18 @@ async def bad_peer(url: str, how: str, limit: int) -> AsyncIterator[None]:
             yield
         finally:
             await conn_.close()
+    elif scheme == "nats":
+        import nats
+
+        from nanomsg_kernel.transports.nats_url import parse_nats_url
+
+        address = parse_nats_url(url)
+        nc = await nats.connect(address.servers, allow_reconnect=False)
+        try:  # plain nats-py: the bad bytes as the payload of a request, with a reply subject
+            await nc.publish(address.subject, data, reply=nc.new_inbox())
+            await nc.flush()
+            yield
+        finally:
+            await nc.close()
     else:
         raise ValueError(f"no bad peer for {url}")

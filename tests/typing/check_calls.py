@@ -19,6 +19,7 @@ from nanomsg_kernel import (
     Request,
     RoutingEnum,
     Service,
+    SyncClient,
     contract,
     evolve,
 )
@@ -97,6 +98,15 @@ async def calls(client: Client, binding: Binding, local: LocalBinding, remote: R
         wrong: Reserve = got  # type: ignore[assignment]
         del wrong
         await conn.publish(Ping(n=3))
+
+
+def sync_calls() -> None:
+    with SyncClient(ShopRoute, "tcp://127.0.0.1:7000", timeout=1.0) as client:
+        assert_type(client, SyncClient)
+        assert_type(client.call(Reserve(sku="a", qty=1)), Reserved)
+        assert_type(client.call(Ping(n=1), timeout=0.5), Ping)
+        assert_type(client.call(Lookup(sku="a")), Reserved | Ping)
+        assert_type(client.publish(Ping(n=3)), None)
 
 
 def evolving(r: Reserved, p: Ping) -> None:
