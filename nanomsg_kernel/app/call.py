@@ -147,6 +147,14 @@ def _nats_options(wants_tls: bool, ca: str | None, cert: str | None, key: str | 
     return options
 
 
+def _message(routes: type[RoutingEnum], contract: str, payload: str, bytes_format: BytesFormat) -> Any:
+    """``contract`` of ``routes`` read from the JSON text ``payload``, its values checked to fit
+    the wire before anything is sent."""
+    msg = loads(find_contract(routes, contract), payload, bytes_format=bytes_format)
+    routes.codec().encode_body(msg)
+    return msg
+
+
 async def call_json(
     url: str,
     routes: type[RoutingEnum],
@@ -172,9 +180,7 @@ async def call_json(
         Unavailable: the service cannot be reached.
         DecodeError: the reply is not a valid frame of the kernel.
     """
-    cls = find_contract(routes, contract)
-    msg = loads(cls, payload, bytes_format=bytes_format)
-    routes.codec().encode_body(msg)  # the payload's values fit the wire before anything is sent
+    msg = _message(routes, contract, payload, bytes_format)
     loop = asyncio.get_running_loop()
     note = loop.call_later(slow_after, on_slow) if on_slow is not None else None
     client = Client(routes, url, timeout=timeout, **(options or {}))
@@ -211,9 +217,7 @@ async def publish_json(
         DeadlineExceeded: no connection within ``timeout``.
         Unavailable: the service cannot be reached.
     """
-    cls = find_contract(routes, contract)
-    msg = loads(cls, payload, bytes_format=bytes_format)
-    routes.codec().encode_body(msg)
+    msg = _message(routes, contract, payload, bytes_format)
     client = Client(routes, url, timeout=timeout, **(options or {}))
     try:
         async with asyncio.timeout(timeout):
