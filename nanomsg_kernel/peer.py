@@ -33,7 +33,7 @@ class Peer:
 
     Attributes:
         transport: how the call came: ``"tcp"``, ``"tls"``, ``"zmq"``, ``"inproc"``,
-            ``"local"`` (an in-process binding) or ``"unknown"``.
+            ``"local"`` (an in-process binding), ``"nats"`` or ``"unknown"``.
         address: where it came from (``"127.0.0.1:53012"``, ``"inproc://calc"``), if known.
         cert_subject: the TLS client certificate's subject (``"CN=gateway,O=Example"``).
         cert_common_name: the common name (``CN``) of that subject, if it has one.

@@ -20,7 +20,7 @@ import pytest
 import trustme
 from natsserver import NatsServer, nats_cluster
 
-from nanomsg_kernel import Client, Service, evolve
+from nanomsg_kernel import Client, Context, Service, evolve
 from nanomsg_kernel.contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
 from nanomsg_kernel.errors import ConfigError, DeadlineExceeded, ServiceError, Status, Unavailable
 from nanomsg_kernel.frame import Kind
@@ -387,3 +387,20 @@ async def test_a_node_binding_by_nats_url_calls_and_publishes(nats_server: NatsS
             while not services.done_events or services.done_events[-1] != CalcDone(work=6, result=42):
                 await asyncio.sleep(0.001)
     assert len(services.done_events) == min(before + 1, 100)
+
+
+async def test_ctx_peer_names_nats_and_the_reply_subject(nats_server: NatsServer) -> None:
+    seen: list[tuple[str, str | None]] = []
+    peers = Service("peers", CalcRoute)
+
+    @peers.handler(Echo)
+    async def who(msg: Echo, ctx: Context) -> Echo:
+        seen.append((ctx.peer.transport, ctx.peer.address))
+        return msg
+
+    url = f"nats://{nats_server.address}/calc.peer"
+    async with peers.serve(url), Client(CalcRoute, url) as client:
+        assert (await client.call(Echo(text="hi"), timeout=WAIT)).text == "hi"
+    (transport, address), = seen
+    assert transport == "nats"
+    assert address is not None and address.startswith("_INBOX.")

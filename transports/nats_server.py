@@ -33,6 +33,7 @@ from typing import Any
 from nanomsg_kernel.contract import contract_info
 from nanomsg_kernel.errors import ConfigError, Status
 from nanomsg_kernel.frame import DEFAULT_MAX_BODY, HEADER_SIZE, MAX_U32, Kind
+from nanomsg_kernel.peer import Peer
 from nanomsg_kernel.transports.base import FrameHandler, Listener
 from nanomsg_kernel.transports.caller import Caller
 from nanomsg_kernel.transports.nats_client import cancel_subject, event_subject
@@ -84,6 +85,11 @@ class _Request(Caller):
         super().__init__()
         self.listener = listener
         self.reply_to = reply_to
+
+    def describe(self) -> Peer:
+        """``nats`` and the request's reply subject (the caller's inbox). NATS does not tell a
+        subscriber which user published a message, so there is no verified identity."""
+        return Peer(transport="nats", address=self.reply_to)
 
     def finished(self, request: bytes, reply: bytes | None) -> None:
         listener = self.listener
