@@ -42,7 +42,7 @@ class Chain(Generic[C]):
     """Interceptors compiled once for the call path: the hooks each overrides, in the order
     they run. ``C`` is what they see of the call (a context or a :class:`ClientCall`)."""
 
-    __slots__ = ("afters", "afters_upto", "befores", "interceptors", "layers", "nested")
+    __slots__ = ("afters", "afters_ok", "afters_upto", "befores", "interceptors", "layers", "nested")
 
     def __init__(self, interceptors: Iterable[Any], base: type) -> None:
         self.interceptors: tuple[Any, ...] = tuple(interceptors)
@@ -60,6 +60,11 @@ class Chain(Generic[C]):
         """For each interceptor, the ``after`` hooks of those up to it, in the order they run."""
         self.afters = self.afters_upto[-1] if self.interceptors else ()
         """Every ``after`` hook, in the order they run (innermost first)."""
+        self.afters_ok: tuple[Callable[..., None], ...] = tuple(
+            i.after for i in reversed(self.interceptors)
+            if _overrides(i, base, "after") and not getattr(i, "errors_only", False)
+        )
+        """The ``after`` hooks a call that ended ``OK`` runs (those not ``errors_only``)."""
         self.nested = any(_overrides(i, base, "around") for i in self.interceptors)
         """Whether some interceptor wraps the call (then each one is a layer around the next)."""
         self.layers: tuple[tuple[Any, Any, Any], ...] = tuple(
@@ -94,6 +99,18 @@ class Chain(Generic[C]):
         an ``after`` hook raised replaces the one before)."""
         seconds = _clock() - started
         for after in self.afters:  # (the loop of _after, inline: this runs on every call)
+            try:
+                after(msg, call, status, seconds, error)
+            except Exception as exc:
+                error, status = exc, status_of(exc, deadline)
+        return error
+
+    def finish_ok(self, msg: Any, call: C, started: float, deadline: float | None = None) -> BaseException | None:
+        """:meth:`finish` for a call that ended ``OK``: only the hooks of :attr:`afters_ok`."""
+        seconds = _clock() - started
+        error: BaseException | None = None
+        status = _OK
+        for after in self.afters_ok:
             try:
                 after(msg, call, status, seconds, error)
             except Exception as exc:

@@ -3,7 +3,7 @@ it sees (see :mod:`nanomsg_kernel.interceptors`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from nanomsg_kernel.chain import Proceed
 from nanomsg_kernel.errors import Status
@@ -40,6 +40,10 @@ class ClientCall:
 class ClientInterceptor:
     """Base class of an interceptor around each call a client makes (methods as for
     :class:`ServerInterceptor`, with a :class:`ClientCall` in place of the context)."""
+
+    errors_only: ClassVar[bool] = False
+    """``True``: :meth:`after` is called only for calls that end with an error (not for
+    ``OK``), which saves the call of the hook on every successful call."""
 
     def before(self, msg: Any, call: ClientCall) -> None:
         """Called before the request is sent; raise ``ServiceError`` to fail the call with its status."""

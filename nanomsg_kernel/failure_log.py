@@ -24,6 +24,8 @@ __all__ = ["FailureLog"]
 class FailureLog(ServerInterceptor):
     """Logs each call that ended with an exception other than a ``ServiceError``."""
 
+    errors_only = True
+
     def __repr__(self) -> str:
         return "FailureLog()"
 

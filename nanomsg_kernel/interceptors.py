@@ -35,7 +35,7 @@ its ``after`` last). A client's interceptors see a :class:`ClientCall` instead o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from nanomsg_kernel.chain import Proceed, status_of
 from nanomsg_kernel.client_interceptors import ClientCall, ClientInterceptor
@@ -50,6 +50,10 @@ __all__ = ["ClientCall", "ClientInterceptor", "Proceed", "ServerInterceptor", "s
 class ServerInterceptor:
     """Base class of an interceptor around each call a service serves (and each event its
     subscribers receive: then ``ctx.contract`` is ``"event:<Contract>"``)."""
+
+    errors_only: ClassVar[bool] = False
+    """``True``: :meth:`after` is called only for calls that end with an error (not for
+    ``OK``), which saves the call of the hook on every successful call."""
 
     def before(self, msg: Any, ctx: Context) -> None:
         """Called before the rest of the chain; raise ``ServiceError`` to answer with its status."""
