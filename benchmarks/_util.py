@@ -14,6 +14,7 @@ benchmark's duration does not depend on the machine's speed.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import select
@@ -265,3 +266,13 @@ def stop(proc: subprocess.Popen[str], timeout: float = 5.0) -> None:
         proc.wait()
     if proc.stdout is not None:
         proc.stdout.close()
+
+
+def loop_arguments(doc: str) -> tuple[bool, tuple[str, ...]]:
+    """Parse ``--loop asyncio|uvloop|both`` and ``--quick`` for a benchmark's command line
+    (``doc``: its module docstring); returns ``(quick, loops)``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--loop", choices=["asyncio", "uvloop", "both"], default="both")
+    parser.add_argument("--quick", action="store_true", help="short runs (figures are noisier)")
+    args = parser.parse_args()
+    return args.quick, ("asyncio", "uvloop") if args.loop == "both" else (args.loop,)

@@ -21,14 +21,20 @@ against the bare echo of the same loop, in the same run.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import itertools
 import struct
 from typing import Any
 
-from benchmarks._util import closed_and_pipelined_ratios, interleaved, print_table, spawn_all, stop
+from benchmarks._util import (
+    closed_and_pipelined_ratios,
+    interleaved,
+    loop_arguments,
+    print_table,
+    spawn_all,
+    stop,
+)
 from nanomsg_kernel.contracts.calc import CalcRoute, Echo
 from nanomsg_kernel.frame import HEADER_SIZE, Kind, pack_header
 from nanomsg_kernel.transports.loop import loop_name, uvloop_available
@@ -171,13 +177,9 @@ def report(results: dict[str, Any]) -> None:
 
 def main() -> None:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--loop", choices=["asyncio", "uvloop", "both"], default="both")
-    parser.add_argument("--quick", action="store_true", help="short runs (figures are noisier)")
-    args = parser.parse_args()
-    loops = ("asyncio", "uvloop") if args.loop == "both" else (args.loop,)
-    report(run(args.quick, loops))
-
+    assert __doc__ is not None
+    quick, loops = loop_arguments(__doc__)
+    report(run(quick, loops))
 
 if __name__ == "__main__":
     main()

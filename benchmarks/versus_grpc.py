@@ -19,10 +19,16 @@ gRPC's, same run. Needs ``pip install grpcio grpcio-tools``.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
-from benchmarks._util import closed_and_pipelined_ratios, interleaved, print_table, spawn_all, stop
+from benchmarks._util import (
+    closed_and_pipelined_ratios,
+    interleaved,
+    loop_arguments,
+    print_table,
+    spawn_all,
+    stop,
+)
 from benchmarks.grpc_stubs import load, missing
 from nanomsg_kernel.contracts.calc import CalcRoute, Echo
 from nanomsg_kernel.transports.loop import loop_name, uvloop_available
@@ -128,12 +134,9 @@ def report(results: dict[str, Any]) -> None:
 
 def main() -> None:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--loop", choices=["asyncio", "uvloop", "both"], default="both")
-    parser.add_argument("--quick", action="store_true", help="short runs (figures are noisier)")
-    args = parser.parse_args()
-    report(run(args.quick, ("asyncio", "uvloop") if args.loop == "both" else (args.loop,)))
-
+    assert __doc__ is not None
+    quick, loops = loop_arguments(__doc__)
+    report(run(quick, loops))
 
 if __name__ == "__main__":
     main()
