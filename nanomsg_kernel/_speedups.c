@@ -729,9 +729,10 @@ static int encode_node(Node *n, PyObject *v, Writer *w) {
     return -1;
 }
 
-static int encode_record(Plan *p, PyObject *obj, Writer *w) {
+/* encode_record's work, with the record's unknown fields held (a converter called while its
+ * fields are written cannot free them under it). */
+static int encode_fields(Plan *p, PyObject *obj, Writer *w, PyObject *unknown) {
     Py_ssize_t extra = 0, j;
-    PyObject *unknown = *(PyObject **)((char *)obj + p->unknown_offset);
     if (unknown && unknown != Py_None) {
         /* fields kept from a newer version: written back as the bytes received */
         if (!PyDict_CheckExact(unknown)) return -1;
@@ -756,7 +757,6 @@ static int encode_record(Plan *p, PyObject *obj, Writer *w) {
         if (rc < 0) return -1;
     }
     if (extra) {
-        Py_INCREF(unknown);
         Py_ssize_t pos = 0, seen = 0;
         PyObject *k, *x;
         int rc = 0;
@@ -771,10 +771,17 @@ static int encode_record(Plan *p, PyObject *obj, Writer *w) {
             } else rc = -1;
         }
         if (seen != extra) rc = -1;
-        Py_DECREF(unknown);
         if (rc < 0) return -1;
     }
     return 0;
+}
+
+static int encode_record(Plan *p, PyObject *obj, Writer *w) {
+    PyObject *unknown = *(PyObject **)((char *)obj + p->unknown_offset);
+    Py_XINCREF(unknown);
+    int rc = encode_fields(p, obj, w, unknown);
+    Py_XDECREF(unknown);
+    return rc;
 }
 
 /* -- isolation (an in-process call's request and reply) ---------------------------------- */
