@@ -3,12 +3,14 @@
 The compiled codec (``nanomsg_kernel/_speedups.c``) is hand-written C. This measures the two
 other ways of compiling it: the pure codec's modules on the hot path (``MODULES``) built
 as they are by Cython 3 (pure Python mode, no annotations added) and by mypyc, each into its
-own copy of the package in a temporary directory (nothing is left in the tree). Every
-variant runs in its own interpreter, with the pure codec forced; the modules' ``__file__``
-proves the compiled ones are what runs. Rows: the pure codec (CPython), Cython, mypyc, the
-hand-written C (when built: ``python setup.py build_ext --inplace``), for ``CalcWork``
-encode, decode and round trip and the catalogue kernel's nested ``PutItem`` encode and
-decode, next to raw msgpack of the equivalent int-key dict, measured in the same process.
+own copy of the package in a temporary directory (nothing is left in the tree); each tool
+once with every module and once with ``layout`` left to the interpreter (``WITHOUT_LAYOUT``).
+Every variant runs in its own interpreter, with the pure codec forced; the modules'
+``__file__`` proves the compiled ones are what runs. Rows: the pure codec (CPython), the
+Cython and mypyc builds, the hand-written C (when built: ``python setup.py build_ext
+--inplace``), for ``CalcWork`` encode, decode and round trip and the catalogue kernel's
+nested ``PutItem`` encode and decode, next to raw msgpack of the equivalent int-key dict,
+measured in the same process.
 
 Run: ``python -m benchmarks.compilers`` (µs per call, the best of interleaved timeit runs on
 the thread's CPU clock); ``--instr`` adds instructions per call counted with valgrind's
@@ -30,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,6 +41,9 @@ MODULES = ("codec", "body", "types", "layout", "scan", "walk")
 """The modules compiled: those the pure codec runs per call (``codec``, ``body``, ``types``)
 and the rest of its body reading (``layout`` builds the per-contract functions; ``scan`` and
 ``walk`` read long and unusual bodies)."""
+WITHOUT_LAYOUT = tuple(m for m in MODULES if m != "layout")
+"""The same but ``layout``: compiled, it builds the namespace of the per-contract functions
+it generates as a C-built dict, whose global lookups CPython 3.11 then cannot specialize."""
 
 SETUP = """\
 import uuid
@@ -95,12 +101,14 @@ for _ in range(int(sys.argv[3])):
 
 
 class Variant(NamedTuple):
-    """One way of running the codec: a directory first on ``sys.path``, and whether the
-    hand-written C codec is used (otherwise the pure codec is forced)."""
+    """One way of running the codec: a directory first on ``sys.path``, whether the
+    hand-written C codec is used (otherwise the pure codec is forced), and the modules of
+    the pure codec that are compiled in that directory."""
 
     name: str
     directory: Path
     compiled: bool
+    modules: tuple[str, ...] = ()
 
 
 def _copy_package(into: Path) -> Path:
@@ -117,20 +125,20 @@ def _run(command: Sequence[str], cwd: Path) -> None:
         raise RuntimeError(f"{' '.join(command[:4])} ... failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
 
 
-def build_cython(into: Path) -> None:
-    """The modules compiled in place by Cython 3, as they are (pure Python mode)."""
+def build_cython(into: Path, modules: Sequence[str]) -> None:
+    """``modules`` compiled in place by Cython 3, as they are (pure Python mode)."""
     package = _copy_package(into)
-    files = [str(package / f"{m}.py") for m in MODULES]
+    files = [str(package / f"{m}.py") for m in modules]
     _run([sys.executable, "-m", "Cython.Build.Cythonize", "-i", "-q", "-3", "-j", "2", *files], into)
 
 
-def build_mypyc(into: Path) -> None:
-    """The modules compiled in place by mypyc (they are mypy-strict clean)."""
+def build_mypyc(into: Path, modules: Sequence[str]) -> None:
+    """``modules`` compiled in place by mypyc (they are mypy-strict clean)."""
     package = _copy_package(into)
     config = into / "mypy.ini"
     config.write_text("[mypy]\nstrict = True\nwarn_unreachable = False\n"
                       "[mypy-construct.*,msgpack.*,zmq.*,uvloop.*]\nignore_missing_imports = True\n")
-    files = [str(package / f"{m}.py") for m in MODULES]
+    files = [str(package / f"{m}.py") for m in modules]
     _run([sys.executable, "-m", "mypyc", "--config-file", str(config), *files], into)
 
 
@@ -199,14 +207,15 @@ def _variants(tmp: Path, say: list[str]) -> list[Variant]:
         if not _installed(module):
             say.append(f"{name}: skipped, not installed ({tool})")
             continue
-        directory = tmp / name.lower()
-        directory.mkdir()
-        try:
-            build(directory)
-        except RuntimeError as exc:
-            say.append(f"{name}: skipped, the build failed: {exc}")
-            continue
-        variants.append(Variant(name, directory, False))
+        for label, modules in ((name, MODULES), (f"{name}, layout interpreted", WITHOUT_LAYOUT)):
+            directory = tmp / f"{name.lower()}-{len(modules)}"
+            directory.mkdir()
+            try:
+                build(directory, modules)
+            except RuntimeError as exc:
+                say.append(f"{label}: skipped, the build failed: {exc}")
+                continue
+            variants.append(Variant(label, directory, False, modules))
     if speedups_built():
         variants.append(Variant("hand-written C", ROOT, True))
     else:
@@ -217,9 +226,9 @@ def _variants(tmp: Path, say: list[str]) -> list[Variant]:
 def _compiled_modules(variant: Variant, files: dict[str, str]) -> str:
     if variant.compiled:
         return "nanomsg_kernel/_speedups"
-    native = [m for m, f in files.items() if not f.endswith(".py")]
-    if variant.directory != ROOT and len(native) != len(MODULES):
-        raise RuntimeError(f"{variant.name}: {sorted(set(MODULES) - set(native))} were not loaded compiled: {files}")
+    native = sorted(m for m, f in files.items() if not f.endswith(".py"))
+    if native != sorted(variant.modules):
+        raise RuntimeError(f"{variant.name}: compiled {variant.modules}, loaded compiled {native}: {files}")
     return f"{len(native)} of {len(MODULES)} modules compiled"
 
 
@@ -229,9 +238,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="shorter timing runs (noisier)")
     parser.add_argument("--instr", action="store_true", help="also count instructions per call with callgrind")
     parser.add_argument("-n", type=int, default=20000, help="iterations per callgrind run (default: %(default)s)")
+    parser.add_argument("--jobs", type=int, default=2, help="callgrind runs at once (default: %(default)s)")
     args = parser.parse_args(argv)
-    if args.n < 1:
-        parser.error("-n must be at least 1")
+    if args.n < 1 or args.jobs < 1:
+        parser.error("-n and --jobs must be at least 1")
     number, repeat = (2_000, 5) if args.quick else (10_000, 30)
     say: list[str] = []
     with tempfile.TemporaryDirectory(prefix="nanomsg-kernel-compilers-") as tmp:
@@ -244,7 +254,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             if shutil.which("valgrind") is None:
                 print("--instr: skipped, valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
             else:
-                counted = {v.name: count_variant(v, args.n) for v in variants}
+                with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+                    counts = pool.map(lambda v: count_variant(v, args.n), variants)
+                    counted = dict(zip([v.name for v in variants], counts, strict=True))
         print(f"Python {sys.version.split()[0]}; µs per call: best of {repeat} interleaved runs of {number} "
               "(thread CPU time), and the ratio to raw msgpack's round trip in the same process")
         rows = list(STATEMENTS)

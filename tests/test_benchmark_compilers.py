@@ -49,4 +49,4 @@ def test_help_and_a_bad_count_are_answered() -> None:
     assert "--instr" in _compilers(["--help"]).stdout
     proc = _compilers(["-n", "0"])
     assert proc.returncode == 2
-    assert "-n must be at least 1" in proc.stderr
+    assert "-n and --jobs must be at least 1" in proc.stderr
