@@ -208,7 +208,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         zmq_rows: tuple[tuple[str, str, float | None], ...] = (
             ("raw->service", "raw pyzmq -> service", None), ("transport", "zmq transport", 0.6),
             ("frames->service", "transport -> service", None),
-            ("service", "service+client", 0.5),
+            ("service", "service+client", 0.6),
         )
         for target, label, aim in zmq_rows:
             if target not in z:

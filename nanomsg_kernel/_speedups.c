@@ -40,6 +40,7 @@ typedef struct Node {
     Plan *plan;              /* RECORD (a strong reference) */
     PyObject *encode;        /* OTHER: the spec's converters */
     PyObject *decode;
+    PyObject *shared;        /* OTHER: a type whose exact instances are immutable (uuid), or NULL */
 } Node;
 
 typedef struct {
@@ -80,13 +81,13 @@ static void node_free(Node *n) {
     for (Py_ssize_t i = 0; i < n->nitems; i++) node_free(n->items[i]);
     PyMem_Free(n->items);
     Py_XDECREF(n->enum_cls); Py_XDECREF(n->by_value); Py_XDECREF((PyObject *)n->plan);
-    Py_XDECREF(n->encode); Py_XDECREF(n->decode);
+    Py_XDECREF(n->encode); Py_XDECREF(n->decode); Py_XDECREF(n->shared);
     PyMem_Free(n);
 }
 
 /* A node from its description: ("int",), ("opt", d), ("list", d), ("tuple", d),
  * ("ftuple", (d, ...)), ("dict", key_is_str, d), ("enum", cls, by_value),
- * ("record", plan), ("other", encode, decode). */
+ * ("record", plan), ("other", encode, decode[, shared_type]). */
 static Node *node_new(PyObject *d) {
     if (!PyTuple_Check(d) || PyTuple_GET_SIZE(d) < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(d, 0))) {
         PyErr_SetString(PyExc_TypeError, "a node description is a tuple (kind, ...)");
@@ -133,6 +134,7 @@ static Node *node_new(PyObject *d) {
         n->kind = K_OTHER;
         n->encode = Py_NewRef(ARG(1));
         n->decode = Py_NewRef(ARG(2));
+        if (ARG(3) != Py_None) n->shared = Py_NewRef(ARG(3));
     } else {
         PyErr_Format(PyExc_ValueError, "unknown node kind %s", k);
         goto fail;
@@ -775,6 +777,39 @@ static int encode_record(Plan *p, PyObject *obj, Writer *w) {
     return 0;
 }
 
+/* -- isolation (an in-process call's request and reply) ---------------------------------- */
+
+/* 1 when a field of this type may ever be shared: never a container or a record (not even
+ * its None, as the pure codec's Layout.isolated decides by type). */
+static int shareable(Node *n) {
+    return n->kind <= K_ENUM || (n->kind == K_OPT && shareable(n->inner)) || (n->kind == K_OTHER && n->shared);
+}
+
+/* 1 when v passes the encoder's rules as it is and is immutable, so that another party may
+ * share it (the pure codec's Layout.isolated, field by field); 0: copy it through the codec. */
+static int isolated_node(Node *n, PyObject *v) {
+    long long d;
+    switch (n->kind) {
+    case K_INT: return exact_int(v, &d) == 0;
+    case K_FLOAT: return PyFloat_CheckExact(v);
+    case K_BOOL: return v == Py_True || v == Py_False;
+    case K_STR: return PyUnicode_CheckExact(v) && PyUnicode_IS_ASCII(v);  /* no lone surrogate */
+    case K_BYTES: return PyBytes_CheckExact(v);
+    case K_ENUM: return (PyObject *)Py_TYPE(v) == n->enum_cls;
+    case K_OPT: return v == Py_None ? shareable(n->inner) : isolated_node(n->inner, v);
+    case K_OTHER: return n->shared && (PyObject *)Py_TYPE(v) == n->shared;
+    }
+    return 0;  /* containers and records are copied */
+}
+
+static int isolated_record(Plan *p, PyObject *obj) {
+    for (Py_ssize_t j = 0; j < p->n; j++) {
+        PyObject *v = *(PyObject **)((char *)obj + p->fields[j].offset);
+        if (!v || !isolated_node(p->fields[j].node, v)) return 0;
+    }
+    return 1;
+}
+
 /* -- the codec's core ------------------------------------------------------------------- */
 
 typedef struct {
@@ -783,44 +818,45 @@ typedef struct {
     PyObject *by_route;        /* route int -> Plan */
     PyObject *kind_type;       /* Kind */
     Py_ssize_t check_above;    /* bodies longer than this: the pure path checks and counts */
-    PyObject *pure_encode, *pure_decode, *pure_decode_request, *pure_encode_body, *pure_read_body;
+    PyObject *pure_encode, *pure_decode, *pure_decode_request, *pure_encode_body, *pure_read_body, *pure_isolate;
 } Core;
 
 static void Core_dealloc(Core *c) {
     PyObject_GC_UnTrack(c);
     Py_XDECREF(c->by_class); Py_XDECREF(c->by_route); Py_XDECREF(c->kind_type);
     Py_XDECREF(c->pure_encode); Py_XDECREF(c->pure_decode); Py_XDECREF(c->pure_decode_request);
-    Py_XDECREF(c->pure_encode_body); Py_XDECREF(c->pure_read_body);
+    Py_XDECREF(c->pure_encode_body); Py_XDECREF(c->pure_read_body); Py_XDECREF(c->pure_isolate);
     Py_TYPE(c)->tp_free((PyObject *)c);
 }
 
 static int Core_traverse(Core *c, visitproc visit, void *arg) {
     Py_VISIT(c->by_class); Py_VISIT(c->by_route); Py_VISIT(c->kind_type);
     Py_VISIT(c->pure_encode); Py_VISIT(c->pure_decode); Py_VISIT(c->pure_decode_request);
-    Py_VISIT(c->pure_encode_body); Py_VISIT(c->pure_read_body);
+    Py_VISIT(c->pure_encode_body); Py_VISIT(c->pure_read_body); Py_VISIT(c->pure_isolate);
     return 0;
 }
 
 static int Core_clear(Core *c) {
     Py_CLEAR(c->by_class); Py_CLEAR(c->by_route); Py_CLEAR(c->kind_type);
     Py_CLEAR(c->pure_encode); Py_CLEAR(c->pure_decode); Py_CLEAR(c->pure_decode_request);
-    Py_CLEAR(c->pure_encode_body); Py_CLEAR(c->pure_read_body);
+    Py_CLEAR(c->pure_encode_body); Py_CLEAR(c->pure_read_body); Py_CLEAR(c->pure_isolate);
     return 0;
 }
 
-/* Core(by_class, by_route, Kind, check_above, encode, decode, decode_request, encode_body, read_body):
- * the last five are the pure codec's, called for whatever the compiled one leaves. */
+/* Core(by_class, by_route, Kind, check_above, encode, decode, decode_request, encode_body, read_body,
+ * isolate): the last six are the pure codec's, called for whatever the compiled one leaves. */
 static PyObject *Core_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
-    PyObject *a, *b, *k, *e, *d, *dr, *eb, *rb;
+    PyObject *a, *b, *k, *e, *d, *dr, *eb, *rb, *is;
     Py_ssize_t above;
-    if (!PyArg_ParseTuple(args, "O!O!OnOOOOO", &PyDict_Type, &a, &PyDict_Type, &b, &k, &above, &e, &d, &dr, &eb, &rb))
+    if (!PyArg_ParseTuple(args, "O!O!OnOOOOOO", &PyDict_Type, &a, &PyDict_Type, &b, &k, &above, &e, &d, &dr, &eb,
+                          &rb, &is))
         return NULL;
     Core *c = (Core *)type->tp_alloc(type, 0);
     if (!c) return NULL;
     c->by_class = Py_NewRef(a); c->by_route = Py_NewRef(b); c->kind_type = Py_NewRef(k);
     c->check_above = above;
     c->pure_encode = Py_NewRef(e); c->pure_decode = Py_NewRef(d); c->pure_decode_request = Py_NewRef(dr);
-    c->pure_encode_body = Py_NewRef(eb); c->pure_read_body = Py_NewRef(rb);
+    c->pure_encode_body = Py_NewRef(eb); c->pure_read_body = Py_NewRef(rb); c->pure_isolate = Py_NewRef(is);
     return (PyObject *)c;
 }
 
@@ -975,6 +1011,14 @@ static PyObject *Core_read_body(Core *c, PyObject *const *args, Py_ssize_t nargs
     return PyObject_Vectorcall(c->pure_read_body, args, nargs, NULL);
 }
 
+/* isolate(msg): msg itself when it may be shared as it is, else the pure path's copy or error. */
+static PyObject *Core_isolate(Core *c, PyObject *msg) {
+    Plan *p = (Plan *)PyDict_GetItemWithError(c->by_class, (PyObject *)Py_TYPE(msg));
+    if (p && isolated_record(p, msg)) return Py_NewRef(msg);
+    if (!p && PyErr_Occurred()) return NULL;
+    return PyObject_CallOneArg(c->pure_isolate, msg);
+}
+
 static PyMethodDef Core_methods[] = {
     {"encode", (PyCFunction)(void (*)(void))Core_encode, METH_FASTCALL | METH_KEYWORDS,
      "encode(msg, *, kind=Kind.REQUEST, correlation_id=0, timeout_ms=0, metadata=None): the frame of msg."},
@@ -984,6 +1028,8 @@ static PyMethodDef Core_methods[] = {
     {"encode_body", (PyCFunction)Core_encode_body, METH_O, "encode_body(msg): the body of msg."},
     {"read_body", (PyCFunction)(void (*)(void))Core_read_body, METH_FASTCALL,
      "read_body(route, body): the message of a body."},
+    {"isolate", (PyCFunction)Core_isolate, METH_O,
+     "isolate(msg): msg as the other side of a wire would receive it (itself, when it may be shared)."},
     {NULL}
 };
 

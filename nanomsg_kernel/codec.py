@@ -187,6 +187,7 @@ class Codec:
             self.encode = core.encode  # type: ignore[method-assign]
             self.decode = core.decode  # type: ignore[method-assign]
             self.decode_request = core.decode_request  # type: ignore[method-assign]
+            self.isolate = core.isolate  # type: ignore[method-assign]
 
     def __repr__(self) -> str:
         return (f"<Codec {self.routes.__name__} max_body_size={self.max_body_size} max_objects={self.max_objects}"

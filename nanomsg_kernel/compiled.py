@@ -94,7 +94,8 @@ def _node(spec: TypeSpec, plans: dict[type, Any]) -> tuple[Any, ...]:
         return ("dict", spec.args[0].kind == "str", _node(spec.args[1], plans))
     if kind == "record":
         return ("record", _plan(spec.py, plans))
-    return ("other", spec.encode, spec.decode)  # datetime, uuid, flag enums: their converters
+    # datetime, uuid, flag enums: their converters (a UUID, immutable, may be shared as it is)
+    return ("other", spec.encode, spec.decode, spec.py if kind == "uuid" else None)
 
 
 def _default(f: FieldInfo) -> tuple[int, Any]:
@@ -143,5 +144,5 @@ def core_for(codec: Any) -> Any:
     return speedups.Core(
         by_class, by_route, Kind, codec._check_above,
         pure.encode.__get__(codec), pure.decode.__get__(codec), pure.decode_request.__get__(codec),
-        codec.encode_body, codec._body,
+        codec.encode_body, codec._body, pure.isolate.__get__(codec),
     )

@@ -336,8 +336,18 @@ class Service:
         try:
             if h is None:
                 raise self._unsupported(msg)
-            if deadline is None and h.is_async:  # the common in-process case, without _handle's frame
-                reply = await (h.fn(msg, ctx) if h.takes_ctx else h.fn(msg))
+            if h.is_async and (deadline is None or left > 0):  # the common case, without _handle's frame
+                work = h.fn(msg, ctx) if h.takes_ctx else h.fn(msg)
+                if deadline is None:
+                    reply = await work
+                else:  # its first step now: one that ends in it (most do) needs no deadline
+                    try:
+                        step = work.send(None)
+                    except StopIteration as stop:
+                        reply = stop.value
+                    else:
+                        assert loop is not None
+                        reply = await self._within(continuation(work, step), deadline, left, loop)
                 if type(reply) not in self._reply_types:
                     raise self._bad_reply(msg, reply)
             else:
@@ -400,28 +410,35 @@ class Service:
             else:
                 work = self.threads.run(h.fn, *args)
             if work is not None:
-                # One timer shared by the calls whose deadlines fall in the same few ms
-                # cancels the task of each still running then (an asyncio.timeout() scope
-                # per call costs far more); as with asyncio.timeout(), the task's
-                # cancellation count tells the deadline's cancellation from any other.
-                task = _current_task(loop)
-                assert task is not None
-                cancelling = task.cancelling()
-                bucket = task_deadlines(loop).bucket(deadline, left)
-                bucket[work] = task
-                try:
-                    reply = await work
-                except asyncio.CancelledError:
-                    if bucket.fired and task.uncancel() <= cancelling:
-                        raise ServiceError(Status.TIMEOUT, "deadline exceeded while handling") from None
-                    raise
-                else:
-                    if bucket.fired:
-                        task.uncancel()  # the handler absorbed the deadline's cancellation
-                finally:
-                    del bucket[work]
+                reply = await self._within(work, deadline, left, loop)
         if type(reply) not in self._reply_types:
             raise self._bad_reply(msg, reply)
+        return reply
+
+    @staticmethod
+    async def _within(work: Any, deadline: float, left: float, loop: asyncio.AbstractEventLoop) -> Any:
+        """Await ``work`` (a handler that did not end in its first step) in this task until
+        ``deadline``; past it the task is cancelled and this raises ``TIMEOUT``."""
+        # One timer shared by the calls whose deadlines fall in the same few ms cancels the
+        # task of each still running then (an asyncio.timeout() scope per call costs far
+        # more); as with asyncio.timeout(), the task's cancellation count tells the
+        # deadline's cancellation from any other.
+        task = _current_task(loop)
+        assert task is not None
+        cancelling = task.cancelling()
+        bucket = task_deadlines(loop).bucket(deadline, left)
+        bucket[work] = task
+        try:
+            reply = await work
+        except asyncio.CancelledError:
+            if bucket.fired and task.uncancel() <= cancelling:
+                raise ServiceError(Status.TIMEOUT, "deadline exceeded while handling") from None
+            raise
+        else:
+            if bucket.fired:
+                task.uncancel()  # the handler absorbed the deadline's cancellation
+        finally:
+            del bucket[work]
         return reply
 
     @staticmethod
@@ -622,16 +639,23 @@ class Service:
         except RemoteError as exc:
             return self.codec.encode_error(exc.status, exc.message, correlation_id=corr, route=route,
                                            details=exc.details)
-        return self._response(reply, corr, route)
+        try:  # (_response, inline: this runs on every call)
+            return self.codec.encode(reply, kind=_KIND_RESPONSE, correlation_id=corr)
+        except EncodeError as exc:
+            return self._unencodable(exc, corr, route)
 
     def _response(self, reply: Any, corr: int, route: int) -> bytes:
         """The response frame of ``reply`` (an ``INTERNAL`` error frame if it cannot be encoded)."""
         try:
             return self.codec.encode(reply, kind=_KIND_RESPONSE, correlation_id=corr)
         except EncodeError as exc:
-            self.logger.error("reply could not be encoded: %s", exc)
-            return self.codec.encode_error(Status.INTERNAL, f"reply could not be encoded: {exc}",
-                                           correlation_id=corr, route=route)
+            return self._unencodable(exc, corr, route)
+
+    def _unencodable(self, exc: EncodeError, corr: int, route: int) -> bytes:
+        """The ``INTERNAL`` error frame answering a reply the codec refused (logged)."""
+        self.logger.error("reply could not be encoded: %s", exc)
+        return self.codec.encode_error(Status.INTERNAL, f"reply could not be encoded: {exc}",
+                                       correlation_id=corr, route=route)
 
     # -- serving ---------------------------------------------------------------------------
 

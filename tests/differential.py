@@ -23,6 +23,7 @@ class Route(RoutingEnum):
     CHECKED = 3
     EMPTY = 4
     WIDE = 5
+    FLAT = 6
 
 
 class Colour(enum.Enum):
@@ -112,6 +113,20 @@ class Wide:
     f15: int = 15
     f16: str = ""
     f17: Leaf | None = None
+
+
+@contract(Route.FLAT)
+class Flat:
+    """Immutable fields only: an in-process call may share it as it is."""
+
+    i: int = 0
+    f: float = 0.0
+    b: bool = False
+    s: str = ""
+    raw: bytes = b""
+    uid: uuid.UUID | None = None
+    colour: Colour = Colour.RED
+    level: Level | None = Level.LOW
 
 
 def codecs(**kw: Any) -> tuple[Codec, Codec]:

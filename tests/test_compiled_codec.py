@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import functools
 import struct
+import uuid
 from typing import Any
 
 import attrs
 import msgpack
 import pytest
-from differential import Checked, Every, Nested, Route, Wide, codecs, outcome
+from differential import Checked, Colour, Every, Flat, Nested, Route, Wide, codecs, outcome
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -57,7 +58,7 @@ def same_decode(frame: Any) -> None:
         assert outcome(functools.partial(f.decode_request, frame)) == outcome(functools.partial(p.decode_request, frame))
 
 
-@pytest.mark.parametrize("cls", [Every, Nested, Checked, Wide], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", [Every, Nested, Checked, Wide, Flat], ids=lambda c: c.__name__)
 def test_frames_and_objects_are_the_same(cls: type) -> None:
     @SETTINGS
     @given(messages(cls), st.sampled_from([Kind.REQUEST, Kind.RESPONSE, Kind.EVENT]),
@@ -67,6 +68,8 @@ def test_frames_and_objects_are_the_same(cls: type) -> None:
         assert frame is not None
         same_decode(frame)
         assert outcome(lambda: fast.isolate(msg)) == outcome(lambda: pure.isolate(msg))
+        if outcome(lambda: pure.isolate(msg))[0] == "ok":  # shared as it is by both, or copied by both
+            assert (fast.isolate(msg) is msg) == (pure.isolate(msg) is msg)
         assert fast.decode(frame) == msg
 
     check()
@@ -174,7 +177,7 @@ def record_body(draw: st.DrawFn, cls: type, depth: int = 0) -> bytes:
 
 
 @SETTINGS
-@given(st.data(), st.sampled_from([Every, Nested, Checked, Wide]))
+@given(st.data(), st.sampled_from([Every, Nested, Checked, Wide, Flat]))
 def test_nearly_valid_bodies_get_the_same_outcome(data: st.DataObject, cls: type) -> None:
     body = data.draw(st.composite(lambda d: record_body(d, cls))())
     route = cls.__nk_info__.route
@@ -190,7 +193,7 @@ ANYTHING = st.one_of(values, st.sampled_from([object(), bytearray(b"x"), 10**30,
 
 
 @SETTINGS
-@given(st.sampled_from([Every, Nested, Checked, Wide]), st.data())
+@given(st.sampled_from([Every, Nested, Checked, Wide, Flat]), st.data())
 def test_bad_values_get_the_same_encode_error(cls: type, data: st.DataObject) -> None:
     msg = data.draw(messages(cls))
     names = [a.name for a in attrs.fields(cls)]
@@ -199,6 +202,21 @@ def test_bad_values_get_the_same_encode_error(cls: type, data: st.DataObject) ->
     frame = same_frames(msg, correlation_id=data.draw(st.sampled_from([0, 2**64, -1, 5])))
     if frame is not None:
         same_decode(frame)
+    shared = outcome(lambda: pure.isolate(msg))  # an in-process call refuses what the encoder refuses
+    assert outcome(lambda: fast.isolate(msg)) == shared
+    if shared[0] == "ok":
+        assert (fast.isolate(msg) is msg) == (pure.isolate(msg) is msg)
+
+
+def test_objects_of_immutable_values_are_shared_by_both_codecs() -> None:
+    flat = Flat(i=-(2**63), f=0.5, b=True, s="ascii", raw=b"\x00", uid=uuid.UUID(int=7), colour=Colour.GREEN, level=None)
+    assert fast.isolate(flat) is flat and pure.isolate(flat) is flat
+    for changed in (attrs.evolve(flat, s="é"), attrs.evolve(flat, i=2**63 - 1 + 1)):  # copied, or refused, alike
+        assert outcome(functools.partial(fast.isolate, changed)) == outcome(functools.partial(pure.isolate, changed))
+    assert fast.isolate(attrs.evolve(flat, s="é")) is not flat
+    assert outcome(functools.partial(fast.isolate, attrs.evolve(flat, i=2**63)))[:2] == ("error", "EncodeError")
+    every = Every()
+    assert fast.isolate(every) is not every and fast.isolate(every) == every  # it holds lists
 
 
 def test_bodies_past_the_budget_are_refused_the_same_way() -> None:
@@ -266,7 +284,6 @@ def test_a_compiled_codec_can_be_asked_for_and_refused() -> None:
 
 def _samples() -> list[Any]:
     import datetime
-    import uuid
 
     from differential import Branch, Colour, Leaf, Level, Perm
 
