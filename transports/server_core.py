@@ -236,7 +236,7 @@ class ServerCore:
             reply = handler_failed(call[0], log, self.name) if call[2] >= 0 else None
         finally:
             if not self._starting:  # it waited: it is a registered task now
-                task = asyncio.current_task()
+                task = asyncio.current_task(self.loop)
                 if task is not None:
                     self._end(task, reply)
         return reply
