@@ -108,16 +108,9 @@ class Chain(Generic[C]):
     def finish_ok(self, msg: Any, call: C, started: float, deadline: float | None = None) -> BaseException | None:
         """:meth:`finish` for a call that ended ``OK``: only the hooks of :attr:`afters_ok`."""
         seconds = _clock() - started
-        afters = self.afters_ok
-        if len(afters) == 1:  # the common chain (the metrics), without the loop
-            try:
-                afters[0](msg, call, _OK, seconds, None)
-            except Exception as exc:
-                return exc
-            return None
         error: BaseException | None = None
         status = _OK
-        for after in afters:
+        for after in self.afters_ok:
             try:
                 after(msg, call, status, seconds, error)
             except Exception as exc:

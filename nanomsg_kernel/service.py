@@ -639,23 +639,16 @@ class Service:
         except RemoteError as exc:
             return self.codec.encode_error(exc.status, exc.message, correlation_id=corr, route=route,
                                            details=exc.details)
-        try:  # (_response, inline: this runs on every call)
-            return self.codec.encode(reply, kind=_KIND_RESPONSE, correlation_id=corr)
-        except EncodeError as exc:
-            return self._unencodable(exc, corr, route)
+        return self._response(reply, corr, route)
 
     def _response(self, reply: Any, corr: int, route: int) -> bytes:
         """The response frame of ``reply`` (an ``INTERNAL`` error frame if it cannot be encoded)."""
         try:
             return self.codec.encode(reply, kind=_KIND_RESPONSE, correlation_id=corr)
         except EncodeError as exc:
-            return self._unencodable(exc, corr, route)
-
-    def _unencodable(self, exc: EncodeError, corr: int, route: int) -> bytes:
-        """The ``INTERNAL`` error frame answering a reply the codec refused (logged)."""
-        self.logger.error("reply could not be encoded: %s", exc)
-        return self.codec.encode_error(Status.INTERNAL, f"reply could not be encoded: {exc}",
-                                       correlation_id=corr, route=route)
+            self.logger.error("reply could not be encoded: %s", exc)
+            return self.codec.encode_error(Status.INTERNAL, f"reply could not be encoded: {exc}",
+                                           correlation_id=corr, route=route)
 
     # -- serving ---------------------------------------------------------------------------
 
