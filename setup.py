@@ -40,7 +40,7 @@ class OptionalBuildExt(build_ext):
 
 speedups = Extension(
     "nanomsg_kernel._speedups",
-    sources=["nanomsg_kernel/_speedups.c"],
+    sources=["nanomsg_kernel/_speedups.c", "nanomsg_kernel/_evolve.c"],
     extra_compile_args=["-O2", "-std=c99", "-Wall"] if os.name == "posix" else [],
 )
 

@@ -71,6 +71,8 @@ static PyObject *str_value_;    /* "_value_" */
 static PyObject *str_data;      /* "data" */
 static PyObject *empty_tuple;
 
+int nk_evolve_ready(PyObject *module);  /* _evolve.c: the compiled evolve */
+
 /* -- nodes ------------------------------------------------------------------------------ */
 
 static PyTypeObject Plan_Type;
@@ -1082,7 +1084,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "Plan", (PyObject *)&Plan_Type) < 0 ||
-        PyModule_AddObjectRef(m, "Core", (PyObject *)&Core_Type) < 0) {
+        PyModule_AddObjectRef(m, "Core", (PyObject *)&Core_Type) < 0 || nk_evolve_ready(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -11,45 +11,25 @@ The pure-Python codec stays the reference. The compiled one takes only what it i
 the pure codec, which decides and raises its own error: both give the same frames, objects
 and errors (``tests/test_compiled_codec.py`` and ``tests/fuzz_compiled.py`` check it).
 
-``NANOMSG_KERNEL_PURE=1`` in the environment forces the pure codec; :data:`ACTIVE` says which
-one codecs use (``nanomsg-kernel --version`` and ``python -m nanomsg_kernel`` show it).
+``NANOMSG_KERNEL_PURE=1`` in the environment forces the pure codec
+(:mod:`nanomsg_kernel.native`); :data:`ACTIVE` says which one codecs use
+(``nanomsg-kernel --version`` and ``python -m nanomsg_kernel`` show it).
 """
 
 from __future__ import annotations
 
 import enum
-import functools
-import importlib
-import os
 from typing import Any
 
 import attrs
-import msgpack
 
 from nanomsg_kernel.contract import contract_info
 from nanomsg_kernel.frame import Kind
-from nanomsg_kernel.layout import UNKNOWN_SLOT, FieldInfo, plain_construction
-from nanomsg_kernel.types import Raw, TypeSpec
+from nanomsg_kernel.layout import UNKNOWN_SLOT, FieldInfo, plain_construction, slot_descriptor
+from nanomsg_kernel.native import REASON, speedups
+from nanomsg_kernel.types import TypeSpec
 
 __all__ = ["ACTIVE", "REASON", "available", "codec_line", "core_for", "speedups"]
-
-speedups: Any = None
-REASON = ""
-"""Why the pure codec is active (empty when the compiled one is)."""
-if os.environ.get("NANOMSG_KERNEL_PURE", "") not in ("", "0"):
-    REASON = "NANOMSG_KERNEL_PURE is set"
-else:
-    try:
-        speedups = importlib.import_module("nanomsg_kernel._speedups")
-    except ImportError as exc:
-        REASON = f"the compiled codec is not built ({exc})"
-
-if speedups is not None:
-    speedups.configure(
-        Raw,
-        functools.partial(msgpack.unpackb, strict_map_key=False, timestamp=3),
-        functools.partial(msgpack.packb, use_bin_type=True, datetime=True),
-    )
 
 ACTIVE = "compiled" if speedups is not None else "pure"
 """The codec that :class:`~nanomsg_kernel.codec.Codec` uses by default: ``compiled`` or ``pure``."""
@@ -65,13 +45,6 @@ def codec_line() -> str:
 def available() -> bool:
     """True when the compiled codec is importable and not switched off."""
     return speedups is not None
-
-
-def _slot(cls: type, name: str) -> Any:
-    for klass in cls.__mro__:
-        if name in klass.__dict__:
-            return klass.__dict__[name]
-    raise TypeError(f"{cls.__name__}.{name}: no slot")  # pragma: no cover - attrs makes slots
 
 
 _SCALARS = frozenset({"int", "float", "bool", "str", "bytes"})
@@ -122,10 +95,10 @@ def _plan(cls: type, plans: dict[type, Any], route: int = -1, prefixes: tuple[by
     if plan is None:
         info = contract_info(cls)
         fields = info.fields
-        rows = tuple((f.tag, _slot(cls, f.name), _node(f.spec, plans), *_default(f)) for f in fields)
+        rows = tuple((f.tag, slot_descriptor(cls, f.name), _node(f.spec, plans), *_default(f)) for f in fields)
         build = None if plain_construction(cls, fields) else _builder(cls, fields)
         plan = plans[cls] = speedups.Plan(
-            cls, _slot(cls, UNKNOWN_SLOT), info.layout.seen_unknown, build, rows, route, prefixes
+            cls, slot_descriptor(cls, UNKNOWN_SLOT), info.layout.seen_unknown, build, rows, route, prefixes
         )
     return plan
 

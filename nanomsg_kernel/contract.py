@@ -38,8 +38,10 @@ from nanomsg_kernel.layout import (
     Layout,
     build_layout,
     plain_construction,
+    slot_descriptor,
     slot_setter,
 )
+from nanomsg_kernel.native import speedups
 from nanomsg_kernel.types import Raw, resolve
 
 __all__ = [
@@ -157,6 +159,13 @@ def evolve(msg: M, **changes: Any) -> M:
         return _attrs_evolve(msg, changes)
     new: M = fast(msg, **changes)
     return new
+
+
+_pure_evolve = evolve
+"""The pure-Python :func:`evolve`: the reference, and what the compiled one leaves."""
+if speedups is not None:  # the same function in C: one call, no keyword dict in between
+    speedups.use_evolve(_pure_evolve)
+    evolve = speedups.evolve
 
 
 def _attrs_evolve(msg: M, changes: dict[str, Any]) -> M:
@@ -368,6 +377,11 @@ def _make(
     plain = "__init__" not in cls.__dict__ and plain_construction(made, fields)
     fast = _build_evolve(made, plain, info.layout.seen_unknown)
     if fast is not None:
+        if plain and speedups is not None:  # the same copy in C; the generated one decides the rest
+            fast = speedups.Evolver(
+                made, tuple(f.alias for f in fields), tuple(slot_descriptor(made, f.name) for f in fields),
+                slot_descriptor(made, UNKNOWN_SLOT), info.layout.seen_unknown, fast,
+            )
         made.__nk_evolve__ = made.evolve = fast  # type: ignore[attr-defined]
     return made
 

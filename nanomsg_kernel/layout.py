@@ -44,7 +44,7 @@ import attrs
 from nanomsg_kernel.errors import DecodeError, EncodeError
 from nanomsg_kernel.types import INT_MAX, INT_MIN, Mismatch, TypeSpec
 
-__all__ = ["UnknownKeys", "UNKNOWN_SLOT", "FieldInfo", "Layout", "build_layout", "plain_construction", "slot_setter"]
+__all__ = ["UnknownKeys", "UNKNOWN_SLOT", "FieldInfo", "Layout", "build_layout", "plain_construction", "slot_descriptor", "slot_setter"]
 
 
 @attrs.frozen
@@ -165,12 +165,17 @@ def plain_construction(cls: type, fields: tuple[FieldInfo, ...]) -> bool:
     return [a.name for a in fs] == [f.name for f in fields]
 
 
-def slot_setter(cls: type, name: str) -> Any:
-    """The ``__set__`` of slot ``name`` of ``cls`` (stores into a frozen object, no checks)."""
+def slot_descriptor(cls: type, name: str) -> Any:
+    """The member descriptor of slot ``name`` of ``cls`` (or of a base class)."""
     for klass in cls.__mro__:
         if name in klass.__dict__:
-            return klass.__dict__[name].__set__
+            return klass.__dict__[name]
     raise TypeError(f"{cls.__name__}.{name}: no slot")  # pragma: no cover - attrs makes slots
+
+
+def slot_setter(cls: type, name: str) -> Any:
+    """The ``__set__`` of slot ``name`` of ``cls`` (stores into a frozen object, no checks)."""
+    return slot_descriptor(cls, name).__set__
 
 
 def _plain_enum(spec: TypeSpec) -> bool:

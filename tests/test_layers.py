@@ -21,7 +21,7 @@ FOLDERS = {
     "contracts": f"{PACKAGE}.contracts",
 }
 KERNEL = {f"{PACKAGE}.{m}" for m in ("errors", "frame", "types", "layout", "contract", "routing", "scan", "walk", "body", "compiled",
-                                     "error_body", "codec", "metadata", "builtin")}
+                                     "native", "error_body", "codec", "metadata", "builtin")}
 
 
 def _modules() -> dict[str, Path]:

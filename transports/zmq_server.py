@@ -126,8 +126,11 @@ class ReplyQueue:
                 self.server._last_reply = self.server._loop.time()
                 self.pump.kick()
             return
-        self.queued.append(parts)
-        if not self._scheduled:
+        queued = self.queued
+        queued.append(parts)
+        if len(queued) >= REPLY_BURST:  # (many handlers ended in one loop iteration)
+            self.flush()
+        elif not self._scheduled:
             self._scheduled = True
             self.server._loop.call_soon(self.flush)
 
