@@ -47,7 +47,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from nanomsg_kernel.eager import EAGER, start_task
+from nanomsg_kernel.eager import EAGER
 from nanomsg_kernel.errors import Status
 from nanomsg_kernel.frame import (
     HEADER_SIZE,
@@ -74,7 +74,10 @@ peer_log = rate_limited(log)
 _unpack_header = HEADER_STRUCT.unpack_from
 _REQUEST, _CANCEL = int(Kind.REQUEST), int(Kind.CANCEL)
 _KINDS = frozenset(int(k) for k in Kind)
-_Call = tuple[bytes, "Caller", int, Coroutine[Any, Any, "bytes | None"]]
+_Call = list[Any]
+"""A call in a task: ``[frame, caller, correlation id (-1: not a request), the coroutine that
+serves it, its task]``; the task is ``None`` until the task's first step has run (an eager one
+that ended in it is answered by :meth:`ServerCore.start`, not ended by ``_run``)."""
 _CANCEL_KIND = bytes((_CANCEL,))
 _Task: Any = asyncio.Task
 
@@ -102,13 +105,12 @@ class ServerCore:
         self.name = name
         self.max_body_size = max_body_size
         self.loop = asyncio.get_running_loop()
+        self._create_task = self.loop.create_task
         self._context = contextvars.copy_context()
         """The context the server was made in: each call runs in a fresh copy of it."""
         self.calls: dict[asyncio.Task[Any], _Call] = {}
         """Every call running in a task: its frame, caller, correlation id (-1: not a
-        request) and the coroutine that serves it."""
-        self._starting = False
-        """True while a call's task runs its first step (eagerly, inside :meth:`start`)."""
+        request), the coroutine that serves it, and the task."""
         self.in_flight = 0
         """Calls started and not finished."""
         self.in_flight_bytes = 0
@@ -179,26 +181,23 @@ class ServerCore:
         else:  # events (in order of arrival: never eager), responses or errors sent to a server
             work = self._serve(frame, request, caller)
             eager = eager and request
-        call = (frame, caller, cid if request else -1, work)
-        starting, self._starting = self._starting, True
-        try:
-            if eager and EAGER:  # (start_task's eager case, without the extra call)
-                task = _Task(self._run(work, call), loop=self.loop, context=context, eager_start=True)
-            else:
-                task = start_task(self.loop, self._run(work, call), eager=eager, context=context)
-        finally:
-            self._starting = starting
-        if task.done():  # an eager task that ended in its first step: its result is the reply
-            self.in_flight -= 1
-            self.in_flight_bytes -= size
-            caller.in_flight -= 1
-            try:  # _run() caught the handler's exceptions: only a cancellation is left
-                reply: bytes | None = task.result()
-            except BaseException:
-                reply = task_reply(task, frame, log, self.name)
-            if reply is None or len(reply) - HEADER_SIZE <= self.max_body_size:
-                return reply
-            return self._checked(frame, reply)
+        call: _Call = [frame, caller, cid if request else -1, work, None]
+        if eager and EAGER:  # (start_task's eager case, without the extra call)
+            task = _Task(self._run(work, call), loop=self.loop, context=context, eager_start=True)
+            if task.done():  # it ended in its first step: its result is the reply
+                self.in_flight -= 1
+                self.in_flight_bytes -= size
+                caller.in_flight -= 1
+                try:  # _run() caught the handler's exceptions: only a cancellation is left
+                    reply: bytes | None = task.result()
+                except BaseException:
+                    reply = task_reply(task, frame, log, self.name)
+                if reply is None or len(reply) - HEADER_SIZE <= self.max_body_size:
+                    return reply
+                return self._checked(frame, reply)
+        else:  # a task started at the next loop iteration (start_task's other case)
+            task = self._create_task(self._run(work, call), context=context)
+        call[4] = task
         self.calls[task] = call
         caller.tasks.add(task)
         if request:
@@ -235,10 +234,9 @@ class ServerCore:
         except Exception:
             reply = handler_failed(call[0], log, self.name) if call[2] >= 0 else None
         finally:
-            if not self._starting:  # it waited: it is a registered task now
-                task = asyncio.current_task(self.loop)
-                if task is not None:
-                    self._end(task, reply)
+            task = call[4]
+            if task is not None:  # not the first step of an eager task: a registered call
+                self._end(task, reply)
         return reply
 
     async def _serve(self, frame: bytes, request: bool, caller: Caller) -> bytes | None:
@@ -270,14 +268,16 @@ class ServerCore:
         call = self.calls.pop(task, None)
         if call is None:
             return
-        frame, caller, cid, _work = call
+        frame, caller, cid = call[0], call[1], call[2]
         caller.tasks.discard(task)
         if cid >= 0 and caller.by_id.get(cid) is task:
             del caller.by_id[cid]
         self.in_flight -= 1
         self.in_flight_bytes -= len(frame)
         caller.in_flight -= 1
-        caller.finished(frame, self._checked(frame, reply))
+        if reply is not None and len(reply) - HEADER_SIZE > self.max_body_size:
+            reply = self._checked(frame, reply)
+        caller.finished(frame, reply)
 
     def _reap(self, task: asyncio.Task[Any]) -> None:
         """A task the core cancelled ended: end its call, if its coroutine could not (a task
