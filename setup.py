@@ -1,4 +1,5 @@
-"""The build of the compiled codec (nanomsg_kernel/_speedups.c); the rest is in pyproject.toml.
+"""The build of the compiled codec and evolve (nanomsg_kernel/_speedups.c, _evolve.c); the rest is in
+pyproject.toml.
 
 The extension is optional: where it cannot be built (no C compiler, no Python headers) the
 package installs with its pure-Python codec, and the build says so once.
@@ -41,6 +42,7 @@ class OptionalBuildExt(build_ext):
 speedups = Extension(
     "nanomsg_kernel._speedups",
     sources=["nanomsg_kernel/_speedups.c", "nanomsg_kernel/_evolve.c"],
+    depends=["nanomsg_kernel/_speedups.h"],
     extra_compile_args=["-O2", "-std=c99", "-Wall"] if os.name == "posix" else [],
 )
 

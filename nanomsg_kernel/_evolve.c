@@ -10,8 +10,7 @@
  *
  * Part of the _speedups extension (its module init calls nk_evolve_ready).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_speedups.h"
 #include <structmember.h>
 
 #define SMALL 16
@@ -28,22 +27,8 @@ typedef struct {
     vectorcallfunc vectorcall;
 } Evolver;
 
-static PyObject *no_args;
 static PyObject *str_nk_evolve;
 static PyObject *pure_evolve;     /* nanomsg_kernel.contract's own evolve(msg, **changes) */
-
-static Py_ssize_t slot_of(PyObject *descr) {
-    if (!Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
-        PyErr_SetString(PyExc_TypeError, "a field's slot must be a member descriptor");
-        return -1;
-    }
-    PyMemberDef *m = ((PyMemberDescrObject *)descr)->d_member;
-    if (m->type != T_OBJECT_EX || (m->flags & READONLY)) {
-        PyErr_SetString(PyExc_TypeError, "a field's slot must be a writable object slot");
-        return -1;
-    }
-    return m->offset;
-}
 
 static inline PyObject **slot(PyObject *obj, Py_ssize_t offset) {
     return (PyObject **)((char *)obj + offset);
@@ -92,7 +77,7 @@ static PyObject *evolved(Evolver *e, PyObject *self, PyObject *const *changes, P
             unknown = NULL;  /* empty: not copied */
         }
     }
-    obj = PyBaseObject_Type.tp_new(e->cls, no_args, NULL);  /* object.__new__(cls) */
+    obj = PyBaseObject_Type.tp_new(e->cls, nk_empty_tuple, NULL);  /* object.__new__(cls) */
     if (!obj) { PyErr_Clear(); goto done; }
     for (j = 0; j < n; j++) Py_XSETREF(*slot(obj, e->offsets[j]), Py_NewRef(values[j]));
     if (unknown) Py_XSETREF(*slot(obj, e->unknown_offset), Py_NewRef(unknown));
@@ -134,10 +119,10 @@ static PyObject *Evolver_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
         Py_INCREF(name);
         PyUnicode_InternInPlace(&name);
         PyTuple_SET_ITEM(e->names, j, name);
-        if ((e->offsets[j] = slot_of(PyTuple_GET_ITEM(slots, j))) < 0) goto fail;
+        if ((e->offsets[j] = nk_slot_offset(PyTuple_GET_ITEM(slots, j))) < 0) goto fail;
     }
     e->n = n;
-    if ((e->unknown_offset = slot_of(unknown)) < 0) goto fail;
+    if ((e->unknown_offset = nk_slot_offset(unknown)) < 0) goto fail;
     return (PyObject *)e;
 fail:
     Py_DECREF(e);
@@ -241,7 +226,6 @@ static PyMethodDef evolve_methods[] = {
 
 int nk_evolve_ready(PyObject *module) {
     if (PyType_Ready(&Evolver_Type) < 0) return -1;
-    if (!(no_args = PyTuple_New(0))) return -1;
     if (!(str_nk_evolve = PyUnicode_InternFromString("__nk_evolve__"))) return -1;
     if (PyModule_AddObjectRef(module, "Evolver", (PyObject *)&Evolver_Type) < 0) return -1;
     return PyModule_AddFunctions(module, evolve_methods);

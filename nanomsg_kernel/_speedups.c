@@ -15,8 +15,7 @@
  * body longer than max_objects bytes is left to the pure path, which counts its objects
  * first; nesting is bounded by the plan (and by MAX_DEPTH while skipping unknown values).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_speedups.h"
 #include <structmember.h>
 #include <string.h>
 #include <stdint.h>
@@ -69,9 +68,7 @@ static PyObject *unpack_fn;     /* bytes -> the msgpack value, as the pure codec
 static PyObject *pack_fn;       /* value -> bytes, as the pure codec writes it */
 static PyObject *str_value_;    /* "_value_" */
 static PyObject *str_data;      /* "data" */
-static PyObject *empty_tuple;
-
-int nk_evolve_ready(PyObject *module);  /* _evolve.c: the compiled evolve */
+PyObject *nk_empty_tuple;
 
 /* -- nodes ------------------------------------------------------------------------------ */
 
@@ -150,7 +147,7 @@ fail:
 
 /* -- plans ------------------------------------------------------------------------------ */
 
-static Py_ssize_t slot_offset(PyObject *descr) {
+Py_ssize_t nk_slot_offset(PyObject *descr) {
     if (!Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
         PyErr_SetString(PyExc_TypeError, "a field's slot must be a member descriptor");
         return -1;
@@ -189,7 +186,7 @@ static PyObject *Plan_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     p->build = Py_NewRef(build);
     p->prefixes = Py_NewRef(prefixes);
     p->route = route;
-    if ((p->unknown_offset = slot_offset(unknown)) < 0) goto fail;
+    if ((p->unknown_offset = nk_slot_offset(unknown)) < 0) goto fail;
     Py_ssize_t n = PyTuple_GET_SIZE(fields);
     p->fields = PyMem_Calloc(n + 1, sizeof(Field));
     if (!p->fields) { PyErr_NoMemory(); goto fail; }
@@ -200,7 +197,7 @@ static PyObject *Plan_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
         Field *fd = &p->fields[i];
         if (!PyArg_ParseTuple(f, "LOOiO", &fd->tag, &slot, &node, &dkind, &deflt)) goto fail;
         p->n = i + 1;
-        if ((fd->offset = slot_offset(slot)) < 0) goto fail;
+        if ((fd->offset = nk_slot_offset(slot)) < 0) goto fail;
         if (!(fd->node = node_new(node))) goto fail;
         fd->deflt = dkind ? Py_NewRef(deflt) : NULL;
         fd->factory = dkind == 2;
@@ -517,7 +514,7 @@ static PyObject *decode_record(Plan *p, Reader *r) {
         if (!values[j]) goto done;
     }
     if (p->build == Py_None) {
-        obj = PyBaseObject_Type.tp_new(p->cls, empty_tuple, NULL);  /* object.__new__(cls) */
+        obj = PyBaseObject_Type.tp_new(p->cls, nk_empty_tuple, NULL);  /* object.__new__(cls) */
     } else {
         obj = PyObject_Vectorcall(p->build, values, nf, NULL);
     }
@@ -1080,7 +1077,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     if (PyType_Ready(&Plan_Type) < 0 || PyType_Ready(&Core_Type) < 0) return NULL;
     if (!(str_value_ = PyUnicode_InternFromString("_value_"))) return NULL;
     if (!(str_data = PyUnicode_InternFromString("data"))) return NULL;
-    if (!(empty_tuple = PyTuple_New(0))) return NULL;
+    if (!(nk_empty_tuple = PyTuple_New(0))) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "Plan", (PyObject *)&Plan_Type) < 0 ||

@@ -76,8 +76,9 @@ _REQUEST, _CANCEL = int(Kind.REQUEST), int(Kind.CANCEL)
 _KINDS = frozenset(int(k) for k in Kind)
 _Call = list[Any]
 """A call in a task: ``[frame, caller, correlation id (-1: not a request), the coroutine that
-serves it, its task]``; the task is ``None`` until the task's first step has run (an eager one
-that ended in it is answered by :meth:`ServerCore.start`, not ended by ``_run``)."""
+serves it, its task]``; the task is ``None`` while it is being made: an eager task's first
+step runs then, and one that ends in it is answered by :meth:`ServerCore.start`, not ended by
+``_run``."""
 _CANCEL_KIND = bytes((_CANCEL,))
 _Task: Any = asyncio.Task
 
