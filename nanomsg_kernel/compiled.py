@@ -12,7 +12,7 @@ the pure codec, which decides and raises its own error: both give the same frame
 and errors (``tests/test_compiled_codec.py`` and ``tests/fuzz_compiled.py`` check it).
 
 ``NANOMSG_KERNEL_PURE=1`` in the environment forces the pure codec
-(:mod:`nanomsg_kernel.native`); :data:`ACTIVE` says which one codecs use
+(``nanomsg_kernel.native``); :data:`ACTIVE` says which one codecs use
 (``nanomsg-kernel --version`` and ``python -m nanomsg_kernel`` show it).
 """
 

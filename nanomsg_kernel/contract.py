@@ -153,7 +153,7 @@ def evolve(msg: M, **changes: Any) -> M:
     The same as ``attrs.evolve`` (validators and converters run, an unknown keyword is a
     ``TypeError``) through a function generated once per class, which builds the copy
     without looking the class's fields up on each call. Where the compiled extension is
-    active (:mod:`nanomsg_kernel.native`), this function and the ``evolve`` of each class
+    active (``nanomsg_kernel.native``), this function and the ``evolve`` of each class
     that only fills its slots are its C versions, which give the same copies and errors.
     """
     fast = getattr(type(msg), "__nk_evolve__", None)

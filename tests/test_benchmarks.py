@@ -122,3 +122,11 @@ def test_seconds_out_of_range_is_refused(seconds: str) -> None:
     proc = _suite(["--seconds", seconds], 30.0)
     assert proc.returncode == 2
     assert "--seconds must be above 0" in proc.stderr
+
+
+def test_the_server_step_serves_its_batch() -> None:
+    # the setup docs/performance.md counts with callgrind: every request of a batch answered
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.server_step"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "32 requests served"
