@@ -15,8 +15,8 @@ Replies are not sent one by one as handlers finish: they leave in bursts
 (:class:`ReplyQueue`), so that a burst wakes libzmq's I/O thread once and leaves in a few
 TCP segments. Replies of the requests read in one batch go out every
 :data:`REPLY_BURST` replies and at the end of the batch (the client starts on the first
-ones while the server computes the rest); replies of handlers that waited go out together
-at the next loop iteration. A reply whose client has no room (its queue is at the
+ones while the server computes the rest); replies of handlers that waited go out every
+:data:`REPLY_BURST` replies and at the next loop iteration. A reply whose client has no room (its queue is at the
 high-water mark) is held until the client makes room, up to ``reply_timeout`` seconds,
 within a budget in bytes (:mod:`nanomsg_kernel.transports.zmq_held`); held replies do not count among the
 ``max_in_flight``, so a client that does not read does not stop the server reading the
@@ -106,8 +106,9 @@ class ReplyQueue:
         self._scheduled = False
 
     def put(self, parts: list[bytes], alone: bool, in_batch: bool = False) -> None:
-        """Send ``parts`` (``[envelope..., reply]``) at the next loop iteration, or now when
-        ``alone`` (no other request is being handled: there is no burst to wait for).
+        """Send ``parts`` (``[envelope..., reply]``) at the next loop iteration (or with the
+        :data:`REPLY_BURST` replies queued), or now when ``alone`` (no other request is being
+        handled: there is no burst to wait for).
 
         ``in_batch``: the reply of a request of the batch being read; it leaves with the
         next :data:`REPLY_BURST` replies or when the batch ends (the caller then calls
