@@ -47,11 +47,12 @@ def test_eager_exactly_where_the_interpreter_has_eager_tasks() -> None:
 
 
 def test_no_private_asyncio_name_is_used() -> None:
+    import nanomsg_kernel.dispatch as dispatch
     import nanomsg_kernel.eager as eager
     import nanomsg_kernel.service as service
     import nanomsg_kernel.transports.server_core as core
 
-    for module in (eager, service, core):
+    for module in (eager, service, dispatch, core):
         source = Path(module.__file__ or "").read_text(encoding="utf-8")
         assert "asyncio.tasks" not in source and "_enter_task" not in source and "_leave_task" not in source
 
