@@ -25,13 +25,8 @@ once when every endpoint refused, or after ``connect_timeout``. A
 :class:`~nanomsg_kernel.client.Client` connects before its first call.
 
 Events: ``send(frame)`` publishes on an ``XPUB`` connected to each service's events
-endpoint, where the service's ``SUB`` subscribes to the first 6 header bytes (magic, wire
-version, kind ``EVENT``, route) of the events it handles; ZeroMQ filters at the publisher,
-so an event travels only to services that subscribe to its route. ``XPUB_NODROP`` makes a
-full queue wait instead of dropping (backpressure). The ``XPUB`` also receives the
-subscriptions, which lets the first events after connecting wait (``events_wait``) until a
-subscriber for their route has been seen, instead of being lost before the subscription
-arrives.
+endpoint (:class:`~nanomsg_kernel.transports.zmq_publisher.EventPublisher`): ZeroMQ filters
+at the publisher, so an event travels only to the services that subscribe to its route.
 """
 
 from __future__ import annotations
@@ -46,7 +41,8 @@ from nanomsg_kernel.errors import DeadlineExceeded, EncodeError, Unavailable
 from nanomsg_kernel.frame import HEADER_SIZE, MAGIC, Kind, cancel_frame
 from nanomsg_kernel.transports.base import Connection, PendingReplies, correlation_id_of
 from nanomsg_kernel.transports.zmq_endpoints import connect_endpoints
-from nanomsg_kernel.transports.zmq_options import ConnectOptions, configure
+from nanomsg_kernel.transports.zmq_options import ConnectOptions, configure, reconnect_quickly
+from nanomsg_kernel.transports.zmq_publisher import EventPublisher
 from nanomsg_kernel.transports.zmq_socket import SocketPump, raw_send, shared_context
 
 __all__ = ["ZmqConnection"]
@@ -64,12 +60,6 @@ _FAILED = {
     int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL): "the handshake failed (security settings differ?)",
 }
 _EVENT_HEADER = struct.Struct("=hi")
-_EVENTS_LINGER_MS = 1000
-
-RECONNECT_MAX_MS = 500
-"""The longest interval between two connection attempts to an endpoint that is down (from
-0.1 s, doubling): a service that comes back is used again within half a second, so calls
-waiting for it succeed within a deadline of a second or more."""
 _NB = int(zmq.NOBLOCK)
 
 
@@ -109,12 +99,8 @@ class ZmqConnection(Connection):
         """Requests to send at the next loop iteration, all together (see ``_flush``)."""
         self.sends_waiting = 0
         """Requests waiting for room to be sent (no endpoint connected, or queues full)."""
-        # events
-        self._pub: zmq.Socket[Any] | None = None
-        self._pub_pump: SocketPump | None = None
-        self._subscribed: dict[bytes, int] = {}
-        self._subscription_seen: asyncio.Event | None = None
-        self._events_wait_until = 0.0
+        self._events: EventPublisher | None = None
+        """The events' ``XPUB``, made by the first :meth:`send`."""
 
     def __repr__(self) -> str:
         return f"<ZmqConnection {self.url!r} connected={sorted(self._up)}>"
@@ -127,7 +113,7 @@ class ZmqConnection(Connection):
     @property
     def subscriptions(self) -> dict[bytes, int]:
         """Event subscriptions seen from the services: header prefix -> subscriber count."""
-        return dict(self._subscribed)
+        return {} if self._events is None else self._events.subscriptions
 
     async def wait_connected(self, count: int | None = None, timeout: float = 5.0) -> None:
         """Wait until ``count`` endpoints (default: all) are connected.
@@ -200,8 +186,7 @@ class ZmqConnection(Connection):
         try:
             configure(sock, self.options, ipv6=self._ipv6())
             sock.immediate = 1
-            sock.reconnect_ivl = 100
-            sock.reconnect_ivl_max = RECONNECT_MAX_MS
+            reconnect_quickly(sock)
             if self._curve is not None:
                 self._curve.apply(sock)
             monitor = sock.get_monitor_socket(_MONITORED)
@@ -401,67 +386,6 @@ class ZmqConnection(Connection):
 
     # -- events ------------------------------------------------------------------------------
 
-    def _open_events(self) -> SocketPump:
-        if self._closed:
-            raise Unavailable(f"{self.url}: connection closed")
-        pub = shared_context().socket(zmq.XPUB)
-        try:
-            configure(pub, self.options, receives_frames=False, ipv6=self._ipv6())
-            pub.maxmsgsize = 1024  # it only receives subscriptions
-            pub.xpub_nodrop = 1
-            pub.xpub_verboser = 1  # every (un)subscription of every service, to count them
-            pub.reconnect_ivl = 100
-            pub.reconnect_ivl_max = RECONNECT_MAX_MS
-            if self._curve is not None:
-                self._curve.apply(pub)
-            for ep in self.endpoints:
-                pub.connect(ep.events)
-        except BaseException:
-            pub.close(0)
-            raise
-        self._pub = pub
-        # XPUB_NODROP makes a full queue an error, yet POLLOUT stays set.
-        self._pub_pump = SocketPump(pub, self._on_subscription, pollout_means_room=False)
-        self._subscription_seen = asyncio.Event()
-        loop = self._pub_pump.loop
-        self._events_wait_until = loop.time() + self.options.events_wait
-        loop.call_later(self.options.events_wait, self._end_events_wait)
-        return self._pub_pump
-
-    def _end_events_wait(self) -> None:
-        self._events_wait_until = 0.0
-
-    def _on_subscription(self, parts: list[bytes]) -> None:
-        msg = parts[0]
-        if not msg or msg[0] > 1:
-            return
-        prefix = msg[1:]
-        count = self._subscribed.get(prefix, 0) + (1 if msg[0] == 1 else -1)
-        if count > 0:
-            self._subscribed[prefix] = count
-        else:
-            self._subscribed.pop(prefix, None)
-        if self._subscription_seen is not None:
-            self._subscription_seen.set()
-
-    def _has_subscriber(self, frame: bytes) -> bool:
-        return any(frame.startswith(prefix) for prefix in self._subscribed)
-
-    async def _wait_for_subscriber(self, frame: bytes, loop: asyncio.AbstractEventLoop) -> None:
-        seen = self._subscription_seen
-        assert seen is not None
-        while not self._has_subscriber(frame):
-            remaining = self._events_wait_until - loop.time()
-            if remaining <= 0:
-                self._events_wait_until = 0.0
-                return
-            seen.clear()
-            try:
-                async with asyncio.timeout(remaining):
-                    await seen.wait()
-            except TimeoutError:
-                pass
-
     async def send(self, frame: bytes) -> None:
         """Publish an event frame to every service subscribed to its route.
 
@@ -473,15 +397,13 @@ class ZmqConnection(Connection):
             raise EncodeError(f"frame of {len(frame)} bytes exceeds the maximum of {self._max_frame}")
         if len(frame) < HEADER_SIZE or frame[:2] != MAGIC or frame[3] != _EVENT:
             raise EncodeError("one-way frames over ZeroMQ are published: send an EVENT frame")
-        pump = self._pub_pump or self._open_events()
-        if self._events_wait_until and not self._has_subscriber(frame):
-            await self._wait_for_subscriber(frame, pump.loop)
-        if not pump.try_send((frame,)) and not await pump.send(
-            (frame,), pump.loop.time() + self.options.send_timeout
-        ):
+        events = self._events
+        if events is None:
             if self._closed:
                 raise Unavailable(f"{self.url}: connection closed")
-            raise Unavailable(f"{self.url}: subscribers did not take the event within {self.options.send_timeout}s")
+            events = self._events = EventPublisher(self.url, self.endpoints, self.options, self._curve,
+                                                   ipv6=self._ipv6())
+        await events.publish(frame)
 
     # -- closing -----------------------------------------------------------------------------
 
@@ -493,12 +415,9 @@ class ZmqConnection(Connection):
         self._closed = True
         self._state_changed.set()  # a connect() waiting ends
         self._close_requests(Unavailable(f"{self.url}: connection closed"))
-        if self._pub_pump is not None:
-            self._pub_pump.close()
-        if self._pub is not None:
-            self._pub.close(_EVENTS_LINGER_MS)
-        self._pub = None
-        self._pub_pump = None
+        if self._events is not None:
+            self._events.close()
+            self._events = None
 
     def _close_requests(self, exc: Unavailable) -> None:
         """Close the requests' socket (and its monitor); requests waiting fail with ``exc``."""
