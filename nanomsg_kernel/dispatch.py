@@ -105,7 +105,8 @@ class Dispatcher:
     @property
     def interceptors(self) -> tuple[ServerInterceptor, ...]:
         """The chain around every call this service serves, outermost first. By default its
-        :attr:`metrics` and a :class:`~nanomsg_kernel.failure_log.FailureLog`; assign a new
+        :attr:`Service.metrics <nanomsg_kernel.service.Service.metrics>` and a
+        :class:`~nanomsg_kernel.failure_log.FailureLog`; assign a new
         sequence to reorder or remove them (an empty chain costs nothing per call)."""
         return () if self._chain is None else self._chain.interceptors
 

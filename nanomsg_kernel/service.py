@@ -20,11 +20,8 @@ or an error frame: it is what every transport calls. :meth:`Service.start_frame`
 synchronous start, for transports that read frames in a loop callback: one plain call that
 answers when an inline handler returns, and a real asyncio task for an async handler (an
 eager one where the interpreter has them, so that a handler that does not wait still answers
-at once). Errors are mapped the same way on every path: a :class:`ServiceError` keeps its
-status and message, any other exception becomes ``INTERNAL`` with a generic message (the
-traceback is logged here; ``expose_errors=True``, for development, sends the exception's
-text too), and a contract without handler is ``CONTRACT_NOT_SUPPORTED``. Callers receive
-them as :class:`RemoteError`.
+at once). Errors are mapped the same way on every path (see :mod:`nanomsg_kernel.dispatch`):
+callers receive them as :class:`RemoteError`, or as an error frame over a transport.
 """
 
 from __future__ import annotations
@@ -62,7 +59,7 @@ if TYPE_CHECKING:
 __all__ = ["Handler", "Service"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_RESPONSE, _EVENT, _REQUEST, _CANCEL = int(Kind.RESPONSE), int(Kind.EVENT), int(Kind.REQUEST), int(Kind.CANCEL)
+_EVENT, _REQUEST, _CANCEL = int(Kind.EVENT), int(Kind.REQUEST), int(Kind.CANCEL)
 _KIND_RESPONSE = Kind.RESPONSE
 _OK = Status.OK
 _clock = time.perf_counter
