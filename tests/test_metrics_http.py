@@ -202,7 +202,7 @@ async def test_http_close_drops_idle_connections() -> None:
     writer.write(b"GET /metr")  # never finished
     await writer.drain()
     async with asyncio.timeout(10):
-        while not server._conns:  # the server has taken the connection
+        while not server.open_connections:  # the server has taken the connection
             await asyncio.sleep(0)
         await server.close()
         # closed with the unfinished request unread, the system may answer with a reset

@@ -25,7 +25,8 @@ at once.
 Admission (:class:`~nanomsg_kernel.transports.admission.ConnectionGate`): a connection counts from the
 moment it is accepted, its TLS handshake included, until it is closed, against the
 listener's ``max_connections`` and the process's descriptor budget
-(:mod:`nanomsg_kernel.fdbudget`); one beyond either is closed at once.
+(:mod:`nanomsg_kernel.fdbudget`); one beyond either is closed at once, before the next
+connection is accepted (:class:`~nanomsg_kernel.transports.acceptor.Acceptor`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl as _ssl
 from typing import Any
 
@@ -50,11 +52,12 @@ from nanomsg_kernel.frame import (
 )
 from nanomsg_kernel.peer import Allow, Peer, check_allow, peer_from_certificate
 from nanomsg_kernel.ratelimit import rate_limited
+from nanomsg_kernel.transports.acceptor import Acceptor, listening_sockets
 from nanomsg_kernel.transports.admission import ConnectionGate
 from nanomsg_kernel.transports.base import FrameHandler, Listener
 from nanomsg_kernel.transports.server_core import Caller, ServerCore
 from nanomsg_kernel.transports.tcp_stream import FrameWriter, format_address, parse_address, unsent_limit
-from nanomsg_kernel.transports.tcp_tls import Handshakes, start_plain_server
+from nanomsg_kernel.transports.tcp_tls import Handshakes, held_protocol
 from nanomsg_kernel.transports.waiting import Waiting
 
 __all__ = ["TcpListener"]
@@ -357,7 +360,7 @@ class TcpListener(Listener):
         """Connections dropped because their unsent replies exceeded ``max_unsent``."""
         self.closing = False
         self._handshakes: Handshakes | None = None
-        self._server: asyncio.Server | None = None
+        self._acceptor: Acceptor | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
@@ -381,19 +384,19 @@ class TcpListener(Listener):
 
     async def start(self) -> None:
         """Bind and start accepting connections; :attr:`url` gets the bound port."""
-        if self._server is not None:
+        if self._acceptor is not None:
             raise ConfigError(f"{self.url} is already started")
         try:
             # TLS starts in _accept, once the connection is admitted (asyncio's own TLS server
             # would hold handshakes in progress outside any count).
-            self._server = await start_plain_server(
-                self._accept, self.host, self.port, backlog=self.backlog, limit=_READ_BUFFER,
-                hold_reading=self.ssl is not None,
-            )
+            sockets = await listening_sockets(self.host, self.port, self.backlog)
         except OSError as exc:
             raise ConfigError(f"cannot listen on {self.url}: {exc}") from exc
-        sockname = self._server.sockets[0].getsockname()
-        self.url = format_address(self.scheme, self.host, int(sockname[1]))
+        self.url = format_address(self.scheme, self.host, int(sockets[0].getsockname()[1]))
+        acceptor = self._acceptor = Acceptor(
+            sockets, self.gate, self._accept, limit=_READ_BUFFER, refuse=self._refuse, name=self.url,
+            protocol=asyncio.StreamReaderProtocol if self.ssl is None else held_protocol,
+        )
         self.core = ServerCore(self.handler, name=self.url, max_body_size=self.max_body_size, allow=self.allow)
         self.closing = False
         if self.ssl is not None:
@@ -402,23 +405,24 @@ class TcpListener(Listener):
         if limits:
             tick = min(1.0, max(0.01, min(limits) / 4))
             self._sweeper = asyncio.create_task(self._sweep(tick), name=f"{self.url} sweeper")
+        acceptor.start()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        gate = self.gate
-        if self.closing or not gate.admit():
-            peer_log.warning("%s: refusing a connection from %s (%d open, the maximum is %d; %d descriptors "
-                             "of %d held by this process's listeners)", self.url, writer.get_extra_info("peername"),
-                             gate.open, gate.max_connections, gate.budget.held, gate.budget.capacity)
+        if self.closing:
             writer.close()
             return
-        try:
-            if self._handshakes is not None and not await self._handshakes.run(writer):
-                return
-            peer = _Peer(self, reader, writer)
-            self.peers.add(peer)
-            await peer.run()
-        finally:
-            gate.release()
+        if self._handshakes is not None and not await self._handshakes.run(writer):
+            return
+        peer = _Peer(self, reader, writer)
+        self.peers.add(peer)
+        await peer.run()
+
+    def _refuse(self, conn: socket.socket) -> None:
+        gate = self.gate
+        with contextlib.suppress(OSError):
+            peer_log.warning("%s: refusing a connection from %s (%d open, the maximum is %d; %d descriptors "
+                             "of %d held by this process's listeners)", self.url, conn.getpeername(),
+                             gate.open, gate.max_connections, gate.budget.held, gate.budget.capacity)
 
     async def _sweep(self, tick: float) -> None:
         loop = asyncio.get_running_loop()
@@ -431,13 +435,13 @@ class TcpListener(Listener):
     async def close(self, grace: float | None = None) -> None:
         """Stop accepting and reading; let requests in flight finish within ``grace``
         seconds (default: the listener's ``grace``), send their replies, then close."""
-        server = self._server
-        if server is None:
+        acceptor = self._acceptor
+        if acceptor is None:
             return
-        self._server = None
+        self._acceptor = None
         grace = self.grace if grace is None else grace
         self.closing = True
-        server.close()
+        await acceptor.close()
         if self._handshakes is not None:
             await self._handshakes.close()
         if self._sweeper is not None:
@@ -457,4 +461,6 @@ class TcpListener(Listener):
                 runs[task].abort()
             if late:
                 await asyncio.wait(late)
-        await server.wait_closed()
+        setting_up = acceptor.connections - runs.keys()
+        if setting_up:  # connections accepted just before: they see the listener closing and close
+            await asyncio.wait(setting_up)

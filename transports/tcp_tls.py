@@ -5,10 +5,9 @@ listener hears of the connection, so handshakes in progress would hold descripto
 any count, for as long as the handshake timeout. Here the listener accepts plain TCP,
 admits the connection (counting it), and only then upgrades it:
 
-* :func:`start_plain_server` — like :func:`asyncio.start_server`; with ``hold_reading``
-  the bytes a connection sends before :func:`handshake` are kept for the handshake rather
-  than read into the stream (asyncio's loop does not read them; uvloop reads a new
-  connection at once);
+* :func:`held_protocol` — the stream protocol of a connection to be upgraded: the bytes
+  it sends before :func:`handshake` are kept for the handshake rather than read into the
+  stream (asyncio's loop does not read them; uvloop reads a new connection at once);
 * :func:`handshake` — upgrade an admitted connection to TLS within a timeout;
 * :class:`Handshakes` — a listener's handshakes in progress, dropped when it closes.
 
@@ -23,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as _ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, cast
 
-__all__ = ["MAX_EARLY_BYTES", "Handshakes", "handshake", "start_plain_server"]
+__all__ = ["MAX_EARLY_BYTES", "Handshakes", "handshake", "held_protocol"]
 
 log = logging.getLogger("nanomsg_kernel.transports.tcp")
 
@@ -34,15 +33,14 @@ MAX_EARLY_BYTES = 64 * 1024
 """The most bytes kept for a connection before its handshake starts (a TLS ClientHello is
 far smaller)."""
 
-ConnectedCallback = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Connected = Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]
 
 
 class _HeldProtocol(asyncio.StreamReaderProtocol):
     """A stream protocol that keeps what arrives before :func:`handshake` out of the stream."""
 
-    def __init__(self, reader: asyncio.StreamReader, connected: ConnectedCallback,
-                 loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(reader, connected, loop=loop)
+    def __init__(self, reader: asyncio.StreamReader, connected: Connected) -> None:
+        super().__init__(reader, connected)
         self.early: bytearray | None = bytearray()
         """Bytes received before the handshake started (``None`` once it has)."""
         self._plain: asyncio.Transport | None = None
@@ -76,31 +74,11 @@ class _HeldProtocol(asyncio.StreamReaderProtocol):
         return early
 
 
-async def start_plain_server(
-    connected: ConnectedCallback,
-    host: str | None,
-    port: int,
-    *,
-    backlog: int,
-    limit: int,
-    hold_reading: bool,
-) -> asyncio.Server:
-    """Listen on ``host:port``; ``connected(reader, writer)`` runs for each connection.
-
-    With ``hold_reading``, what a connection sends before :func:`handshake` upgrades it is
-    kept for the handshake.
-
-    Raises:
-        OSError: cannot listen there.
-    """
-    if not hold_reading:
-        return await asyncio.start_server(connected, host, port, backlog=backlog, limit=limit)
-    loop = asyncio.get_running_loop()
-
-    def protocol() -> _HeldProtocol:
-        return _HeldProtocol(asyncio.StreamReader(limit=limit, loop=loop), connected, loop)
-
-    return await loop.create_server(protocol, host, port, backlog=backlog)
+def held_protocol(reader: asyncio.StreamReader, connected: Connected) -> asyncio.StreamReaderProtocol:
+    """The stream protocol of a server connection that :func:`handshake` will upgrade (its
+    ``connection_made`` calls ``connected(reader, writer)``): what the connection sends before
+    the handshake is kept for it rather than read into ``reader``."""
+    return _HeldProtocol(reader, connected)
 
 
 def _feed(transport: asyncio.BaseTransport, data: bytes) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry
@@ -33,6 +34,7 @@ from nanomsg_kernel.fdbudget import DescriptorBudget
 from nanomsg_kernel.lifecycle import AsyncResource
 from nanomsg_kernel.metrics import CallMetrics
 from nanomsg_kernel.ratelimit import rate_limited
+from nanomsg_kernel.transports.acceptor import Acceptor, listening_sockets
 from nanomsg_kernel.transports.admission import ConnectionGate
 
 __all__ = ["CONTENT_TYPE", "MAX_CONNECTIONS", "MAX_REQUEST_HEAD", "MetricsServer"]
@@ -47,6 +49,7 @@ MAX_REQUEST_HEAD = 8192
 """Largest request line plus headers accepted, in bytes."""
 MAX_CONNECTIONS = 32
 """The default ``max_connections`` (lower when the process's descriptor share is lower)."""
+_BACKLOG = 100
 _READ_TIMEOUT = 5.0
 _LINGER = 0.2
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
@@ -108,13 +111,17 @@ class MetricsServer(AsyncResource):
         self.port = port
         self.requests = 0
         """Requests answered so far (any status)."""
-        self._server: asyncio.Server | None = None
-        self._conns: set[asyncio.Task[None]] = set()
+        self._acceptor: Acceptor | None = None
 
     @property
     def max_connections(self) -> int:
         """Connections held at once, at most."""
         return self.gate.max_connections
+
+    @property
+    def open_connections(self) -> int:
+        """Connections admitted and not yet closed."""
+        return self.gate.open
 
     @property
     def refused_connections(self) -> int:
@@ -130,31 +137,31 @@ class MetricsServer(AsyncResource):
 
     async def start(self) -> None:
         """Bind and start serving."""
-        self._server = await asyncio.start_server(self._serve, self.host, self.port, limit=MAX_REQUEST_HEAD)
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        sockets = await listening_sockets(self.host, self.port, _BACKLOG)
+        self.port = int(sockets[0].getsockname()[1])
+        self._acceptor = Acceptor(sockets, self.gate, self._serve, limit=MAX_REQUEST_HEAD, refuse=self._refuse,
+                                  name=self.url)
+        self._acceptor.start()
 
     async def close(self) -> None:
         """Stop accepting and close open connections."""
-        if self._server is None:
+        acceptor, self._acceptor = self._acceptor, None
+        if acceptor is None:
             return
-        self._server.close()
-        for task in list(self._conns):
+        await acceptor.close()
+        open_connections = acceptor.connections
+        for task in open_connections:
             task.cancel()
-        if self._conns:
-            await asyncio.wait(set(self._conns))
-        await self._server.wait_closed()
-        self._server = None
+        if open_connections:
+            await asyncio.wait(open_connections)
+
+    def _refuse(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            rate_limited(log).warning("refusing a metrics connection from %s (%d open, the maximum is %d)",
+                                      conn.getpeername(), self.gate.open, self.gate.max_connections)
+            conn.send(_BUSY)  # a new socket's send buffer takes it whole
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.gate.admit():
-            rate_limited(log).warning("refusing a metrics connection from %s (%d open, the maximum is %d)",
-                                      writer.get_extra_info("peername"), self.gate.open, self.gate.max_connections)
-            writer.write(_BUSY)
-            writer.close()
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        self._conns.add(task)
         try:
             status, body, head_only, content_type = await self._answer(reader)
             self.requests += 1
@@ -177,8 +184,6 @@ class MetricsServer(AsyncResource):
             writer.close()
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 await writer.wait_closed()
-            self._conns.discard(task)
-            self.gate.release()
 
     async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, bytes, bool, str]:
         """Read one request: its status, body, whether only the head is sent, and the body's type."""
