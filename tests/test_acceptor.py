@@ -252,3 +252,42 @@ def test_accept_goes_on_after_the_process_ran_out_of_descriptors() -> None:
     failed, answer = done.stdout.split()
     assert int(failed) >= 1
     assert answer == "b'in'"
+
+
+async def serve_after_a_handler_failed() -> tuple[int, bytes, bytes]:
+    """A first connection whose handler raises, then a second one."""
+    sockets = await listening_sockets("127.0.0.1", 0, backlog=8)
+    gate = ConnectionGate(4, DescriptorBudget(1000))
+    served = 0
+
+    async def serve(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal served
+        served += 1
+        if served == 1:
+            writer.close()
+            raise RuntimeError("a handler bug")
+        writer.write(b"in")
+        await writer.drain()
+        writer.close()
+
+    acceptor = Acceptor(sockets, gate, serve, name="buggy")
+    acceptor.start()
+    answers = []
+    try:
+        for _ in range(2):
+            with socket.create_connection(sockets[0].getsockname(), timeout=TIMEOUT) as client:
+                answers.append(await asyncio.to_thread(client.recv, 2))
+        async with asyncio.timeout(TIMEOUT):
+            while gate.open:
+                await asyncio.sleep(0.01)
+    finally:
+        await acceptor.close()
+    return gate.budget.held, answers[0], answers[1]
+
+
+def test_a_failing_handler_is_logged_and_the_next_connection_served(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("ERROR", logger="nanomsg_kernel.transports.accept"):
+        held, first, second = run(serve_after_a_handler_failed(), prefer_uvloop=False)
+    assert (held, first, second) == (0, b"", b"in")
+    [record] = [r for r in caplog.records if r.name == "nanomsg_kernel.transports.accept"]
+    assert "serving a connection failed" in record.getMessage() and record.exc_info is not None

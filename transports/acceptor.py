@@ -36,7 +36,8 @@ from nanomsg_kernel.transports.admission import ConnectionGate
 
 __all__ = ["ACCEPT_BURST", "RETRY_SECONDS", "Acceptor", "listening_sockets"]
 
-log = rate_limited(logging.getLogger("nanomsg_kernel.transports.accept"))
+_log = logging.getLogger("nanomsg_kernel.transports.accept")
+log = rate_limited(_log)
 
 ACCEPT_BURST = 16
 """Connections accepted in a row before other work gets a turn."""
@@ -192,26 +193,37 @@ class Acceptor:
             conn.close()
 
     async def _serve(self, conn: socket.socket) -> None:
+        try:
+            streams = await self._set_up(conn)
+            if streams is not None:
+                await self._connected(*streams)
+        except OSError as exc:
+            log.debug("%s: connection lost: %s", self.name, exc)
+        except Exception:
+            _log.exception("%s: serving a connection failed", self.name)
+        finally:
+            self._gate.release()
+
+    async def _set_up(self, conn: socket.socket) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """The streams of an accepted connection (``None``: it was lost meanwhile)."""
         loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=self._limit, loop=loop)
+        made: list[asyncio.StreamWriter] = []  # the protocol's writer, from its connection_made
+        protocol = self._protocol(reader, lambda _reader, writer: made.append(writer))
         try:
             conn.setblocking(False)
             # Requests and replies are small frames: no Nagle delay (asyncio sets this only for a
             # socket made with proto=IPPROTO_TCP, which an accepted socket may not be).
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            reader = asyncio.StreamReader(limit=self._limit, loop=loop)
-            made: list[asyncio.StreamWriter] = []  # the protocol's writer, from its connection_made
-            protocol = self._protocol(reader, lambda _reader, writer: made.append(writer))
-            try:
-                transport, _ = await loop.connect_accepted_socket(lambda: protocol, conn)
-            except BaseException:
-                conn.close()
-                raise
-            if not made:  # connection_made failed (and was logged by the loop)
-                transport.abort()
-                return
-            writer = made[0]
-            await self._connected(reader, writer)
-        except OSError as exc:  # reset before its transport was set up
+            transport, _ = await loop.connect_accepted_socket(lambda: protocol, conn)
+        except OSError as exc:
+            conn.close()
             log.debug("%s: a connection was lost while it was set up: %s", self.name, exc)
-        finally:
-            self._gate.release()
+            return None
+        except BaseException:
+            conn.close()
+            raise
+        if not made:  # connection_made failed (and the loop logged why)
+            transport.abort()
+            return None
+        return reader, made[0]
