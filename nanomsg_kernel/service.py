@@ -291,8 +291,8 @@ class Service(Dispatcher):
                 except Exception as exc:
                     error = chain.finish(msg, ctx, status_of(exc), started, exc)
                 else:
-                    if chain.afters:
-                        error = chain.finish(msg, ctx, _OK, started, None)
+                    if chain.afters_ok:
+                        error = chain.finish_ok(msg, ctx, started, deadline)
         if error is not None:
             failure = self._failure(msg, error)
             return codec.encode_error(failure.status, failure.message, correlation_id=corr, route=route,

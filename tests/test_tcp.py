@@ -11,6 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from nanomsg_kernel.contracts.calc import CalcDone, CalcRoute, CalcWork, Echo, WorkType
+from nanomsg_kernel.deadlines import reply_deadlines
 from nanomsg_kernel.errors import (
     ConfigError,
     DeadlineExceeded,
@@ -188,6 +189,29 @@ async def test_timeout_raises_deadline_exceeded_and_forgets_the_request() -> Non
         assert await call_echo(conn, "next") == "NEXT"
         assert conn.pending.late_replies == 1
         assert len(conn.pending) == 0
+
+
+async def test_waiting_requests_share_deadline_timers_and_none_expires_early() -> None:
+    handler = CalcHandler()
+    loop = asyncio.get_running_loop()
+    wheel = reply_deadlines(loop)
+    async with TcpTransport().listen("tcp://127.0.0.1:0", handler) as listener, \
+            TcpTransport().connect(listener.url) as conn:
+        await conn.connect()
+        before = len(wheel)
+        start = loop.time()
+        calls = [asyncio.ensure_future(conn.request(echo_frame(f"wait {i}"), 0.2)) for i in range(40)]
+        await eventually(lambda: handler.running == 40)
+        # 40 deadlines within a few ms of each other: a timer or two between them, not 40
+        assert wheel.waiting == 40 and len(wheel) - before <= 5
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert all(isinstance(r, DeadlineExceeded) for r in results)
+        assert loop.time() - start >= 0.2
+        assert len(conn.pending) == 0 and wheel.waiting == 0
+        # an answered call leaves nothing in the wheel either
+        handler.gate.set()
+        assert await call_echo(conn, "next", timeout=5.0) == "NEXT"
+        assert len(conn.pending) == 0 and wheel.waiting == 0
 
 
 async def test_cancelled_request_forgets_its_entry() -> None:
